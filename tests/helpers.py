@@ -1,0 +1,46 @@
+"""
+Shared fixtures for the deterministic tests.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+
+from twisted_close import DelayedResource, Ledger
+from twisted_close.demo import build_site
+from twisted_close.testing import InMemoryServer
+
+
+def delayed_server(
+    delay: float = 2.0, max_delay: float = 60.0, body: str = "hello"
+) -> tuple[InMemoryServer, DelayedResource]:
+    """
+    A L{DelayedResource} served in memory on a fresh clock.
+    """
+    clock = Clock()
+    resource = DelayedResource(
+        body, delay, max_delay=max_delay, clock=clock, ledger=Ledger()
+    )
+    return InMemoryServer(resource, clock=clock), resource
+
+
+def demo_server(delay: float = 2.0) -> tuple[InMemoryServer, Ledger]:
+    """
+    The closedemo site served in memory on a fresh clock.
+    """
+    clock = Clock()
+    ledger = Ledger()
+    site = build_site(clock=clock, ledger=ledger, delay=delay)
+    return InMemoryServer(site, clock=clock), ledger
+
+
+def our_calls(server: InMemoryServer) -> list[float]:
+    """
+    When the pending answers are due: the clock's calls, less the channels'
+    idle timeouts (those belong to Twisted, not to us).
+    """
+    return sorted(
+        call.getTime()
+        for call in server.clock.getDelayedCalls()
+        if getattr(call.func, "__name__", "") == "_answer"
+    )

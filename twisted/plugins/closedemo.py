@@ -1,0 +1,8 @@
+from twisted.application.service import ServiceMaker
+
+closedemo = ServiceMaker(
+    "closedemo",
+    "twisted_close.tap",
+    "Answer after a delay; report and cancel when the client leaves first.",
+    "closedemo",
+)

@@ -1,0 +1,109 @@
+"""
+L{DelayedResource}: answer after a delay, unless the client leaves first.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from ._delay import DelayError, parse_delay
+from ._ledger import Ledger
+from ._lifecycle import _printable, cancel_on_disconnect
+
+__all__ = ["DelayedResource", "plain_error"]
+
+
+def plain_error(request: IRequest, code: int, reason: str) -> bytes:
+    """
+    Answer C{request} with C{code} and a one-line C{text/plain} reason.
+    """
+    body = reason.encode("utf-8") + b"\n"
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    # Twisted drops a HEAD body itself, but logs a warning for each one.
+    return b"" if request.method == b"HEAD" else body
+
+
+class DelayedResource(Resource):
+    """
+    Answer C{GET} and C{HEAD} with C{body} after C{delay} seconds; if the
+    client goes away first, cancel the answer and report the interruption.
+
+    A request may ask for its own delay with C{?delay=S} (decimal seconds,
+    C{0 <= S <= max_delay}); anything else gets C{400} with a reason.
+    The resource is a leaf: it answers for every path below it.
+    """
+
+    isLeaf = True
+    allowed = (b"GET", b"HEAD")
+
+    def __init__(
+        self,
+        body: bytes | str = b"hello",
+        delay: float = 10.0,
+        *,
+        max_delay: float = 60.0,
+        clock: IReactorTime | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        """
+        @param body: the answer; C{str} is sent as UTF-8.
+        @param delay: seconds to wait when the request does not say.
+        @param max_delay: the largest C{?delay=} a request may ask for.
+        @param clock: schedules the answers; the global reactor by default.
+        @param ledger: counts pending, completed, interrupted and rejected
+            requests; a new one by default.
+        """
+        super().__init__()
+        if not 0 <= delay <= max_delay:
+            raise ValueError(f"delay {delay!r} is not within 0..{max_delay!r}")
+        if clock is None:
+            from twisted.internet import reactor as _reactor
+
+            clock = _reactor  # type: ignore[assignment]
+        assert clock is not None
+        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        self.delay = delay
+        self.max_delay = max_delay
+        self.clock = clock
+        self.ledger = Ledger() if ledger is None else ledger
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.method not in self.allowed:
+            request.setHeader(b"Allow", b", ".join(self.allowed))
+            method = _printable(request.method)
+            return plain_error(
+                request, 405, f"method {method} is not allowed here; use GET or HEAD"
+            )
+        try:
+            delay = self._requested_delay(request)
+        except DelayError as e:
+            self.ledger.reject()
+            return plain_error(request, 400, str(e))
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Length", b"%d" % (len(self.body),))
+        call = self.clock.callLater(delay, self._answer, request)
+        cancel_on_disconnect(request, call, ledger=self.ledger, clock=self.clock)
+        return NOT_DONE_YET
+
+    def _requested_delay(self, request: IRequest) -> float:
+        values = (request.args or {}).get(b"delay")
+        if values is None:
+            return self.delay
+        if len(values) > 1:
+            raise DelayError("delay is given more than once")
+        try:
+            text = values[0].decode("ascii")
+        except UnicodeDecodeError:
+            raise DelayError("delay is not a number of seconds such as 2 or 0.5")
+        return parse_delay(text, self.max_delay)
+
+    def _answer(self, request: IRequest) -> None:
+        # Only reached while the client is still there: a disconnect cancels
+        # this call first, so write() and finish() cannot hit a dead request.
+        request.write(self.body)
+        request.finish()

@@ -1,0 +1,78 @@
+"""
+The closedemo site: the delayed answer for any path, C{/favicon.ico} 404 at
+once, and C{/stats} from the live ledger.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import Site
+
+from ._delayed import DelayedResource, plain_error
+from ._ledger import Ledger
+
+__all__ = ["DemoRoot", "StatsResource", "build_site"]
+
+
+class StatsResource(Resource):
+    """
+    C{GET /stats}: the ledger's counters as JSON.
+    """
+
+    isLeaf = True
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__()
+        self.ledger = ledger
+
+    def render(self, request: IRequest) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return plain_error(request, 405, "use GET or HEAD for /stats")
+        body = json.dumps(self.ledger.snapshot()).encode("ascii") + b"\n"
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"Content-Length", b"%d" % (len(body),))
+        return b"" if request.method == b"HEAD" else body
+
+
+class DemoRoot(Resource):
+    """
+    Every path not claimed by a child gets the delayed answer, C{/} included.
+    """
+
+    def __init__(self, delayed: DelayedResource) -> None:
+        super().__init__()
+        self.delayed = delayed
+        self.putChild(b"favicon.ico", NoResource())
+        self.putChild(b"stats", StatsResource(delayed.ledger))
+
+    def getChild(self, path: bytes, request: IRequest) -> IResource:
+        return self.delayed
+
+    def render(self, request: IRequest) -> bytes | int:
+        return self.delayed.render(request)
+
+
+def build_site(
+    *,
+    clock: IReactorTime,
+    ledger: Ledger | None = None,
+    message: bytes | str = b"hello",
+    delay: float = 10.0,
+    max_delay: float = 60.0,
+) -> Site:
+    """
+    Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
+    """
+    delayed = DelayedResource(
+        message, delay, max_delay=max_delay, clock=clock, ledger=ledger
+    )
+    site = Site(DemoRoot(delayed), reactor=clock)
+    # Errors we cause are logged; the client never sees a traceback.
+    site.displayTracebacks = False
+    return site

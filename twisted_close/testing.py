@@ -1,0 +1,246 @@
+"""
+Drive a twisted.web C{Site} in memory, with a L{Clock}, and make clients
+leave at any moment: cleanly (C{ConnectionDone}) or with a reset
+(C{ConnectionLost}).  Twisted's C{DummyRequest} cannot lose its connection;
+this goes through a real C{HTTPChannel}, so what a client sees is what a
+socket would carry.  Works under both trial and pytest::
+
+    server = InMemoryServer(DelayedResource(delay=2, clock=clock), clock=clock)
+    client = server.get("/slow")
+    server.advance(1)
+    client.close()                 # the client leaves after one second
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IAddress, IProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+from twisted.web.resource import IResource
+from twisted.web.server import Site
+
+__all__ = ["Connection", "InMemoryServer", "Response"]
+
+_NO_BODY = (204, 304)
+
+
+@dataclass
+class Response:
+    """
+    One response as the client received it.
+    """
+
+    status: int
+    reason: bytes
+    headers: Headers
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """
+        The first value of header C{name}, or L{None}.
+        """
+        values = self.headers.getRawHeaders(name)
+        return None if not values else values[0]
+
+
+@dataclass
+class _Parse:
+    responses: list[Response] = field(default_factory=list)
+    rest: bytes = b""
+
+
+def _parse(data: bytes, methods: list[bytes], eof: bool) -> _Parse:
+    """
+    Split C{data} into the complete responses it holds, one per method.
+    """
+    result = _Parse()
+    for method in methods:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end < 0:
+            break
+        lines = data[:head_end].split(b"\r\n")
+        _version, code, reason = (lines[0].split(b" ", 2) + [b""])[:3]
+        headers = Headers()
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers.addRawHeader(name.strip(), value.strip())
+        response = Response(int(code), reason, headers)
+        rest = data[head_end + 4 :]
+        if method == b"HEAD" or response.status in _NO_BODY:
+            body, data = b"", rest
+        elif headers.getRawHeaders(b"transfer-encoding") == [b"chunked"]:
+            parsed = _dechunk(rest)
+            if parsed is None:
+                break
+            body, data = parsed
+        elif (length := headers.getRawHeaders(b"content-length")) is not None:
+            size = int(length[0])
+            if len(rest) < size:
+                break
+            body, data = rest[:size], rest[size:]
+        elif eof:
+            body, data = rest, b""
+        else:
+            break
+        response.body = body
+        result.responses.append(response)
+    result.rest = data
+    return result
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bytes] | None:
+    body = b""
+    while True:
+        size_end = data.find(b"\r\n")
+        if size_end < 0:
+            return None
+        size = int(data[:size_end].split(b";")[0], 16)
+        start = size_end + 2
+        if len(data) < start + size + 2:
+            return None
+        if size == 0:
+            return body, data[start + 2 :]
+        body += data[start : start + size]
+        data = data[start + size + 2 :]
+
+
+class Connection:
+    """
+    One client connection to an L{InMemoryServer}.
+    """
+
+    def __init__(self, server: InMemoryServer, peer: IAddress) -> None:
+        self.server = server
+        self.transport = StringTransport(peerAddress=peer)
+        protocol = server.site.buildProtocol(peer)
+        if protocol is None:
+            raise ValueError("the site refused the connection")
+        # Site wraps HTTPChannel in a protocol that can switch to HTTP/2.
+        self.channel: IProtocol = protocol
+        self._methods: list[bytes] = []
+        self.lost = False
+        self.channel.makeConnection(self.transport)
+
+    def send(self, data: bytes, *methods: bytes) -> None:
+        """
+        Send raw bytes; C{methods} name the requests they hold, so that the
+        responses can be told apart (C{HEAD} has no body).
+        """
+        self._methods.extend(methods)
+        self.channel.dataReceived(data)
+        self._notice_close()
+
+    def request(
+        self,
+        path: str | bytes = "/",
+        method: str | bytes = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> Connection:
+        """
+        Send one HTTP/1.1 request.
+        """
+        m = method.encode("ascii") if isinstance(method, str) else method
+        p = path.encode("utf-8") if isinstance(path, str) else path
+        lines = [m + b" " + p + b" HTTP/1.1", b"Host: localhost"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}".encode("latin-1"))
+        if body:
+            lines.append(b"Content-Length: %d" % (len(body),))
+        self.send(b"\r\n".join(lines) + b"\r\n\r\n" + body, m)
+        return self
+
+    @property
+    def responses(self) -> list[Response]:
+        """
+        Every complete response received so far, in order.
+        """
+        eof = self.lost or self.transport.disconnecting
+        return _parse(self.transport.value(), self._methods, eof).responses
+
+    @property
+    def response(self) -> Response | None:
+        """
+        The first complete response, or L{None} while there is none.
+        """
+        responses = self.responses
+        return responses[0] if responses else None
+
+    @property
+    def closed_by_server(self) -> bool:
+        """
+        Whether the server has closed (or aborted) this connection.
+        """
+        return bool(self.transport.disconnecting or self.transport.disconnected)
+
+    def close(self) -> None:
+        """
+        The client closes the connection cleanly (a FIN).
+        """
+        self._lose(Failure(ConnectionDone("client closed")))
+
+    def reset(self) -> None:
+        """
+        The client resets the connection (an RST).
+        """
+        self._lose(Failure(ConnectionLost("connection reset by peer")))
+
+    def _lose(self, reason: Failure) -> None:
+        if not self.lost:
+            self.lost = True
+            self.channel.connectionLost(reason)
+
+    def _notice_close(self) -> None:
+        # A server that closes the connection sees it lost, as on a socket.
+        if self.transport.disconnecting and not self.lost:
+            self._lose(Failure(ConnectionDone("server closed")))
+
+
+class InMemoryServer:
+    """
+    A C{Site} served in memory on a L{Clock}.
+
+    @ivar clock: advance it with L{advance} so that closed connections are
+        noticed too.
+    """
+
+    _ports = itertools.count(40000)
+
+    def __init__(self, root: IResource | Site, clock: Clock | None = None) -> None:
+        self.clock = Clock() if clock is None else clock
+        if isinstance(root, Site):
+            self.site = root
+        else:
+            self.site = Site(root, reactor=self.clock)
+            self.site.displayTracebacks = False
+        self.connections: list[Connection] = []
+
+    def connect(self, host: str = "127.0.0.1", port: int | None = None) -> Connection:
+        """
+        Open a client connection from C{host:port}.
+        """
+        peer = IPv4Address("TCP", host, next(self._ports) if port is None else port)
+        connection = Connection(self, peer)
+        self.connections.append(connection)
+        return connection
+
+    def get(self, path: str | bytes = "/", method: str | bytes = "GET") -> Connection:
+        """
+        Open a connection and send one request on it.
+        """
+        return self.connect().request(path, method)
+
+    def advance(self, seconds: float) -> None:
+        """
+        Let C{seconds} pass, then notice connections the server closed.
+        """
+        self.clock.advance(seconds)
+        for connection in self.connections:
+            connection._notice_close()
