@@ -42,5 +42,5 @@ def our_calls(server: InMemoryServer) -> list[float]:
     return sorted(
         call.getTime()
         for call in server.clock.getDelayedCalls()
-        if getattr(call.func, "__name__", "") == "_answer"
+        if getattr(getattr(call, "func", None), "__name__", "") == "_answer"
     )

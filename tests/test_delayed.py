@@ -4,6 +4,7 @@ L{DelayedResource} through a real C{Site}/C{HTTPChannel} in memory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from hypothesis import given, settings
@@ -16,7 +17,7 @@ from twisted_close import Ending, Outcome
 from .helpers import delayed_server, our_calls
 
 
-def interruptions(events: list[LogEvent]) -> list[LogEvent]:
+def interruptions(events: Sequence[LogEvent]) -> list[LogEvent]:
     return [e for e in events if "outcome" in e]
 
 
@@ -155,8 +156,25 @@ class InterruptionTests(SynchronousTestCase):
 
 class BadInputTests(SynchronousTestCase):
     bad = [
-        "abc", "-1", "nan", "inf", "1e309", "1_0", "0x10", "", "61", "60.5",
-        "1e3", " 1", "1.", ".5", "\u0663", "1" * 400, "\xff", "+1", "1 ",
+        "abc",
+        "-1",
+        "nan",
+        "inf",
+        "1e309",
+        "1_0",
+        "0x10",
+        "",
+        "61",
+        "60.5",
+        "1e3",
+        " 1",
+        "1.",
+        ".5",
+        "\u0663",
+        "1" * 400,
+        "\xff",
+        "+1",
+        "1 ",
     ]
 
     def test_every_bad_delay_gets_400_with_a_reason_at_once(self) -> None:

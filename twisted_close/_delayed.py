@@ -4,6 +4,8 @@ L{DelayedResource}: answer after a delay, unless the client leaves first.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -58,13 +60,13 @@ class DelayedResource(Resource):
         @param ledger: counts pending, completed, interrupted and rejected
             requests; a new one by default.
         """
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         if not 0 <= delay <= max_delay:
             raise ValueError(f"delay {delay!r} is not within 0..{max_delay!r}")
         if clock is None:
             from twisted.internet import reactor as _reactor
 
-            clock = _reactor  # type: ignore[assignment]
+            clock = cast(IReactorTime, _reactor)
         assert clock is not None
         self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.delay = delay
@@ -99,7 +101,9 @@ class DelayedResource(Resource):
         try:
             text = values[0].decode("ascii")
         except UnicodeDecodeError:
-            raise DelayError("delay is not a number of seconds such as 2 or 0.5")
+            raise DelayError(
+                "delay is not a number of seconds such as 2 or 0.5"
+            ) from None
         return parse_delay(text, self.max_delay)
 
     def _answer(self, request: IRequest) -> None:

@@ -25,6 +25,7 @@ class Ending(enum.Enum):
     CLIENT_RESET = "connection reset by the client"
     CLIENT_LOST = "connection lost"
     SERVER_ABORTED = "connection aborted by the server"
+    STREAM_RESET = "client reset the stream"
     ALREADY_GONE = "client had already gone"
 
     @property
@@ -46,6 +47,7 @@ class Outcome:
     @ivar elapsed: seconds from when the work was registered to the end.
     @ivar ending: how it ended.
     @ivar cancelled: how many pending items were cancelled because of it.
+    @ivar detail: more words about the end, e.g. C{"3 events sent"}.
     """
 
     method: str
@@ -54,6 +56,7 @@ class Outcome:
     elapsed: float
     ending: Ending
     cancelled: int = 0
+    detail: str = ""
 
     @property
     def reason(self) -> str:

@@ -6,13 +6,15 @@ count it and let go of the work.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, cast, runtime_checkable
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.iweb import IRequest
 
 from ._ledger import Ending, Ledger, Outcome
@@ -23,7 +25,7 @@ log = Logger(namespace="twisted_close")
 
 INTERRUPTED_FORMAT = (
     "Connection interrupted: {method} {path} from {client} "
-    "after {elapsed:.2f} s ({reason})"
+    "after {elapsed:.2f} s ({reason}{detail})"
 )
 
 
@@ -122,6 +124,8 @@ class RequestWatch:
         self._client = describe_client(request)
         self.outcome: Outcome | None = None
         """How the request ended, once it has."""
+        self.detail: Callable[[], str] | None = None
+        """Called at the end for more words, e.g. C{"3 events sent"}."""
 
         finished, gone = _already_over(request)
         if finished:
@@ -132,7 +136,9 @@ class RequestWatch:
         if gone:
             self._interrupted(Ending.ALREADY_GONE)
             return
-        request.notifyFinish().addCallbacks(self._completed, self._lost)
+        # IRequest lacks notifyFinish(); every twisted.web request has it.
+        finishing = cast(http.Request, request).notifyFinish()
+        finishing.addCallbacks(self._completed, self._lost)
 
     def add(self, *items: Cancellable) -> None:
         """
@@ -158,6 +164,7 @@ class RequestWatch:
             elapsed=self._clock.seconds() - self._started,
             ending=ending,
             cancelled=cancelled,
+            detail="" if self.detail is None else self.detail(),
         )
 
     def _end(self, outcome: Outcome) -> None:
@@ -191,6 +198,7 @@ class RequestWatch:
             client=outcome.client,
             elapsed=outcome.elapsed,
             reason=outcome.reason,
+            detail=f"; {outcome.detail}" if outcome.detail else "",
             cancelled=cancelled,
         )
 
@@ -215,10 +223,8 @@ def cancel_on_disconnect(
     if clock is None:
         from twisted.internet import reactor as _reactor
 
-        clock = _reactor  # type: ignore[assignment]
+        clock = cast(IReactorTime, _reactor)
     assert clock is not None
     watch = RequestWatch(request, clock, ledger)
     watch.add(*pending)
     return watch
-
-

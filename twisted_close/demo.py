@@ -26,7 +26,7 @@ class StatsResource(Resource):
     isLeaf = True
 
     def __init__(self, ledger: Ledger) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.ledger = ledger
 
     def render(self, request: IRequest) -> bytes:
@@ -46,7 +46,7 @@ class DemoRoot(Resource):
     """
 
     def __init__(self, delayed: DelayedResource) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.delayed = delayed
         self.putChild(b"favicon.ico", NoResource())
         self.putChild(b"stats", StatsResource(delayed.ledger))

@@ -10,8 +10,11 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
@@ -43,12 +46,10 @@ class Options(usage.Options):
         ["max-delay", None, "60", "The largest ?delay=S a request may ask for."],
         ["message", "m", "hello", "The answer's body (UTF-8 text or HTML)."],
     ]
-    compData = usage.Completions(
-        optActions={"listen": usage.CompleteNetInterfaces()}
-    )
+    compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
@@ -90,7 +91,7 @@ class _AnnouncedEndpoint:
         self._endpoint = endpoint
         self._description = description
 
-    def listen(self, factory: Factory) -> Deferred[IListeningPort]:
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def announce(port: IListeningPort) -> IListeningPort:
             log.info(
                 "closedemo listening on {address} ({description})",
@@ -118,7 +119,7 @@ def makeService(options: Any) -> IService:
 
     ledger = Ledger()
     site = build_site(
-        clock=reactor,  # type: ignore[arg-type]
+        clock=reactor,
         ledger=ledger,
         message=options["message"],
         delay=options["delay"],

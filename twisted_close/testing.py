@@ -66,7 +66,7 @@ def _parse(data: bytes, methods: list[bytes], eof: bool) -> _Parse:
         if head_end < 0:
             break
         lines = data[:head_end].split(b"\r\n")
-        _version, code, reason = (lines[0].split(b" ", 2) + [b""])[:3]
+        _version, code, reason = ([*lines[0].split(b" ", 2), b""])[:3]
         headers = Headers()
         for line in lines[1:]:
             name, _, value = line.partition(b":")
