@@ -9,7 +9,8 @@ import json
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from ._delayed import DelayedResource, plain_error
@@ -48,7 +49,7 @@ class DemoRoot(Resource):
     def __init__(self, delayed: DelayedResource) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.delayed = delayed
-        self.putChild(b"favicon.ico", NoResource())
+        self.putChild(b"favicon.ico", notFound())
         self.putChild(b"stats", StatsResource(delayed.ledger))
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
