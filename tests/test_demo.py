@@ -53,6 +53,17 @@ class DemoSiteTests(SynchronousTestCase):
             stats(), {"pending": 0, "completed": 1, "interrupted": 1, "rejected": 1}
         )
 
+    def test_events_stream_and_count_in_the_same_ledger(self) -> None:
+        server, ledger = demo_server()
+        client = server.get("/events")
+        server.advance(1)
+        server.advance(1)
+        self.assertIn(b"text/event-stream", client.transport.value())
+        self.assertEqual(client.transport.value().count(b"\ndata: "), 2)
+        self.assertEqual(ledger.pending, 1)
+        client.close()
+        self.assertEqual((ledger.pending, ledger.interrupted), (0, 1))
+
     def test_stats_only_reads(self) -> None:
         server, _ = demo_server()
         response = server.get("/stats", "POST").response

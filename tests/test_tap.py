@@ -31,6 +31,11 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["delay"], 10.0)
         self.assertEqual(options["max-delay"], 60.0)
         self.assertEqual(options["message"], "hello")
+        self.assertEqual((options["tick"], options["heartbeat"]), (1.0, 15.0))
+
+    def test_heartbeat_zero_turns_it_off(self) -> None:
+        options = parse("--tick", "0.25", "--heartbeat", "0")
+        self.assertEqual((options["tick"], options["heartbeat"]), (0.25, None))
 
     def test_values_are_coerced(self) -> None:
         options = parse("--delay", "0.5", "--max-delay", "2", "-m", "bye")
@@ -51,6 +56,9 @@ class OptionsTests(SynchronousTestCase):
             ("--delay", "61"): "--delay",
             ("--delay", "5", "--max-delay", "1"): "--delay",
             ("--max-delay", "x"): "--max-delay",
+            ("--tick", "0"): "--tick",
+            ("--tick", "-1"): "--tick",
+            ("--heartbeat", "soon"): "--heartbeat",
             ("--listen", "bogus:1"): "--listen",
             ("--listen", "tcp:notaport"): "--listen",
             ("--listen", "tcp:80:nosuch=1"): "--listen",

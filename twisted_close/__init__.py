@@ -5,20 +5,37 @@ When a client goes away before its response is finished, cancel the work
 it started and report who left, after how long, and why.
 """
 
+from ._async import SAFE_METHODS, AsyncResource
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._ledger import Ending, Ledger, Outcome
 from ._lifecycle import Cancellable, RequestWatch, cancel_on_disconnect, classify
+from ._stream import (
+    HEARTBEAT,
+    EventStream,
+    EventStreamResource,
+    ServerSentEvent,
+    StreamSource,
+    demo_events,
+)
 
 __all__ = [
+    "HEARTBEAT",
+    "SAFE_METHODS",
+    "AsyncResource",
     "Cancellable",
     "DelayError",
     "DelayedResource",
     "Ending",
+    "EventStream",
+    "EventStreamResource",
     "Ledger",
     "Outcome",
     "RequestWatch",
+    "ServerSentEvent",
+    "StreamSource",
     "cancel_on_disconnect",
     "classify",
+    "demo_events",
     "parse_delay",
 ]

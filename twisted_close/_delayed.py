@@ -12,22 +12,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ._delay import DelayError, parse_delay
+from ._http import not_allowed, plain_error
 from ._ledger import Ledger
-from ._lifecycle import _printable, cancel_on_disconnect
+from ._lifecycle import cancel_on_disconnect
 
-__all__ = ["DelayedResource", "plain_error"]
-
-
-def plain_error(request: IRequest, code: int, reason: str) -> bytes:
-    """
-    Answer C{request} with C{code} and a one-line C{text/plain} reason.
-    """
-    body = reason.encode("utf-8") + b"\n"
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-    request.setHeader(b"Content-Length", b"%d" % (len(body),))
-    # Twisted drops a HEAD body itself, but logs a warning for each one.
-    return b"" if request.method == b"HEAD" else body
+__all__ = ["DelayedResource"]
 
 
 class DelayedResource(Resource):
@@ -76,11 +65,7 @@ class DelayedResource(Resource):
 
     def render(self, request: IRequest) -> bytes | int:
         if request.method not in self.allowed:
-            request.setHeader(b"Allow", b", ".join(self.allowed))
-            method = _printable(request.method)
-            return plain_error(
-                request, 405, f"method {method} is not allowed here; use GET or HEAD"
-            )
+            return not_allowed(request, self.allowed)
         try:
             delay = self._requested_delay(request)
         except DelayError as e:

@@ -1,6 +1,6 @@
 """
 The closedemo site: the delayed answer for any path, C{/favicon.ico} 404 at
-once, and C{/stats} from the live ledger.
+once, C{/stats} from the live ledger, and C{/events}, an event stream.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from ._delayed import DelayedResource, plain_error
+from ._delayed import DelayedResource
+from ._http import not_allowed
 from ._ledger import Ledger
+from ._stream import EventStreamResource
 
 __all__ = ["DemoRoot", "StatsResource", "build_site"]
 
@@ -32,8 +34,7 @@ class StatsResource(Resource):
 
     def render(self, request: IRequest) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
-            request.setHeader(b"Allow", b"GET, HEAD")
-            return plain_error(request, 405, "use GET or HEAD for /stats")
+            return not_allowed(request, (b"GET", b"HEAD"))
         body = json.dumps(self.ledger.snapshot()).encode("ascii") + b"\n"
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
@@ -46,11 +47,13 @@ class DemoRoot(Resource):
     Every path not claimed by a child gets the delayed answer, C{/} included.
     """
 
-    def __init__(self, delayed: DelayedResource) -> None:
+    def __init__(self, delayed: DelayedResource, events: EventStreamResource) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.delayed = delayed
+        self.events = events
         self.putChild(b"favicon.ico", notFound())
         self.putChild(b"stats", StatsResource(delayed.ledger))
+        self.putChild(b"events", events)
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         return self.delayed
@@ -66,14 +69,24 @@ def build_site(
     message: bytes | str = b"hello",
     delay: float = 10.0,
     max_delay: float = 60.0,
+    tick: float = 1.0,
+    heartbeat: float | None = 15.0,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
+
+    @param tick: seconds between C{/events} events.
+    @param heartbeat: seconds between C{/events} heartbeat comments, or
+        L{None} for none.
     """
+    ledger = Ledger() if ledger is None else ledger
     delayed = DelayedResource(
         message, delay, max_delay=max_delay, clock=clock, ledger=ledger
     )
-    site = Site(DemoRoot(delayed), reactor=clock)
+    events = EventStreamResource(
+        tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger
+    )
+    site = Site(DemoRoot(delayed, events), reactor=clock)
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
     return site

@@ -45,6 +45,8 @@ class Options(usage.Options):
         ["delay", "d", "10", "Seconds before the answer (decimal, e.g. 0.5)."],
         ["max-delay", None, "60", "The largest ?delay=S a request may ask for."],
         ["message", "m", "hello", "The answer's body (UTF-8 text or HTML)."],
+        ["tick", None, "1", "Seconds between /events events."],
+        ["heartbeat", None, "15", "Seconds between /events heartbeats (0: none)."],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -60,6 +62,12 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self["max-delay"] = _seconds("--max-delay", self["max-delay"], None)
         self["delay"] = _seconds("--delay", self["delay"], self["max-delay"])
+        self["tick"] = _seconds("--tick", self["tick"], None)
+        if self["tick"] == 0:
+            raise usage.UsageError("--tick: 0 s between events is no stream")
+        # 0 turns the heartbeat off; a vanished peer is then found only by
+        # the next event's failing write.
+        self["heartbeat"] = _seconds("--heartbeat", self["heartbeat"], None) or None
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
 
@@ -124,6 +132,8 @@ def makeService(options: Any) -> IService:
         message=options["message"],
         delay=options["delay"],
         max_delay=options["max-delay"],
+        tick=options["tick"],
+        heartbeat=options["heartbeat"],
     )
     service = MultiService()
     for description in options["listen"]:

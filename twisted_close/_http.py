@@ -1,0 +1,37 @@
+"""
+Answers for requests we refuse: short, plain text, one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.web.iweb import IRequest
+
+from ._lifecycle import _printable
+
+__all__ = ["not_allowed", "plain_error"]
+
+
+def plain_error(request: IRequest, code: int, reason: str) -> bytes:
+    """
+    Answer C{request} with C{code} and a one-line C{text/plain} reason.
+    """
+    body = reason.encode("utf-8") + b"\n"
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    # Twisted drops a HEAD body itself, but logs a warning for each one.
+    return b"" if request.method == b"HEAD" else body
+
+
+def not_allowed(request: IRequest, allowed: Sequence[bytes]) -> bytes:
+    """
+    Answer C{405} with C{Allow}, naming the methods to use instead.
+    """
+    request.setHeader(b"Allow", b", ".join(allowed))
+    names = [m.decode("ascii") for m in allowed]
+    use = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    method = _printable(request.method)
+    hint = f"use {use}" if use else "it answers no method"
+    return plain_error(request, 405, f"method {method} is not allowed here; {hint}")

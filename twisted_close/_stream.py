@@ -1,0 +1,461 @@
+"""
+L{EventStreamResource}: a Server-Sent Events stream that stops when the
+client leaves, waits while the client reads slowly, and reports the end::
+
+    def prices(n: int, now: float) -> ServerSentEvent | None:
+        quote = latest_quote()          # your own data; None: nothing new
+        if quote is None:
+            return None
+        return ServerSentEvent(json.dumps(quote), event="price", id=str(n))
+
+    root.putChild(b"events", EventStreamResource(prices, tick=1.0, clock=reactor))
+
+A client that leaves is reported like any other interrupted request, e.g.
+C{Connection interrupted: GET /events from 127.0.0.1:50112 after 3.02 s
+(client closed the connection; 3 events sent)}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from ._http import not_allowed
+from ._ledger import Ledger
+from ._lifecycle import RequestWatch, _printable, cancel_on_disconnect
+
+__all__ = [
+    "HEARTBEAT",
+    "EventStream",
+    "EventStreamResource",
+    "ServerSentEvent",
+    "StreamSource",
+    "demo_events",
+]
+
+log = Logger(namespace="twisted_close")
+
+HEARTBEAT = b": heartbeat\n\n"
+"""The comment sent every C{heartbeat} seconds; clients ignore it."""
+
+# The only line ends of text/event-stream.  str.splitlines() would also split
+# on \v, \f, \x1c-\x1e, \x85, \u2028 and \u2029, which are data to a client.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """
+    One event of a C{text/event-stream}.
+
+    C{data} may hold several lines: each is sent as its own C{data:} line,
+    so no line end in it can end the event early or add a field.  (A client
+    joins them with LF: a CR or CRLF in C{data} arrives as an LF.)
+
+    @ivar data: the text the client's C{onmessage} gets as C{event.data}.
+    @ivar event: the event type (C{addEventListener(event, ...)}), or
+        L{None} for C{"message"}.
+    @ivar id: the id a reconnecting client sends back as C{Last-Event-ID},
+        or L{None} for none.
+    @ivar retry: how many milliseconds a client waits before it reconnects,
+        or L{None} to leave it as it is.
+    @raise ValueError: if C{event} or C{id} holds a line end (or C{id} a
+        NUL), or C{retry} is negative.
+    """
+
+    data: str
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, str):
+            raise TypeError(f"event data must be str, not {type(self.data).__name__}")
+        for name in ("event", "id"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"event {name} must be str, not {type(value).__name__}")
+            if "\r" in value or "\n" in value:
+                raise ValueError(f"event {name} {value!r} holds a line end")
+        if self.id is not None and "\0" in self.id:
+            # A client ignores an id with a NUL in it.
+            raise ValueError(f"event id {self.id!r} holds a NUL")
+        if self.retry is not None and (
+            isinstance(self.retry, bool)
+            or not isinstance(self.retry, int)
+            or self.retry < 0
+        ):
+            raise ValueError(f"event retry {self.retry!r} is not milliseconds >= 0")
+
+    def encode(self) -> bytes:
+        """
+        The event as UTF-8 C{text/event-stream} bytes, blank line included.
+
+        >>> ServerSentEvent("a\\nb", id="7").encode()
+        b'id: 7\\ndata: a\\ndata: b\\n\\n'
+        """
+        # One space after the colon: a client strips exactly one, so values
+        # that start with a space arrive whole.
+        lines = []
+        if self.event is not None:
+            lines.append("event: " + self.event)
+        if self.id is not None:
+            lines.append("id: " + self.id)
+        if self.retry is not None:
+            lines.append(f"retry: {self.retry}")
+        lines.extend("data: " + line for line in _LINE_END.split(self.data))
+        return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+StreamSource = Callable[[int, float], ServerSentEvent | str | None]
+"""
+What a stream asks for an event at every tick: C{source(n, now)}, with
+C{n} the tick's number (1, 2, 3...) in this stream and C{now} the clock's
+time in seconds.  It returns a L{ServerSentEvent}, a C{str} (the data of an
+event without type or id), or L{None} to send nothing at this tick.
+"""
+
+
+def demo_events(n: int, now: float) -> ServerSentEvent:
+    """
+    The default source: a counter and a timestamp as JSON.
+
+    >>> demo_events(3, 1700000000.5).encode()
+    b'id: 3\\ndata: {"n": 3, "time": 1700000000.5}\\n\\n'
+    """
+    return ServerSentEvent(json.dumps({"n": n, "time": now}), id=str(n))
+
+
+def _encode(item: ServerSentEvent | str | None) -> bytes | None:
+    if item is None:
+        return None
+    if isinstance(item, str):
+        item = ServerSentEvent(item)
+    if not isinstance(item, ServerSentEvent):
+        raise TypeError(
+            "an event source must return ServerSentEvent, str or None, "
+            f"not {type(item).__name__}"
+        )
+    return item.encode()
+
+
+def _seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be seconds, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} {value!r} is not a number of seconds > 0")
+    return float(value)
+
+
+def _stream_headers(request: IRequest) -> None:
+    request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-cache")
+    # nginx buffers proxied responses unless told not to.
+    request.setHeader(b"X-Accel-Buffering", b"no")
+
+
+@implementer(IPushProducer)
+class EventStream:
+    """
+    One client's stream: an event every C{tick}, a heartbeat comment every
+    C{heartbeat} seconds, until the client leaves or L{end} is called.
+
+    It is the request's push producer: while the transport's buffer is full
+    (L{pauseProducing}) no events are made and no heartbeats sent, so that
+    nothing piles up for a client that does not read; events due meanwhile
+    are skipped, not made up for.  Made by L{EventStreamResource}.
+
+    @ivar request: the request this stream answers.
+    @ivar sent: how many events were written so far.
+    @ivar ticks: how many times the source was asked for an event.
+    @ivar watch: reports how the stream ended.
+    """
+
+    def __init__(
+        self,
+        request: IRequest,
+        source: StreamSource,
+        *,
+        tick: float,
+        heartbeat: float | None,
+        clock: IReactorTime,
+        ledger: Ledger | None,
+        on_close: Callable[[EventStream], None] | None = None,
+    ) -> None:
+        self.request = request
+        self.sent = 0
+        self.ticks = 0
+        self._source = source
+        self._tick = tick
+        self._heartbeat = heartbeat
+        self._clock = clock
+        self._on_close = on_close
+        self._paused = False
+        self._closed = False
+        now = clock.seconds()
+        self._tick_due = now + tick
+        self._heartbeat_due = now + (heartbeat or 0.0)
+        self._tick_call: IDelayedCall | None = None
+        self._heartbeat_call: IDelayedCall | None = None
+
+        _stream_headers(request)
+        self.watch: RequestWatch = cancel_on_disconnect(
+            request, ledger=ledger, clock=clock
+        )
+        self.watch.detail = self._detail
+        self.watch.add(self)
+        if self._closed:
+            # The client had gone before the stream began.
+            return
+        consumer = cast(http.Request, request)
+        consumer.registerProducer(self, True)
+        # HTTPChannel does not tell a producer registered while the transport
+        # is already paused (its pauseProducing came before): ask it.
+        channel = getattr(consumer, "channel", None)
+        if getattr(channel, "_waitingForTransport", False):
+            self._paused = True
+        # Send the headers now: clients wait for them before they "open".
+        request.write(b"")
+        self._schedule()
+
+    @property
+    def paused(self) -> bool:
+        """
+        Whether the transport asked for a pause and has not resumed yet.
+        """
+        return self._paused
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether the stream is over: ended, or its client gone.
+        """
+        return self._closed
+
+    def _detail(self) -> str:
+        return f"{self.sent} event{'' if self.sent == 1 else 's'} sent"
+
+    # Scheduling
+
+    def _schedule(self) -> None:
+        if self._closed or self._paused:
+            return
+        now = self._clock.seconds()
+        if self._tick_call is None:
+            delay = max(0.0, self._tick_due - now)
+            self._tick_call = self._clock.callLater(delay, self._send_event)
+        if self._heartbeat is not None and self._heartbeat_call is None:
+            delay = max(0.0, self._heartbeat_due - now)
+            self._heartbeat_call = self._clock.callLater(delay, self._send_heartbeat)
+
+    def _unschedule(self) -> None:
+        for call in (self._tick_call, self._heartbeat_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._tick_call = self._heartbeat_call = None
+
+    def _next(self, due: float, interval: float) -> float:
+        # Keep to the grid of due times, so that lateness does not add up;
+        # skip what a pause or a busy reactor made us miss, do not burst.
+        now = self._clock.seconds()
+        due += interval
+        if due <= now:
+            due += interval * math.floor((now - due) / interval + 1)
+            if due <= now:  # rounding
+                due += interval
+        return due
+
+    def _send_event(self) -> None:
+        self._tick_call = None
+        self._tick_due = self._next(self._tick_due, self._tick)
+        self.ticks += 1
+        try:
+            data = _encode(self._source(self.ticks, self._clock.seconds()))
+        except Exception:
+            log.failure(
+                "Event source {source!r} failed on {path}; ending the stream",
+                source=self._source,
+                path=_printable(self.request.path),
+            )
+            self.end()
+            return
+        # Schedule before writing: the write may pause us, or lose the client.
+        self._schedule()
+        if data is not None:
+            self.sent += 1
+            self.request.write(data)
+
+    def _send_heartbeat(self) -> None:
+        assert self._heartbeat is not None
+        self._heartbeat_call = None
+        self._heartbeat_due = self._next(self._heartbeat_due, self._heartbeat)
+        self._schedule()
+        # A peer gone without a FIN is found when a write to it fails.
+        self.request.write(HEARTBEAT)
+
+    # IPushProducer, called through the request's HTTPChannel
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full: make nothing until resumed.
+
+        No heartbeat either: unsent bytes are waiting already, and the
+        kernel finds a vanished peer while it retries them.
+        """
+        if not self._closed:
+            self._paused = True
+            self._unschedule()
+
+    def resumeProducing(self) -> None:
+        """
+        The transport's buffer has room again: carry on; an event or
+        heartbeat overdue is sent at once, the ones missed are skipped.
+        """
+        if not self._closed and self._paused:
+            self._paused = False
+            self._schedule()
+
+    def stopProducing(self) -> None:
+        """
+        The connection is gone: stop for good.  The interruption is
+        reported by L{watch} when the request hears of it.
+        """
+        self._close()
+
+    # Ending
+
+    def cancel(self) -> None:
+        """
+        Stop for good without writing anything: the client has gone.
+        """
+        self._close()
+
+    def end(self) -> None:
+        """
+        Finish the response cleanly, e.g. for a graceful shutdown; counted
+        as completed.  Does nothing if the stream is over already.
+        """
+        if self._closed:
+            return
+        self._close()
+        request = cast(http.Request, self.request)
+        request.unregisterProducer()
+        request.finish()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._unschedule()
+        if self._on_close is not None:
+            self._on_close(self)
+
+
+class EventStreamResource(Resource):
+    """
+    Answer C{GET} with a C{text/event-stream}: an event from C{source} every
+    C{tick} seconds and a comment every C{heartbeat} seconds, until the
+    client leaves (reported and counted as interrupted, with the number of
+    events sent) or the server calls L{end_all} (counted as completed).
+
+    C{HEAD} gets the headers alone at once; other methods C{405}.  The
+    resource is a leaf: it answers for every path below it.  Example::
+
+        events = EventStreamResource(tick=0.5, clock=reactor, ledger=ledger)
+        root.putChild(b"events", events)
+        ...
+        events.end_all()        # graceful shutdown: finish every stream
+
+    @ivar ledger: counts the streams: pending while open, then completed or
+        interrupted.
+    """
+
+    isLeaf = True
+    allowed = (b"GET", b"HEAD")
+
+    def __init__(
+        self,
+        source: StreamSource | None = None,
+        tick: float = 1.0,
+        *,
+        heartbeat: float | None = 15.0,
+        clock: IReactorTime | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        """
+        @param source: asked for an event at every tick, see L{StreamSource};
+            L{demo_events} by default.
+        @param tick: seconds between events, C{> 0}.
+        @param heartbeat: seconds between heartbeat comments, C{> 0}, or
+            L{None} for none.
+        @param clock: schedules the events; the global reactor by default.
+        @param ledger: where streams are counted; a new one by default.
+        @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.
+        """
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.tick = _seconds("tick", tick)
+        self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
+        if clock is None:
+            from twisted.internet import reactor as _reactor
+
+            clock = cast(IReactorTime, _reactor)
+        assert clock is not None
+        self.source: StreamSource = demo_events if source is None else source
+        self.clock = clock
+        self.ledger = Ledger() if ledger is None else ledger
+        self._streams: dict[int, EventStream] = {}
+
+    @property
+    def streams(self) -> list[EventStream]:
+        """
+        The streams open now, oldest first.
+        """
+        return list(self._streams.values())
+
+    def end_all(self) -> int:
+        """
+        Finish every open stream cleanly (each counted as completed), e.g.
+        for a graceful shutdown; new requests still get new streams.
+
+        @return: how many streams were ended.
+        """
+        streams = self.streams
+        for stream in streams:
+            stream.end()
+        return len(streams)
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.method not in self.allowed:
+            return not_allowed(request, self.allowed)
+        if request.method == b"HEAD":
+            _stream_headers(request)
+            return b""
+        stream = EventStream(
+            request,
+            self.source,
+            tick=self.tick,
+            heartbeat=self.heartbeat,
+            clock=self.clock,
+            ledger=self.ledger,
+            on_close=self._forget,
+        )
+        if not stream.closed:
+            self._streams[id(stream)] = stream
+        return NOT_DONE_YET
+
+    def _forget(self, stream: EventStream) -> None:
+        self._streams.pop(id(stream), None)
