@@ -48,6 +48,26 @@ def classify(reason: Failure) -> Ending:
     if reason.check(ConnectionAborted):
         return Ending.SERVER_ABORTED
     if reason.check(ConnectionLost):
+        # HTTP/2 (twisted.web._http2.H2Connection) hands a stream a plain
+        # ConnectionLost whatever happened: only the message tells a stream
+        # reset apart.  A client's RST_STREAM gives "Stream reset with code 8"
+        # ("... code ErrorCodes.CANCEL" on Python 3.10) to that stream alone;
+        # its siblings and the connection go on.  The whole connection going
+        # reaches every stream first through H2Connection.stopProducing() as
+        # "Producing stopped", whatever the transport's reason: a clean close,
+        # a FIN and a RST cannot be told apart, so it is only "lost".
+        args: tuple[object, ...] = getattr(reason.value, "args", ())
+        message = args[0] if args else None
+        if isinstance(message, str):
+            if message.startswith("Stream reset with code "):
+                return Ending.STREAM_RESET
+            if message == "Remote peer sent GOAWAY":
+                return Ending.CLIENT_CLOSED
+            if message == "Too many stream resets":
+                # Rapid-reset defence: the server sent GOAWAY and hung up.
+                return Ending.SERVER_ABORTED
+            if message == "Producing stopped":
+                return Ending.CLIENT_LOST
         return Ending.CLIENT_RESET
     return Ending.CLIENT_LOST
 

@@ -1,0 +1,626 @@
+"""
+The delayed answer over HTTP/2: TLS on 127.0.0.1 with ALPN C{h2}, on the
+global reactor, and a client driven by the C{h2} library.
+
+What Twisted (C{twisted.web._http2.H2Connection}) tells a request's
+C{notifyFinish()} errback:
+
+  - a client's RST_STREAM: C{ConnectionLost("Stream reset with code 8")} for
+    that stream alone; the other streams and the connection go on;
+  - the whole connection going (clean TLS close, FIN or RST alike):
+    C{ConnectionLost("Producing stopped")} for every open stream, because the
+    transport stops its producer, the H2Connection, before it tells it of
+    the loss;
+  - a client's GOAWAY: C{ConnectionLost("Remote peer sent GOAWAY")} for every
+    open stream.
+
+Every wait polls a condition with a deadline; no sleep decides a result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, cast
+
+import pytest
+import pytest_twisted
+
+# twisted[tls,http2] is in the test extra: these imports fail loudly rather
+# than skip when it is missing.
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from h2.config import H2Configuration
+from h2.connection import H2Connection as H2Client
+from h2.errors import ErrorCodes
+from h2.events import (
+    DataReceived,
+    RemoteSettingsChanged,
+    ResponseReceived,
+    SettingsAcknowledged,
+    StreamEnded,
+    StreamReset,
+)
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import (
+    SSL4ClientEndpoint,
+    connectProtocol,
+    quoteStringArgument,
+    serverFromString,
+)
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IListeningPort,
+    IReactorFDSet,
+    IReactorTCP,
+    IReactorTime,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.web._http2 import H2Connection
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer
+
+from twisted_close import DelayedResource, Ending, Ledger, Outcome, classify
+from twisted_close.demo import DemoRoot, build_site
+
+tcp = cast(IReactorTCP, _reactor)
+clock = cast(IReactorTime, _reactor)
+fdset = cast(IReactorFDSet, _reactor)
+
+_P = ParamSpec("_P")
+
+# Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Passing pyOpenSSL .* objects is deprecated:DeprecationWarning"
+)
+
+
+def twisted_test(
+    test: Callable[_P, Coroutine[Any, Any, None]],
+) -> Callable[_P, Coroutine[Any, Any, None]]:
+    """
+    Run an C{async def} test on the reactor (pytest-twisted has no types).
+    """
+    return cast(
+        Callable[_P, Coroutine[Any, Any, None]], pytest_twisted.ensureDeferred(test)
+    )
+
+
+async def wait_for(
+    condition: Callable[[], object], what: str, timeout: float = 5.0
+) -> None:
+    """
+    Poll C{condition} until it is true; fail after C{timeout} seconds.
+    """
+    deadline = clock.seconds() + timeout
+    while not condition():
+        if clock.seconds() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await deferLater(clock, 0.01)
+
+
+# -- A certificate for 127.0.0.1 and localhost --------------------------------
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    key: Path
+    cert: Path
+
+    @property
+    def listen(self) -> str:
+        """
+        The strports description of a TLS port on 127.0.0.1 with these files.
+        """
+        key = quoteStringArgument(str(self.key))
+        cert = quoteStringArgument(str(self.cert))
+        return f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+
+    def client_options(self) -> Any:
+        """
+        Client TLS options that trust only this certificate and offer C{h2}.
+        """
+        trusted = Certificate.loadPEM(self.cert.read_bytes())
+        return optionsForClientTLS(
+            "localhost", trustRoot=trusted, acceptableProtocols=[b"h2"]
+        )
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """
+    A self-signed certificate for localhost and 127.0.0.1, as PEM files.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    files = TLSFiles(key=directory / "key.pem", cert=directory / "cert.pem")
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return files
+
+
+# -- An HTTP/2 client ---------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """
+    One request's stream as the client saw it.
+    """
+
+    status: int | None = None
+    body: bytes = b""
+    ended: bool = False
+    reset_by_server: ErrorCodes | int | None = None
+
+
+@implementer(IHandshakeListener)
+class Client(Protocol):
+    """
+    An HTTP/2 client over TLS: the C{h2} library's state machine, fed by and
+    writing to the Twisted transport.
+    """
+
+    def __init__(self) -> None:
+        self.h2 = H2Client(H2Configuration(client_side=True, header_encoding=None))
+        self.streams: dict[int, Stream] = {}
+        self.handshake: Deferred[bytes | None] = Deferred()
+        self.reason: Failure | None = None
+        self.their_settings = False
+        self.our_settings_acked = False
+        self.said_goaway = False
+
+    @property
+    def settled(self) -> bool:
+        """
+        Whether both sides' SETTINGS went through: the server sends nothing
+        more on its own after that.
+        """
+        return self.their_settings and self.our_settings_acked
+
+    @property
+    def tls(self) -> ITransport:
+        assert self.transport is not None
+        return self.transport
+
+    def connectionMade(self) -> None:
+        # Written once the handshake is done: the TLS transport buffers it.
+        self.h2.initiate_connection()
+        self._flush()
+
+    def handshakeCompleted(self) -> None:
+        self.handshake.callback(getattr(self.transport, "negotiatedProtocol", None))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.said_goaway:
+            # h2 refuses any frame once it said GOAWAY; raising here would
+            # make Twisted drop the connection under the server's feet.
+            return
+        for event in self.h2.receive_data(data):
+            if isinstance(event, RemoteSettingsChanged):
+                self.their_settings = True
+            elif isinstance(event, SettingsAcknowledged):
+                self.our_settings_acked = True
+            elif isinstance(event, ResponseReceived):
+                assert event.stream_id is not None and event.headers is not None
+                status = dict(event.headers)
+                self.streams[event.stream_id].status = int(status[b":status"])
+            elif isinstance(event, DataReceived):
+                assert event.stream_id is not None and event.data is not None
+                self.streams[event.stream_id].body += event.data
+                self.h2.acknowledge_received_data(
+                    event.flow_controlled_length or 0, event.stream_id
+                )
+            elif isinstance(event, StreamEnded):
+                assert event.stream_id is not None
+                self.streams[event.stream_id].ended = True
+            elif isinstance(event, StreamReset):
+                assert event.stream_id is not None
+                self.streams[event.stream_id].reset_by_server = event.error_code
+        self._flush()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.tls.write(data)
+
+    def get(self, path: str) -> int:
+        """
+        Send C{GET path} on a new stream; return the stream's id.
+        """
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(
+            stream_id,
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", b"localhost"),
+                (b":path", path.encode("ascii")),
+            ],
+            end_stream=True,
+        )
+        self.streams[stream_id] = Stream()
+        self._flush()
+        return stream_id
+
+    def reset(self, stream_id: int) -> None:
+        """
+        Give up one stream: RST_STREAM with CANCEL, as browsers do.
+        """
+        self.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+        self._flush()
+
+    def goaway(self) -> None:
+        """
+        Say GOAWAY (NO_ERROR): this client opens no more streams.
+        """
+        self.h2.close_connection()
+        self.said_goaway = True
+        self._flush()
+
+
+# -- The server ---------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """
+    The closedemo site listening with TLS on 127.0.0.1, and what it reported.
+    """
+
+    tls: TLSFiles
+    delayed: DelayedResource
+    port: IListeningPort
+    outcomes: list[Outcome] = field(default_factory=list)
+    events: list[LogEvent] = field(default_factory=list)
+    clients: list[Client] = field(default_factory=list)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.delayed.ledger
+
+    async def connect(self) -> Client:
+        number = self.port.getHost().port  # type: ignore[attr-defined]
+        endpoint = SSL4ClientEndpoint(
+            tcp, "127.0.0.1", number, self.tls.client_options()
+        )
+        client = Client()
+        await connectProtocol(endpoint, client)
+        self.clients.append(client)
+        await wait_for(lambda: client.settled, "the SETTINGS exchange")
+        return client
+
+    def answer_due(self, path: bytes) -> Any:
+        """
+        The scheduled answer to the request for C{path}, if one is pending.
+        """
+        for call in clock.getDelayedCalls():
+            func = getattr(call, "func", None)
+            if getattr(func, "__self__", None) is self.delayed:
+                args: tuple[IRequest, ...] = getattr(call, "args", ())
+                if args and args[0].path == path:
+                    return call
+        return None
+
+    def answers_due(self) -> list[object]:
+        return [
+            call
+            for call in clock.getDelayedCalls()
+            if getattr(getattr(call, "func", None), "__self__", None) is self.delayed
+        ]
+
+    def open_connections(self) -> list[object]:
+        """
+        The server's side of its TCP connections that are still open.
+        """
+        number = self.port.getHost().port  # type: ignore[attr-defined]
+        selectables = {*fdset.getReaders(), *fdset.getWriters()}
+        return [
+            s
+            for s in selectables
+            if ITCPTransport.providedBy(s)
+            and getattr(cast(ITCPTransport, s).getHost(), "port", None) == number
+        ]
+
+    def interruptions(self) -> list[LogEvent]:
+        return [e for e in self.events if "outcome" in e]
+
+    async def close(self) -> None:
+        for client in self.clients:
+            if client.reason is None:
+                client.tls.loseConnection()
+        await wait_for(
+            lambda: all(c.reason is not None for c in self.clients),
+            "every client to be disconnected",
+        )
+        await wait_for(
+            lambda: not self.open_connections(), "every server connection to close"
+        )
+        stopped = self.port.stopListening()
+        if stopped is not None:
+            await stopped
+
+
+@asynccontextmanager
+async def serving(tls: TLSFiles, delay: float = 5.0) -> AsyncIterator[Server]:
+    """
+    Serve the closedemo site over TLS until the block ends, then close every
+    connection and stop listening, so that the reactor is left clean.
+    """
+    site: Site = build_site(clock=clock, ledger=Ledger(), delay=delay)
+    delayed = cast(DemoRoot, site.resource).delayed
+    port = await serverFromString(_reactor, tls.listen).listen(site)
+    server = Server(tls, delayed, port)
+    delayed.ledger.observe(server.outcomes.append)
+    observer = cast(ILogObserver, server.events.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield server
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        await server.close()
+    assert server.answers_due() == []
+
+
+# -- Over a real TLS connection -----------------------------------------------
+
+
+@twisted_test
+async def test_a_stream_reset_cancels_that_stream_alone(tls: TLSFiles) -> None:
+    async with serving(tls) as server:
+        client = await server.connect()
+        assert await client.handshake == b"h2"
+
+        a = client.get("/a?delay=0.5")
+        b = client.get("/b?delay=5")
+        await wait_for(
+            lambda: server.answer_due(b"/a") and server.answer_due(b"/b"),
+            "both answers to be scheduled",
+        )
+        answer_a, answer_b = server.answer_due(b"/a"), server.answer_due(b"/b")
+        assert server.ledger.pending == 2
+        # Both streams are on the one connection the server has.
+        assert len(server.open_connections()) == 1
+
+        client.reset(b)
+        await wait_for(lambda: server.outcomes, "the reset to be reported")
+        # /a was still waiting when /b was reset; it is still waiting now.
+        assert answer_a.active()
+
+        [outcome] = server.outcomes
+        assert outcome.ending is Ending.STREAM_RESET
+        assert outcome.reason == "client reset the stream"
+        assert (outcome.method, outcome.path) == ("GET", "/b")
+        assert outcome.client.startswith("127.0.0.1:")
+        assert outcome.cancelled == 1
+        assert not answer_b.active() and answer_b.cancelled
+        [event] = server.interruptions()
+        text = formatEvent(event)
+        assert "GET /b from 127.0.0.1:" in text
+        assert "stream" in text
+
+        # The sibling stream, on the same connection, is answered in time.
+        await wait_for(lambda: client.streams[a].ended, "/a to be answered")
+        assert client.streams[a] == Stream(status=200, body=b"hello", ended=True)
+        assert client.streams[b] == Stream()
+        assert client.reason is None
+        assert len(server.open_connections()) == 1
+        assert server.ledger.snapshot() == {
+            "pending": 0,
+            "completed": 1,
+            "interrupted": 1,
+            "rejected": 0,
+        }
+        assert server.ledger.interruptions == {Ending.STREAM_RESET: 1}
+        assert [o.ending for o in server.outcomes] == [
+            Ending.STREAM_RESET,
+            Ending.COMPLETED,
+        ]
+
+
+def _close_tls(client: Client) -> None:
+    # A TLS close_notify, then the TCP connection is shut down.
+    client.tls.loseConnection()
+
+
+def _abort(client: Client) -> None:
+    # No close_notify: the TCP connection is closed at once.
+    client.tls.abortConnection()  # type: ignore[attr-defined]
+
+
+def _goaway(client: Client) -> None:
+    client.goaway()
+
+
+@pytest.mark.parametrize(
+    ("leave", "ending"),
+    [
+        # Over HTTP/2 every stream hears "Producing stopped" whatever ended
+        # the connection: a clean close cannot be told from an abort.
+        pytest.param(_close_tls, Ending.CLIENT_LOST, id="tls-close"),
+        pytest.param(_abort, Ending.CLIENT_LOST, id="abort"),
+        pytest.param(_goaway, Ending.CLIENT_CLOSED, id="goaway"),
+    ],
+)
+@twisted_test
+async def test_the_connection_going_reports_every_open_stream(
+    tls: TLSFiles, leave: Callable[[Client], None], ending: Ending
+) -> None:
+    async with serving(tls) as server:
+        client = await server.connect()
+        assert await client.handshake == b"h2"
+        client.get("/a?delay=5")
+        client.get("/b?delay=5")
+        await wait_for(lambda: server.ledger.pending == 2, "both to be pending")
+
+        leave(client)
+        await wait_for(lambda: len(server.outcomes) == 2, "both to be reported")
+        assert sorted(o.path for o in server.outcomes) == ["/a", "/b"]
+        assert {o.ending for o in server.outcomes} == {ending}
+        assert all(o.cancelled == 1 for o in server.outcomes)
+        assert server.answers_due() == []
+        assert len(server.interruptions()) == 2
+        assert server.ledger.snapshot() == {
+            "pending": 0,
+            "completed": 0,
+            "interrupted": 2,
+            "rejected": 0,
+        }
+        # After GOAWAY Twisted calls loseConnection(), but the TLS transport
+        # waits for its producer, the H2Connection, which never unregisters:
+        # the client is the one to close (serving() does it).
+
+
+# -- classify() on the failures Twisted makes ---------------------------------
+
+
+class _Watching(Resource):
+    """
+    Answer nothing; keep the failure each request's notifyFinish() gets.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures: dict[bytes, Failure] = {}
+
+    def render(self, request: IRequest) -> int:
+        def lost(reason: Failure) -> None:
+            self.failures[request.path] = reason
+
+        # IRequest lacks notifyFinish(); every twisted.web request has it.
+        request.notifyFinish().addErrback(lost)  # type: ignore[attr-defined]
+        return NOT_DONE_YET
+
+
+def _h2_in_memory() -> tuple[H2Connection, H2Client, _Watching]:
+    """
+    Twisted's HTTP/2 server connection on a L{Clock} and a L{StringTransport},
+    set up as C{twisted.web.http._GenericHTTPChannelProtocol} does after ALPN
+    chose C{h2}, with a client that opened streams 1 (C{/a}) and 3 (C{/b}).
+    """
+    watching = _Watching()
+    site = Site(watching)
+    server = H2Connection(Clock())
+    untyped: Any = server
+    untyped.requestFactory = site.requestFactory
+    untyped.site = site
+    untyped.factory = site
+    server.makeConnection(StringTransport())
+    client = H2Client(H2Configuration(client_side=True))
+    client.initiate_connection()
+    for stream_id, path in [(1, "/a"), (3, "/b")]:
+        headers = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "localhost"),
+            (":path", path),
+        ]
+        client.send_headers(stream_id, headers, end_stream=True)
+    server.dataReceived(client.data_to_send())
+    return server, client, watching
+
+
+def test_classify_rst_stream_as_twisted_reports_it() -> None:
+    server, client, watching = _h2_in_memory()
+    assert watching.failures == {}
+
+    client.reset_stream(3, ErrorCodes.CANCEL)
+    server.dataReceived(client.data_to_send())
+    [(path, reason)] = watching.failures.items()
+    assert path == b"/b"
+    assert isinstance(reason.value, ConnectionLost)
+    assert type(reason.value) is ConnectionLost
+    assert reason.value.args[0].startswith("Stream reset with code ")
+    assert classify(reason) is Ending.STREAM_RESET
+
+    # The transport going: TCP stops its producer (the H2Connection) before
+    # it calls connectionLost; the streams left hear of the first only.
+    server.stopProducing()
+    server.connectionLost(Failure(ConnectionDone()))
+    lost = watching.failures[b"/a"]
+    assert isinstance(lost.value, ConnectionLost)
+    assert lost.value.args == ("Producing stopped",)
+    assert classify(lost) is Ending.CLIENT_LOST
+
+
+def test_classify_goaway_as_twisted_reports_it() -> None:
+    server, client, watching = _h2_in_memory()
+    client.close_connection()
+    server.dataReceived(client.data_to_send())
+    assert set(watching.failures) == {b"/a", b"/b"}
+    for reason in watching.failures.values():
+        assert isinstance(reason.value, ConnectionLost)
+        assert reason.value.args == ("Remote peer sent GOAWAY",)
+        assert classify(reason) is Ending.CLIENT_CLOSED
+
+
+@pytest.mark.parametrize(
+    ("failure", "ending"),
+    [
+        # Python 3.10 formats the IntEnum by name, 3.11 on by number; an
+        # unknown code is a plain int.
+        (
+            ConnectionLost("Stream reset with code ErrorCodes.CANCEL"),
+            Ending.STREAM_RESET,
+        ),
+        (ConnectionLost("Stream reset with code 8"), Ending.STREAM_RESET),
+        (ConnectionLost("Stream reset with code 4919"), Ending.STREAM_RESET),
+        (ConnectionLost("Too many stream resets"), Ending.SERVER_ABORTED),
+        # HTTP/1.1 is as before.
+        (ConnectionLost(), Ending.CLIENT_RESET),
+        (ConnectionLost("Connection reset by peer."), Ending.CLIENT_RESET),
+        (ConnectionDone(), Ending.CLIENT_CLOSED),
+    ],
+)
+def test_classify_by_twisted_message(failure: Exception, ending: Ending) -> None:
+    assert classify(Failure(failure)) is ending
