@@ -24,13 +24,21 @@ def delayed_server(
     return InMemoryServer(resource, clock=clock), resource
 
 
-def demo_server(delay: float = 2.0) -> tuple[InMemoryServer, Ledger]:
+def demo_server(
+    delay: float = 2.0,
+    *,
+    tick: float = 1.0,
+    max_pending: int | None = None,
+    idle_timeout: float | None = 60.0,
+) -> tuple[InMemoryServer, Ledger]:
     """
     The closedemo site served in memory on a fresh clock.
     """
     clock = Clock()
-    ledger = Ledger()
-    site = build_site(clock=clock, ledger=ledger, delay=delay)
+    ledger = Ledger(clock, max_pending=max_pending)
+    site = build_site(
+        clock=clock, ledger=ledger, delay=delay, tick=tick, idle_timeout=idle_timeout
+    )
     return InMemoryServer(site, clock=clock), ledger
 
 

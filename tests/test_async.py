@@ -99,7 +99,13 @@ class CompletionTests(SynchronousTestCase):
         self.assertEqual(resource.events, ["finally"])
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 1, "interrupted": 0, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 1,
+                "interrupted": 0,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
 
     def test_awaits_deferLater_on_the_injected_clock(self) -> None:
@@ -294,7 +300,13 @@ class InterruptionTests(SynchronousTestCase):
         self.assertIs(outcome.ending, Ending.CLIENT_CLOSED)
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 0, "interrupted": 1, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 0,
+                "interrupted": 1,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
         self.assertEqual(resource.ledger.interruptions[Ending.CLIENT_CLOSED], 1)
 

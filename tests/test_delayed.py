@@ -37,7 +37,13 @@ class CompletionTests(SynchronousTestCase):
         self.assertEqual(response.header("content-length"), "5")
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 1, "interrupted": 0, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 1,
+                "interrupted": 0,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
 
     def test_body_and_delay_are_parameters(self) -> None:
@@ -109,7 +115,13 @@ class InterruptionTests(SynchronousTestCase):
         self.assertIs(outcome.ending, Ending.CLIENT_CLOSED)
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 0, "interrupted": 1, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 0,
+                "interrupted": 1,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
 
     def test_reset_is_told_apart_from_a_clean_close(self) -> None:

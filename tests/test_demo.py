@@ -39,18 +39,39 @@ class DemoSiteTests(SynchronousTestCase):
             return data
 
         self.assertEqual(
-            stats(), {"pending": 0, "completed": 0, "interrupted": 0, "rejected": 0}
+            stats(),
+            {
+                "pending": 0,
+                "completed": 0,
+                "interrupted": 0,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
         server.get("/1")
         leaving = server.get("/2")
         server.get("/?delay=nope")
         self.assertEqual(
-            stats(), {"pending": 2, "completed": 0, "interrupted": 0, "rejected": 1}
+            stats(),
+            {
+                "pending": 2,
+                "completed": 0,
+                "interrupted": 0,
+                "rejected": 1,
+                "server_ended": 0,
+            },
         )
         leaving.reset()
         server.advance(1)
         self.assertEqual(
-            stats(), {"pending": 0, "completed": 1, "interrupted": 1, "rejected": 1}
+            stats(),
+            {
+                "pending": 0,
+                "completed": 1,
+                "interrupted": 1,
+                "rejected": 1,
+                "server_ended": 0,
+            },
         )
 
     def test_events_stream_and_count_in_the_same_ledger(self) -> None:

@@ -458,6 +458,7 @@ async def test_a_stream_reset_cancels_that_stream_alone(tls: TLSFiles) -> None:
             "completed": 1,
             "interrupted": 1,
             "rejected": 0,
+            "server_ended": 0,
         }
         assert server.ledger.interruptions == {Ending.STREAM_RESET: 1}
         assert [o.ending for o in server.outcomes] == [
@@ -513,6 +514,7 @@ async def test_the_connection_going_reports_every_open_stream(
             "completed": 0,
             "interrupted": 2,
             "rejected": 0,
+            "server_ended": 0,
         }
         # After GOAWAY Twisted calls loseConnection(), but the TLS transport
         # waits for its producer, the H2Connection, which never unregisters:

@@ -57,7 +57,13 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual(done.response.body, b"<p>done</p>")
         self.assertEqual(
             sample["ledger"].snapshot(),
-            {"pending": 0, "completed": 1, "interrupted": 1, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 1,
+                "interrupted": 1,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
 
     def test_cancel_on_disconnect_sample_cancels_the_call(self) -> None:

@@ -307,7 +307,13 @@ class DisconnectTests(SynchronousTestCase):
         self.assertEqual(outcome.cancelled, 1)
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 0, "interrupted": 1, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 0,
+                "interrupted": 1,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
         written = client.transport.value()
         server.advance(60)
@@ -477,7 +483,13 @@ class EndTests(SynchronousTestCase):
         self.assertEqual(outcome.detail, "2 events sent")
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 1, "interrupted": 0, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 1,
+                "interrupted": 0,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
         # The connection can carry another request.
         client.request("/events", "HEAD")
@@ -497,7 +509,13 @@ class EndTests(SynchronousTestCase):
             self.assertIsNotNone(client.response)
         self.assertEqual(
             resource.ledger.snapshot(),
-            {"pending": 0, "completed": 2, "interrupted": 1, "rejected": 0},
+            {
+                "pending": 0,
+                "completed": 2,
+                "interrupted": 1,
+                "rejected": 0,
+                "server_ended": 0,
+            },
         )
 
     def test_end_while_paused(self) -> None:

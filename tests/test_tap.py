@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from twisted_close import tap
+from twisted_close._drain import GracefulDrain
 
 
 def parse(*argv: str) -> tap.Options:
@@ -32,6 +33,17 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["max-delay"], 60.0)
         self.assertEqual(options["message"], "hello")
         self.assertEqual((options["tick"], options["heartbeat"]), (1.0, 15.0))
+        self.assertEqual(options["shutdown-grace"], 5.0)
+        self.assertEqual(options["max-pending"], 10000)
+        self.assertEqual(options["idle-timeout"], 60.0)
+
+    def test_operating_values_are_coerced(self) -> None:
+        options = parse(
+            "--shutdown-grace", "0", "--max-pending", "7", "--idle-timeout", "2.5"
+        )
+        self.assertEqual(options["shutdown-grace"], 0.0)
+        self.assertEqual(options["max-pending"], 7)
+        self.assertEqual(options["idle-timeout"], 2.5)
 
     def test_heartbeat_zero_turns_it_off(self) -> None:
         options = parse("--tick", "0.25", "--heartbeat", "0")
@@ -59,6 +71,14 @@ class OptionsTests(SynchronousTestCase):
             ("--tick", "0"): "--tick",
             ("--tick", "-1"): "--tick",
             ("--heartbeat", "soon"): "--heartbeat",
+            ("--shutdown-grace", "-1"): "--shutdown-grace",
+            ("--shutdown-grace", "3601"): "--shutdown-grace",
+            ("--max-pending", "0"): "--max-pending",
+            ("--max-pending", "1.5"): "--max-pending",
+            ("--max-pending", "lots"): "--max-pending",
+            ("--max-pending", "99999999"): "--max-pending",
+            ("--idle-timeout", "0"): "--idle-timeout",
+            ("--idle-timeout", "x"): "--idle-timeout",
             ("--listen", "bogus:1"): "--listen",
             ("--listen", "tcp:notaport"): "--listen",
             ("--listen", "tcp:80:nosuch=1"): "--listen",
@@ -84,7 +104,9 @@ class ServiceTests(SynchronousTestCase):
             parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0")
         )
         assert isinstance(service, MultiService)
-        listeners = list(service)
+        drain, *listeners = list(service)
+        # Services stop in reverse: the ports close before the drain runs.
+        self.assertIsInstance(drain, GracefulDrain)
         self.assertEqual(len(listeners), 2)
         for listener in listeners:
             self.assertIsInstance(listener, StreamServerEndpointService)

@@ -318,6 +318,7 @@ async def test_clean_close_cancels_the_answer_and_says_client_closed() -> None:
             "completed": 0,
             "interrupted": 1,
             "rejected": 0,
+            "server_ended": 0,
         }
         [(connection, reason)] = server.tracker.lost
         assert reason.check(ConnectionDone)
@@ -416,6 +417,7 @@ async def test_two_hundred_clients_half_of_them_leave() -> None:
             "completed": 100,
             "interrupted": 100,
             "rejected": 0,
+            "server_ended": 0,
         }
         assert server.ledger.interruptions == {
             Ending.CLIENT_CLOSED: 50,
@@ -465,6 +467,7 @@ async def test_pipelined_second_request_is_cancelled_when_the_client_leaves() ->
             "completed": 1,
             "interrupted": 1,
             "rejected": 0,
+            "server_ended": 0,
         }
         assert parse_responses(client.received) == [(200, b"hello")]
 
@@ -503,6 +506,7 @@ async def test_a_small_pipeline_does_not_hide_the_client_leaving() -> None:
             "completed": 0,
             "interrupted": 1,
             "rejected": 0,
+            "server_ended": 0,
         }
 
 
@@ -560,4 +564,5 @@ async def test_a_paused_channel_sees_the_client_leave_only_later(leave: str) -> 
             "completed": len(outcomes) - 1,
             "interrupted": 1,
             "rejected": 0,
+            "server_ended": 0,
         }

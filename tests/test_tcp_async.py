@@ -141,6 +141,7 @@ async def test_an_aborting_client_cancels_the_coroutine() -> None:
             "completed": 0,
             "interrupted": 1,
             "rejected": 0,
+            "server_ended": 0,
         }
         assert client.received == b""
         # The 30 s wait was cancelled with the coroutine: nothing of ours is

@@ -141,6 +141,7 @@ async def test_client_that_leaves_after_three_events_is_reported() -> None:
         "completed": 0,
         "interrupted": 1,
         "rejected": 0,
+        "server_ended": 0,
     }
 
 

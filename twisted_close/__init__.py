@@ -8,6 +8,7 @@ it started and report who left, after how long, and why.
 from ._async import SAFE_METHODS, AsyncResource
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
+from ._drain import GracefulDrain
 from ._ledger import Ending, Ledger, Outcome
 from ._lifecycle import Cancellable, RequestWatch, cancel_on_disconnect, classify
 from ._stream import (
@@ -29,6 +30,7 @@ __all__ = [
     "Ending",
     "EventStream",
     "EventStreamResource",
+    "GracefulDrain",
     "Ledger",
     "Outcome",
     "RequestWatch",

@@ -26,13 +26,8 @@ from twisted.web.server import NOT_DONE_YET
 
 from ._http import not_allowed, plain_error
 from ._ledger import Ledger
-from ._lifecycle import (
-    RequestWatch,
-    _already_over,
-    _printable,
-    cancel_on_disconnect,
-    describe_client,
-)
+from ._lifecycle import RequestWatch, _already_over, cancel_on_disconnect
+from ._text import _printable, describe_client
 
 __all__ = ["SAFE_METHODS", "AsyncResource"]
 
@@ -130,7 +125,7 @@ class AsyncResource(Resource):
             clock = cast(IReactorTime, _reactor)
         assert clock is not None
         self.clock = clock
-        self.ledger = Ledger() if ledger is None else ledger
+        self.ledger = Ledger(clock) if ledger is None else ledger
 
     def cancels(self, method: bytes) -> bool:
         """

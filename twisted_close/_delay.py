@@ -21,22 +21,23 @@ class DelayError(ValueError):
     """
 
 
-def parse_delay(text: str, maximum: float | None = None) -> float:
+def parse_delay(text: str, maximum: float | None = None, what: str = "delay") -> float:
     """
     Parse decimal seconds written as digits with an optional fraction.
 
     @param text: what the user wrote, e.g. C{"2"} or C{"0.5"}.
     @param maximum: the largest delay allowed, or L{None} for no bound.
+    @param what: the noun that starts the reason, e.g. C{"grace"}.
     @return: the delay in seconds, finite, C{0 <= delay <= maximum}.
     @raise DelayError: with a one-line reason a user understands.
     """
     if text == "":
-        raise DelayError("delay is empty; give seconds such as 2 or 0.5")
+        raise DelayError(f"{what} is empty; give seconds such as 2 or 0.5")
     shown = text if len(text) <= 20 else text[:20] + "..."
     if not _DELAY.match(text):
         raise DelayError(f"delay {shown!r} is not a number of seconds such as 2 or 0.5")
     value = float(text)
     if not math.isfinite(value) or (maximum is not None and value > maximum):
         bound = "" if maximum is None else f" of {maximum:g} s"
-        raise DelayError(f"delay {shown} s is over the maximum{bound}")
+        raise DelayError(f"{what} {shown} s is over the maximum{bound}")
     return value

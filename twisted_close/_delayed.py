@@ -12,7 +12,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ._delay import DelayError, parse_delay
-from ._http import not_allowed, plain_error
+from ._http import not_allowed, plain_error, refused
 from ._ledger import Ledger
 from ._lifecycle import cancel_on_disconnect
 
@@ -61,11 +61,13 @@ class DelayedResource(Resource):
         self.delay = delay
         self.max_delay = max_delay
         self.clock = clock
-        self.ledger = Ledger() if ledger is None else ledger
+        self.ledger = Ledger(clock) if ledger is None else ledger
 
     def render(self, request: IRequest) -> bytes | int:
         if request.method not in self.allowed:
             return not_allowed(request, self.allowed)
+        if (busy := refused(request, self.ledger)) is not None:
+            return busy
         try:
             delay = self._requested_delay(request)
         except DelayError as e:

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 from twisted.web.iweb import IRequest
 
-from ._lifecycle import _printable
+from ._ledger import Ledger
+from ._text import _printable
 
-__all__ = ["not_allowed", "plain_error"]
+__all__ = ["not_allowed", "plain_error", "refused"]
 
 
 def plain_error(request: IRequest, code: int, reason: str) -> bytes:
@@ -35,3 +36,22 @@ def not_allowed(request: IRequest, allowed: Sequence[bytes]) -> bytes:
     method = _printable(request.method)
     hint = f"use {use}" if use else "it answers no method"
     return plain_error(request, 405, f"method {method} is not allowed here; {hint}")
+
+
+def refused(request: IRequest, ledger: Ledger, retry_after: int = 1) -> bytes | None:
+    """
+    If C{ledger} takes no more work (overloaded, shutting down), answer
+    C{503} with C{Retry-After} at once and count the request as rejected;
+    return the body to render, or L{None} to go on.
+    """
+    reason = ledger.admit()
+    if reason is None:
+        return None
+    ledger.reject(reason)
+    request.setHeader(b"Retry-After", b"%d" % (retry_after,))
+    if ledger.closing:
+        request.setHeader(b"Connection", b"close")
+        channel = getattr(request, "channel", None)
+        if channel is not None and hasattr(channel, "persistent"):
+            channel.persistent = False
+    return plain_error(request, 503, f"server {reason}; retry in {retry_after} s")

@@ -1,18 +1,22 @@
 """
 The ledger: the live set of pending requests and the outcome counters.
 
-Stats, logs and (later) metrics, the demo page and graceful shutdown all read
-this one place, so that no second bookkeeping can drift from it.
+Stats, logs, metrics, the demo page and graceful shutdown all read this one
+place, so that no second bookkeeping can drift from it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
-__all__ = ["Ending", "Ledger", "Outcome"]
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+__all__ = ["Ending", "Ledger", "Outcome", "Pending"]
 
 
 class Ending(enum.Enum):
@@ -24,16 +28,35 @@ class Ending(enum.Enum):
     CLIENT_CLOSED = "client closed the connection"
     CLIENT_RESET = "connection reset by the client"
     CLIENT_LOST = "connection lost"
-    SERVER_ABORTED = "connection aborted by the server"
     STREAM_RESET = "client reset the stream"
     ALREADY_GONE = "client had already gone"
+    SERVER_ABORTED = "connection aborted by the server"
+    SERVER_CLOSED = "connection closed by the server"
+    SHUTDOWN = "server shutting down"
 
     @property
     def interrupted(self) -> bool:
         """
-        Whether this ending cut the request short before it was answered.
+        Whether this ending cut the request short, by either side.
         """
         return self is not Ending.COMPLETED
+
+    @property
+    def by_server(self) -> bool:
+        """
+        Whether the server, not the client, cut the request short.
+        """
+        return self in _BY_SERVER
+
+    @property
+    def code(self) -> str:
+        """
+        A short name for labels and JSON, e.g. C{"client_closed"}.
+        """
+        return self.name.lower()
+
+
+_BY_SERVER = frozenset({Ending.SERVER_ABORTED, Ending.SERVER_CLOSED, Ending.SHUTDOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +88,74 @@ class Outcome:
         """
         return self.ending.value
 
+    def as_dict(self) -> dict[str, Any]:
+        """
+        The record as JSON-ready values, the ending by its code.
+        """
+        fields = asdict(self)
+        fields["ending"] = self.ending.code
+        fields["reason"] = self.reason
+        return fields
+
+
+class Pending(Protocol):
+    """
+    What the ledger holds for a pending request: something the server can
+    end (see L{twisted_close.RequestWatch.end_by_server}).
+    """
+
+    endless: bool
+
+    def end_by_server(self, ending: Ending, retry_after: int = ...) -> None: ...
+
 
 class Ledger:
     """
     Live pending requests and how every finished one ended.
 
-    A request is pending from L{begin} until L{end}; L{reject} counts a request
-    refused before any work was taken on.
+    A request is pending from L{begin} until L{end}; L{reject} counts a
+    request refused before any work was taken on.  Outcomes are passed to
+    the observers, the first of which is L{reporter}, the log.
+
+    @ivar completed: requests answered in full.
+    @ivar interrupted: requests cut short by their client.
+    @ivar server_ended: requests cut short by the server (shutdown, a
+        connection the server closed).
+    @ivar rejected: requests refused at once (a bad request, overload,
+        shutting down), by reason in L{rejections}.
+    @ivar max_pending: past this many pending requests, L{admit} refuses.
+    @ivar closing: set by a graceful shutdown; L{admit} refuses then.
     """
 
-    def __init__(self) -> None:
-        self._live: set[Hashable] = set()
+    def __init__(
+        self,
+        clock: IReactorTime | None = None,
+        *,
+        max_pending: int | None = None,
+        log_per_second: int = 50,
+    ) -> None:
+        """
+        @param clock: lets the reporter rate-limit its log lines; without
+            one, every interruption is logged.
+        @param max_pending: the most requests pending at once, or L{None}.
+        @param log_per_second: interruptions logged one line each per
+            second; past it, one summary line a second.
+        """
+        from ._report import Reporter
+
+        self._live: dict[Pending, None] = {}
         self.completed = 0
         self.interrupted = 0
+        self.server_ended = 0
         self.rejected = 0
         self.interruptions: Counter[Ending] = Counter()
-        self._observers: list[Callable[[Outcome], None]] = []
+        self.server_endings: Counter[Ending] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.max_pending = max_pending
+        self.closing = False
+        self.reporter = Reporter(clock, log_per_second)
+        self._observers: list[Callable[[Outcome], None]] = [self.reporter]
+        self._idle: list[Deferred[None]] = []
 
     @property
     def pending(self) -> int:
@@ -89,36 +164,72 @@ class Ledger:
         """
         return len(self._live)
 
-    def begin(self, token: Hashable) -> None:
+    def live(self) -> list[Pending]:
+        """
+        The pending requests, oldest first.
+        """
+        return list(self._live)
+
+    def admit(self) -> str | None:
+        """
+        Whether a new request may take on work: L{None} if so, else the
+        reason to refuse it (C{"shutting down"} or C{"overloaded"}).
+        """
+        if self.closing:
+            return "shutting down"
+        if self.max_pending is not None and len(self._live) >= self.max_pending:
+            return "overloaded"
+        return None
+
+    def begin(self, token: Pending) -> None:
         """
         Count C{token} as pending until L{end} is called with it.
         """
-        self._live.add(token)
+        self._live[token] = None
 
-    def end(self, token: Hashable, outcome: Outcome) -> None:
+    def end(self, token: Pending, outcome: Outcome) -> None:
         """
         Record how the pending request C{token} ended and tell the observers.
         """
-        self._live.discard(token)
-        if outcome.ending.interrupted:
-            self.interrupted += 1
-            self.interruptions[outcome.ending] += 1
-        else:
+        self._live.pop(token, None)
+        ending = outcome.ending
+        if not ending.interrupted:
             self.completed += 1
+        elif ending.by_server:
+            self.server_ended += 1
+            self.server_endings[ending] += 1
+        else:
+            self.interrupted += 1
+            self.interruptions[ending] += 1
         for observer in self._observers:
             observer(outcome)
+        if not self._live and self._idle:
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(None)
 
-    def reject(self) -> None:
+    def reject(self, reason: str = "bad request") -> None:
         """
         Count a request refused before it took on any work.
         """
         self.rejected += 1
+        self.rejections[reason] += 1
 
     def observe(self, observer: Callable[[Outcome], None]) -> None:
         """
         Call C{observer} with every L{Outcome} from now on.
         """
         self._observers.append(observer)
+
+    def when_idle(self) -> Deferred[None]:
+        """
+        A Deferred that fires once no request is pending (at once if none is).
+        """
+        if not self._live:
+            return succeed(None)
+        d: Deferred[None] = Deferred(lambda d: self._idle.remove(d))
+        self._idle.append(d)
+        return d
 
     def snapshot(self) -> dict[str, int]:
         """
@@ -129,4 +240,5 @@ class Ledger:
             "completed": self.completed,
             "interrupted": self.interrupted,
             "rejected": self.rejected,
+            "server_ended": self.server_ended,
         }

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, cast, runtime_checkable
 
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -17,16 +16,13 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.iweb import IRequest
 
+from ._http import plain_error
 from ._ledger import Ending, Ledger, Outcome
+from ._text import _printable, describe_client
 
 __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 
 log = Logger(namespace="twisted_close")
-
-INTERRUPTED_FORMAT = (
-    "Connection interrupted: {method} {path} from {client} "
-    "after {elapsed:.2f} s ({reason}{detail})"
-)
 
 
 @runtime_checkable
@@ -72,28 +68,6 @@ def classify(reason: Failure) -> Ending:
     return Ending.CLIENT_LOST
 
 
-def _printable(raw: bytes) -> str:
-    # Request paths come from the network: keep log lines on one line.
-    text = raw.decode("utf-8", "backslashreplace")
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def describe_client(request: IRequest) -> str:
-    """
-    C{host:port} of the request's peer, C{[host]:port} for IPv6.
-    """
-    address = request.getClientAddress()
-    if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
-    if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
-    if isinstance(address, UNIXAddress):
-        return "unix:" + _printable(address.name or b"")
-    return str(address)
-
-
 def _cancel(item: Cancellable) -> bool:
     """
     Cancel C{item} if it is still pending; say whether it was.
@@ -129,11 +103,16 @@ class RequestWatch:
 
     Made by L{cancel_on_disconnect}; use L{add} to tie more work to the
     same request later in its life.
+
+    @ivar outcome: how the request ended, once it has.
+    @ivar detail: called at the end for more words, e.g. C{"3 events sent"}.
+    @ivar on_server_end: how the owner answers when the server ends the
+        request (L{end_by_server}); by default a C{503}.
+    @ivar endless: whether the request never completes by itself (an event
+        stream): a graceful shutdown ends it at once instead of waiting.
     """
 
-    def __init__(
-        self, request: IRequest, clock: IReactorTime, ledger: Ledger | None
-    ) -> None:
+    def __init__(self, request: IRequest, clock: IReactorTime, ledger: Ledger) -> None:
         self._request = request
         self._clock = clock
         self._ledger = ledger
@@ -142,23 +121,35 @@ class RequestWatch:
         self._method = _printable(request.method)
         self._path = _printable(request.path)
         self._client = describe_client(request)
+        # Request.connectionLost drops request.channel before the errback.
+        self.transport: object = getattr(
+            getattr(request, "channel", None), "transport", None
+        )
+        self._server_ending: Ending | None = None
+        self._server_cancelled = 0
         self.outcome: Outcome | None = None
-        """How the request ended, once it has."""
         self.detail: Callable[[], str] | None = None
-        """Called at the end for more words, e.g. C{"3 events sent"}."""
+        self.on_server_end: Callable[[Ending, int], None] | None = None
+        self.endless = False
 
         finished, gone = _already_over(request)
         if finished:
             self.outcome = self._outcome(Ending.COMPLETED, 0)
             return
-        if ledger is not None:
-            ledger.begin(self)
+        ledger.begin(self)
         if gone:
             self._interrupted(Ending.ALREADY_GONE)
             return
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = cast(http.Request, request).notifyFinish()
         finishing.addCallbacks(self._completed, self._lost)
+
+    @property
+    def request(self) -> IRequest:
+        """
+        The request watched.
+        """
+        return self._request
 
     def add(self, *items: Cancellable) -> None:
         """
@@ -168,13 +159,51 @@ class RequestWatch:
         for item in items:
             if not isinstance(item, Cancellable):
                 raise TypeError(f"{item!r} has no cancel() method")
-        if self.outcome is not None:
-            if self.outcome.ending.interrupted:
+        if self._server_ending is not None or self.outcome is not None:
+            # Too late to wait on them: cancel them now, unless it completed.
+            if self.outcome is None or self.outcome.ending.interrupted:
                 for item in items:
                     _cancel(item)
             return
         for item in items:
             self._pending[id(item)] = item
+
+    def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
+        """
+        The server ends the request before its answer (a graceful shutdown):
+        cancel its pending work and answer through L{on_server_end}, by
+        default C{503} with C{Retry-After} and C{Connection: close}.  The
+        outcome is C{ending}, not a completion nor a client's interruption.
+        """
+        if self.outcome is not None or self._server_ending is not None:
+            return
+        self._server_ending = ending
+        channel = getattr(self._request, "channel", None)
+        if channel is not None and hasattr(channel, "persistent"):
+            # HTTP/1.1: close the connection once this answer is out.
+            channel.persistent = False
+        self._server_cancelled = self._cancel_all()
+        answer = self.on_server_end or self._unavailable
+        try:
+            answer(ending, retry_after)
+        except Exception:
+            log.failure(
+                "Ending {method} {path} failed", method=self._method, path=self._path
+            )
+
+    def _unavailable(self, ending: Ending, retry_after: int) -> None:
+        request = cast(http.Request, self._request)
+        if request.startedWriting:
+            # The status line is out: end the body where it is.
+            request.finish()
+            return
+        request.setHeader(b"Retry-After", b"%d" % (retry_after,))
+        request.setHeader(b"Connection", b"close")
+        body = plain_error(
+            self._request, 503, f"{ending.value}; retry in {retry_after} s"
+        )
+        request.write(body)
+        request.finish()
 
     def _outcome(self, ending: Ending, cancelled: int) -> Outcome:
         return Outcome(
@@ -189,17 +218,22 @@ class RequestWatch:
 
     def _end(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        if self._ledger is not None:
-            self._ledger.end(self, outcome)
+        self._ledger.end(self, outcome)
 
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        self._end(self._outcome(Ending.COMPLETED, 0))
+        ending = self._server_ending or Ending.COMPLETED
+        self._end(self._outcome(ending, self._server_cancelled))
 
     def _lost(self, reason: Failure) -> None:
-        self._interrupted(classify(reason))
+        ending = self._server_ending or classify(reason)
+        if not ending.by_server and getattr(self.transport, "disconnecting", False):
+            # We had begun to close it (idle timeout, a server error): the
+            # client did not leave of its own accord.
+            ending = Ending.SERVER_CLOSED
+        self._interrupted(ending)
 
-    def _interrupted(self, ending: Ending) -> None:
+    def _cancel_all(self) -> int:
         items = list(self._pending.values())
         self._pending.clear()
         cancelled = 0
@@ -208,19 +242,11 @@ class RequestWatch:
                 cancelled += _cancel(item)
             except Exception:
                 log.failure("Cancelling {item!r} failed", item=item)
-        outcome = self._outcome(ending, cancelled)
-        self._end(outcome)
-        log.info(
-            INTERRUPTED_FORMAT,
-            outcome=outcome,
-            method=outcome.method,
-            path=outcome.path,
-            client=outcome.client,
-            elapsed=outcome.elapsed,
-            reason=outcome.reason,
-            detail=f"; {outcome.detail}" if outcome.detail else "",
-            cancelled=cancelled,
-        )
+        return cancelled
+
+    def _interrupted(self, ending: Ending) -> None:
+        cancelled = self._cancel_all() + self._server_cancelled
+        self._end(self._outcome(ending, cancelled))
 
 
 def cancel_on_disconnect(
@@ -236,7 +262,8 @@ def cancel_on_disconnect(
     @param request: the twisted.web request that owns the work.
     @param pending: C{IDelayedCall}s, C{Deferred}s or anything with
         C{cancel()}; more can be added later with L{RequestWatch.add}.
-    @param ledger: where to count the request, if anywhere.
+    @param ledger: where to count and report the request; without one, the
+        interruption is still logged.
     @param clock: the time source for elapsed seconds; the global reactor
         by default.
     """
@@ -245,6 +272,6 @@ def cancel_on_disconnect(
 
         clock = cast(IReactorTime, _reactor)
     assert clock is not None
-    watch = RequestWatch(request, clock, ledger)
+    watch = RequestWatch(request, clock, Ledger(clock) if ledger is None else ledger)
     watch.add(*pending)
     return watch

@@ -32,9 +32,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from ._http import not_allowed
+from ._http import not_allowed, refused
 from ._ledger import Ledger
-from ._lifecycle import RequestWatch, _printable, cancel_on_disconnect
+from ._lifecycle import RequestWatch, _already_over, cancel_on_disconnect
+from ._text import _printable
 
 __all__ = [
     "HEARTBEAT",
@@ -217,6 +218,9 @@ class EventStream:
             request, ledger=ledger, clock=clock
         )
         self.watch.detail = self._detail
+        # A stream has no answer to wait for: a graceful stop ends it at once.
+        self.watch.endless = True
+        self.watch.on_server_end = lambda ending, retry_after: self.end()
         self.watch.add(self)
         if self._closed:
             # The client had gone before the stream began.
@@ -349,9 +353,10 @@ class EventStream:
         Finish the response cleanly, e.g. for a graceful shutdown; counted
         as completed.  Does nothing if the stream is over already.
         """
-        if self._closed:
-            return
         self._close()
+        finished, gone = _already_over(self.request)
+        if finished or gone:
+            return
         request = cast(http.Request, self.request)
         request.unregisterProducer()
         request.finish()
@@ -416,7 +421,7 @@ class EventStreamResource(Resource):
         assert clock is not None
         self.source: StreamSource = demo_events if source is None else source
         self.clock = clock
-        self.ledger = Ledger() if ledger is None else ledger
+        self.ledger = Ledger(clock) if ledger is None else ledger
         self._streams: dict[int, EventStream] = {}
 
     @property
@@ -444,6 +449,8 @@ class EventStreamResource(Resource):
         if request.method == b"HEAD":
             _stream_headers(request)
             return b""
+        if (busy := refused(request, self.ledger)) is not None:
+            return busy
         stream = EventStream(
             request,
             self.source,

@@ -71,6 +71,7 @@ def build_site(
     max_delay: float = 60.0,
     tick: float = 1.0,
     heartbeat: float | None = 15.0,
+    idle_timeout: float | None = 60.0,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
@@ -78,15 +79,18 @@ def build_site(
     @param tick: seconds between C{/events} events.
     @param heartbeat: seconds between C{/events} heartbeat comments, or
         L{None} for none.
+    @param idle_timeout: seconds an idle connection is kept open, or
+        L{None} for ever.  twisted.web stops this timer while a request is
+        in hand, so it never cuts a pending answer or a stream short.
     """
-    ledger = Ledger() if ledger is None else ledger
+    ledger = Ledger(clock) if ledger is None else ledger
     delayed = DelayedResource(
         message, delay, max_delay=max_delay, clock=clock, ledger=ledger
     )
     events = EventStreamResource(
         tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger
     )
-    site = Site(DemoRoot(delayed, events), reactor=clock)
+    site = Site(DemoRoot(delayed, events), reactor=clock, timeout=idle_timeout)
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
     return site

@@ -21,6 +21,7 @@ from twisted.python import usage
 from zope.interface import implementer
 
 from ._delay import DelayError, parse_delay
+from ._drain import GracefulDrain
 from ._ledger import Ledger
 from .demo import build_site
 
@@ -47,6 +48,9 @@ class Options(usage.Options):
         ["message", "m", "hello", "The answer's body (UTF-8 text or HTML)."],
         ["tick", None, "1", "Seconds between /events events."],
         ["heartbeat", None, "15", "Seconds between /events heartbeats (0: none)."],
+        ["shutdown-grace", None, "5", "Seconds pending answers get at a stop."],
+        ["max-pending", None, "10000", "Requests pending at once; more get 503."],
+        ["idle-timeout", None, "60", "Seconds an idle connection is kept open."],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -60,24 +64,48 @@ class Options(usage.Options):
         self["listen"].append(description)
 
     def postOptions(self) -> None:
-        self["max-delay"] = _seconds("--max-delay", self["max-delay"], None)
-        self["delay"] = _seconds("--delay", self["delay"], self["max-delay"])
-        self["tick"] = _seconds("--tick", self["tick"], None)
+        self["max-delay"] = _seconds("--max-delay", self["max-delay"], DAY)
+        self["delay"] = _seconds(
+            "--delay", self["delay"], self["max-delay"], "--max-delay"
+        )
+        self["tick"] = _seconds("--tick", self["tick"], HOUR)
         if self["tick"] == 0:
             raise usage.UsageError("--tick: 0 s between events is no stream")
         # 0 turns the heartbeat off; a vanished peer is then found only by
         # the next event's failing write.
-        self["heartbeat"] = _seconds("--heartbeat", self["heartbeat"], None) or None
+        self["heartbeat"] = _seconds("--heartbeat", self["heartbeat"], HOUR) or None
+        self["shutdown-grace"] = _seconds(
+            "--shutdown-grace", self["shutdown-grace"], HOUR
+        )
+        self["idle-timeout"] = _seconds("--idle-timeout", self["idle-timeout"], DAY)
+        if self["idle-timeout"] == 0:
+            raise usage.UsageError("--idle-timeout: give seconds > 0")
+        self["max-pending"] = _count("--max-pending", self["max-pending"], 10**7)
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
 
 
-def _seconds(option: str, text: str, maximum: float | None) -> float:
+HOUR = 3600.0
+DAY = 86400.0
+
+
+def _seconds(
+    option: str, text: str, maximum: float, bound_by: str | None = None
+) -> float:
     try:
-        return parse_delay(text, maximum)
+        return parse_delay(text, maximum, what=option.removeprefix("--"))
     except DelayError as e:
-        hint = f" (--max-delay is {maximum:g})" if "maximum" in str(e) else ""
+        over = bound_by is not None and "maximum" in str(e)
+        hint = f" ({bound_by} is {maximum:g})" if over else ""
         raise usage.UsageError(f"{option}: {e}{hint}") from None
+
+
+def _count(option: str, text: str, maximum: int) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise usage.UsageError(
+            f"{option}: {text!r} is not a whole number from 1 to {maximum}"
+        )
+    return int(text)
 
 
 def _check_endpoint(description: str) -> None:
@@ -125,7 +153,7 @@ def makeService(options: Any) -> IService:
     """
     from twisted.internet import reactor
 
-    ledger = Ledger()
+    ledger = Ledger(reactor, max_pending=options["max-pending"])
     site = build_site(
         clock=reactor,
         ledger=ledger,
@@ -134,8 +162,12 @@ def makeService(options: Any) -> IService:
         max_delay=options["max-delay"],
         tick=options["tick"],
         heartbeat=options["heartbeat"],
+        idle_timeout=options["idle-timeout"],
     )
     service = MultiService()
+    # Services stop in reverse order: the listeners stop accepting first,
+    # then the drain answers what is pending.
+    service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
     for description in options["listen"]:
         endpoint = serverFromString(reactor, description)
         listener = StreamServerEndpointService(

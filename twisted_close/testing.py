@@ -14,6 +14,7 @@ socket would carry.  Works under both trial and pytest::
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from twisted.internet.address import IPv4Address
@@ -111,6 +112,20 @@ def _dechunk(data: bytes) -> tuple[bytes, bytes] | None:
         data = data[start + size + 2 :]
 
 
+class _Transport(StringTransport):
+    # Like a socket's transport: connected until the connection is lost,
+    # which happens on the reactor's next turn after the server closes it.
+    connected = True
+
+    def __init__(self, peer: IAddress, closing: Callable[[], object]) -> None:
+        super().__init__(peerAddress=peer)  # type: ignore[no-untyped-call]
+        self._closing = closing
+
+    def loseConnection(self) -> None:
+        super().loseConnection()  # type: ignore[no-untyped-call]
+        self._closing()
+
+
 class Connection:
     """
     One client connection to an L{InMemoryServer}.
@@ -118,7 +133,9 @@ class Connection:
 
     def __init__(self, server: InMemoryServer, peer: IAddress) -> None:
         self.server = server
-        self.transport = StringTransport(peerAddress=peer)
+        self.transport: StringTransport = _Transport(
+            peer, lambda: server.clock.callLater(0, self._notice_close)
+        )
         protocol = server.site.buildProtocol(peer)
         if protocol is None:
             raise ValueError("the site refused the connection")
@@ -195,6 +212,7 @@ class Connection:
     def _lose(self, reason: Failure) -> None:
         if not self.lost:
             self.lost = True
+            self.transport.connected = False
             self.channel.connectionLost(reason)
 
     def _notice_close(self) -> None:
