@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, cast
+from typing import Any, cast
 
 import pytest
-import pytest_twisted
 
 # twisted[tls,http2] is in the test extra: these imports fail loudly rather
 # than skip when it is missing.
@@ -59,15 +58,12 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IListeningPort,
-    IReactorFDSet,
-    IReactorTCP,
-    IReactorTime,
     ITCPTransport,
     ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import Certificate, optionsForClientTLS
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -80,40 +76,12 @@ from zope.interface import implementer
 from twisted_close import DelayedResource, Ending, Ledger, Outcome, classify
 from twisted_close.demo import DemoRoot, build_site
 
-tcp = cast(IReactorTCP, _reactor)
-clock = cast(IReactorTime, _reactor)
-fdset = cast(IReactorFDSet, _reactor)
-
-_P = ParamSpec("_P")
+from .realtcp import clock, fdset, tcp, twisted_test, wait_for
 
 # Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Passing pyOpenSSL .* objects is deprecated:DeprecationWarning"
 )
-
-
-def twisted_test(
-    test: Callable[_P, Coroutine[Any, Any, None]],
-) -> Callable[_P, Coroutine[Any, Any, None]]:
-    """
-    Run an C{async def} test on the reactor (pytest-twisted has no types).
-    """
-    return cast(
-        Callable[_P, Coroutine[Any, Any, None]], pytest_twisted.ensureDeferred(test)
-    )
-
-
-async def wait_for(
-    condition: Callable[[], object], what: str, timeout: float = 5.0
-) -> None:
-    """
-    Poll C{condition} until it is true; fail after C{timeout} seconds.
-    """
-    deadline = clock.seconds() + timeout
-    while not condition():
-        if clock.seconds() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await deferLater(clock, 0.01)
 
 
 # -- A certificate for 127.0.0.1 and localhost --------------------------------

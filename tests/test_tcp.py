@@ -11,22 +11,17 @@ from __future__ import annotations
 import socket
 import struct
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, cast
+from typing import cast
 
 import pytest
-import pytest_twisted
-from twisted.internet import reactor as _reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IListeningPort,
-    IReactorFDSet,
-    IReactorTCP,
-    IReactorTime,
     ISystemHandle,
     ITCPTransport,
 )
@@ -41,35 +36,7 @@ from twisted.web.server import Site
 from twisted_close import DelayedResource, Ending, Ledger, Outcome
 from twisted_close.demo import DemoRoot, build_site
 
-tcp = cast(IReactorTCP, _reactor)
-clock = cast(IReactorTime, _reactor)
-fdset = cast(IReactorFDSet, _reactor)
-
-_P = ParamSpec("_P")
-
-
-def twisted_test(
-    test: Callable[_P, Coroutine[Any, Any, None]],
-) -> Callable[_P, Coroutine[Any, Any, None]]:
-    """
-    Run an C{async def} test on the reactor (pytest-twisted has no types).
-    """
-    return cast(
-        Callable[_P, Coroutine[Any, Any, None]], pytest_twisted.ensureDeferred(test)
-    )
-
-
-async def wait_for(
-    condition: Callable[[], object], what: str, timeout: float = 5.0
-) -> None:
-    """
-    Poll C{condition} until it is true; fail after C{timeout} seconds.
-    """
-    deadline = clock.seconds() + timeout
-    while not condition():
-        if clock.seconds() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await deferLater(clock, 0.01)
+from .realtcp import clock, fdset, tcp, twisted_test, wait_for
 
 
 def get(path: str) -> bytes:

@@ -7,14 +7,11 @@ Every wait polls a condition with a deadline; no sleep decides a result.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, cast
+from typing import cast
 
-import pytest_twisted
-from twisted.internet import reactor as _reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.interfaces import IReactorTCP, IReactorTime, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -23,34 +20,7 @@ from twisted.web.server import Site
 
 from twisted_close import AsyncResource, Ending, Ledger, Outcome
 
-tcp = cast(IReactorTCP, _reactor)
-clock = cast(IReactorTime, _reactor)
-
-_P = ParamSpec("_P")
-
-
-def twisted_test(
-    test: Callable[_P, Coroutine[Any, Any, None]],
-) -> Callable[_P, Coroutine[Any, Any, None]]:
-    """
-    Run an C{async def} test on the reactor (pytest-twisted has no types).
-    """
-    return cast(
-        Callable[_P, Coroutine[Any, Any, None]], pytest_twisted.ensureDeferred(test)
-    )
-
-
-async def wait_for(
-    condition: Callable[[], object], what: str, timeout: float = 5.0
-) -> None:
-    """
-    Poll C{condition} until it is true; fail after C{timeout} seconds.
-    """
-    deadline = clock.seconds() + timeout
-    while not condition():
-        if clock.seconds() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await deferLater(clock, 0.01)
+from .realtcp import clock, tcp, twisted_test, wait_for
 
 
 class Slow(AsyncResource):

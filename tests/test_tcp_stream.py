@@ -10,42 +10,26 @@ import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from twisted_close import Ending, EventStream, EventStreamResource, Ledger, Outcome
 
+from .realtcp import twisted_test, wait_for
+
 AsyncTest = Callable[[], Coroutine[Any, Any, None]]
 TIMEOUT = 5.0
-
-
-def twisted_test(test: AsyncTest) -> AsyncTest:
-    return cast(AsyncTest, pytest_twisted.ensureDeferred(test))
 
 
 def reactor() -> Any:
     from twisted.internet import reactor as _reactor
 
     return _reactor
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    """
-    Poll C{predicate} every few milliseconds; fail after L{TIMEOUT} seconds.
-    """
-    clock = cast(IReactorTime, reactor())
-    deadline = clock.seconds() + TIMEOUT
-    while not predicate():
-        if clock.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(clock, 0.005)
 
 
 def stream_calls(stream: EventStream) -> list[str]:
@@ -119,9 +103,9 @@ async def test_client_that_leaves_after_three_events_is_reported() -> None:
     try:
         endpoint = TCP4ClientEndpoint(reactor(), "127.0.0.1", number)
         client = await connectProtocol(endpoint, LeavingClient(3))
-        await until(lambda: bool(resource.streams), "the stream to begin")
+        await wait_for(lambda: bool(resource.streams), "the stream to begin")
         [stream] = resource.streams
-        await until(lambda: bool(seen), "the interruption to be reported")
+        await wait_for(lambda: bool(seen), "the interruption to be reported")
         await client.lost
     finally:
         await stop(port)
@@ -177,7 +161,7 @@ async def test_slow_reader_pauses_the_stream_and_buffers_stay_bounded() -> None:
     try:
         client.connect(("127.0.0.1", number))
         client.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        await until(lambda: bool(resource.streams), "the stream to begin")
+        await wait_for(lambda: bool(resource.streams), "the stream to begin")
         [stream] = resource.streams
         handle = server_transport(stream).getHandle()
         handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
@@ -189,13 +173,13 @@ async def test_slow_reader_pauses_the_stream_and_buffers_stay_bounded() -> None:
             largest = max(largest, buffered(stream))
             return stream.paused
 
-        await until(paused_and_bounded, "the transport to pause the stream")
+        await wait_for(paused_and_bounded, "the transport to pause the stream")
         assert stream_calls(stream) == []  # neither ticker nor heartbeat
         sent = stream.sent
         # Let 50 ticks' worth of time pass: unpaused, that would be 1.5 MB.
         clock = cast(IReactorTime, reactor())
         later = clock.seconds() + 50 * tick
-        await until(lambda: paused_and_bounded() and clock.seconds() > later, "time")
+        await wait_for(lambda: paused_and_bounded() and clock.seconds() > later, "time")
         assert stream.paused
         assert stream.sent == sent
         assert 0 < largest < bound, largest
@@ -204,7 +188,7 @@ async def test_slow_reader_pauses_the_stream_and_buffers_stay_bounded() -> None:
         # The client leaves abruptly: SO_LINGER 0 makes close() send a RST.
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         client.close()
-        await until(lambda: bool(seen), "the interruption to be reported")
+        await wait_for(lambda: bool(seen), "the interruption to be reported")
     finally:
         client.close()
         await stop(port)

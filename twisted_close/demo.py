@@ -14,7 +14,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from ._delayed import DelayedResource
-from ._http import not_allowed
+from ._http import not_allowed, plain_error
 from ._ledger import Ledger
 from ._stream import EventStreamResource
 
@@ -42,18 +42,38 @@ class StatsResource(Resource):
         return b"" if request.method == b"HEAD" else body
 
 
+class _NoMetrics(Resource):
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def render(self, request: IRequest) -> bytes:
+        return plain_error(
+            request,
+            404,
+            "metrics are off: pip install 'twisted-close[metrics]' and restart",
+        )
+
+
 class DemoRoot(Resource):
     """
     Every path not claimed by a child gets the delayed answer, C{/} included.
     """
 
-    def __init__(self, delayed: DelayedResource, events: EventStreamResource) -> None:
+    def __init__(
+        self,
+        delayed: DelayedResource,
+        events: EventStreamResource,
+        metrics: IResource | None = None,
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.delayed = delayed
         self.events = events
         self.putChild(b"favicon.ico", notFound())
         self.putChild(b"stats", StatsResource(delayed.ledger))
         self.putChild(b"events", events)
+        self.putChild(b"metrics", metrics or _NoMetrics())
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         return self.delayed
@@ -72,6 +92,7 @@ def build_site(
     tick: float = 1.0,
     heartbeat: float | None = 15.0,
     idle_timeout: float | None = 60.0,
+    metrics: IResource | None = None,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
@@ -82,6 +103,9 @@ def build_site(
     @param idle_timeout: seconds an idle connection is kept open, or
         L{None} for ever.  twisted.web stops this timer while a request is
         in hand, so it never cuts a pending answer or a stream short.
+    @param metrics: served at C{/metrics} if given (see
+        L{twisted_close.metrics}); else C{/metrics} is a 404 that says how
+        to turn it on.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     delayed = DelayedResource(
@@ -90,7 +114,8 @@ def build_site(
     events = EventStreamResource(
         tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger
     )
-    site = Site(DemoRoot(delayed, events), reactor=clock, timeout=idle_timeout)
+    root = DemoRoot(delayed, events, metrics)
+    site = Site(root, reactor=clock, timeout=idle_timeout)
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
     return site

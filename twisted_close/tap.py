@@ -18,6 +18,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from ._delay import DelayError, parse_delay
@@ -147,6 +148,18 @@ def _address(port: IListeningPort) -> str:
     return f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
 
 
+def _metrics(ledger: Ledger) -> IResource | None:
+    try:
+        from .metrics import metrics_registry, metrics_resource
+    except ImportError:
+        log.info(
+            "No /metrics: pip install 'twisted-close[metrics]' to serve "
+            "Prometheus metrics"
+        )
+        return None
+    return metrics_resource(metrics_registry(ledger))
+
+
 def makeService(options: Any) -> IService:
     """
     Build the closedemo service: one listener per C{--listen}, one site.
@@ -163,6 +176,7 @@ def makeService(options: Any) -> IService:
         tick=options["tick"],
         heartbeat=options["heartbeat"],
         idle_timeout=options["idle-timeout"],
+        metrics=_metrics(ledger),
     )
     service = MultiService()
     # Services stop in reverse order: the listeners stop accepting first,

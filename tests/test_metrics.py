@@ -1,0 +1,114 @@
+"""
+Metrics and JSON logs read the same outcome records as /stats.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from prometheus_client import generate_latest
+from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close import tap
+from twisted_close.logs import json_observer
+from twisted_close.metrics import metrics_registry
+
+from .helpers import demo_server
+
+METRICS = "twisted_close.metrics"
+
+
+class MetricsTests(SynchronousTestCase):
+    def test_counters_follow_the_ledger_exactly(self) -> None:
+        server, ledger = demo_server(delay=1, max_pending=3)
+        registry = metrics_registry(ledger)
+        done = server.get("/done")
+        closed, reset = server.get("/closed"), server.get("/reset")
+        server.advance(0.3)
+        closed.close()
+        reset.reset()
+        server.advance(0.7)
+        assert done.response is not None
+        server.get("/?delay=bad")
+        held = [server.get(f"/held{n}") for n in range(3)]
+        server.get("/one-too-many")
+        text = generate_latest(registry).decode()
+        expected = [
+            "twisted_close_requests_completed_total 1.0",
+            'twisted_close_requests_interrupted_total{ending="client_closed"} 1.0',
+            'twisted_close_requests_interrupted_total{ending="client_reset"} 1.0',
+            'twisted_close_requests_interrupted_total{ending="stream_reset"} 0.0',
+            'twisted_close_requests_server_ended_total{ending="shutdown"} 0.0',
+            'twisted_close_requests_rejected_total{reason="bad_request"} 1.0',
+            'twisted_close_requests_rejected_total{reason="overloaded"} 1.0',
+            "twisted_close_requests_pending 3.0",
+            "twisted_close_interruption_seconds_count 2.0",
+            'twisted_close_interruption_seconds_bucket{le="0.25"} 0.0',
+            'twisted_close_interruption_seconds_bucket{le="0.5"} 2.0',
+        ]
+        for line in expected:
+            self.assertIn(line + "\n", text)
+        for client in held:
+            client.close()
+        text = generate_latest(registry).decode()
+        self.assertIn("twisted_close_requests_pending 0.0\n", text)
+        self.assertIn(
+            'twisted_close_requests_interrupted_total{ending="client_closed"} 4.0\n',
+            text,
+        )
+
+    def test_without_metrics_the_path_says_how_to_turn_them_on(self) -> None:
+        server, _ = demo_server()
+        response = server.get("/metrics").response
+        assert response is not None
+        self.assertEqual(response.status, 404)
+        self.assertIn(b"pip install 'twisted-close[metrics]'", response.body)
+
+    def test_the_plugin_does_without_prometheus_client(self) -> None:
+        from twisted_close import Ledger
+
+        saved = {n: sys.modules.get(n) for n in ("prometheus_client", METRICS)}
+        # None in sys.modules makes the import fail as if not installed.
+        sys.modules["prometheus_client"] = None  # type: ignore[assignment]
+        del sys.modules[METRICS]
+        try:
+            with capturedLogs() as events:
+                self.assertIsNone(tap._metrics(Ledger()))
+        finally:
+            sys.modules.update(saved)  # type: ignore[arg-type]
+        [event] = events
+        self.assertIn("pip install 'twisted-close[metrics]'", formatEvent(event))
+
+
+class JSONLogTests(SynchronousTestCase):
+    def test_one_json_object_per_event_with_the_outcome(self) -> None:
+        out = io.StringIO()
+        observer = json_observer(out)
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(observer)
+        try:
+            server, _ = demo_server()
+            server.connect(port=5555).request("/slow").close()
+            Logger(namespace="other").info("unrelated {n}", n=1)
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        events = list(eventsFromJSONLogFile(io.StringIO(out.getvalue())))
+        [event] = [e for e in events if "outcome" in e]
+        self.assertEqual(
+            event["outcome"],
+            {
+                "method": "GET",
+                "path": "/slow",
+                "client": "127.0.0.1:5555",
+                "elapsed": 0.0,
+                "ending": "client_closed",
+                "cancelled": 1,
+                "detail": "",
+                "reason": "client closed the connection",
+            },
+        )
+        self.assertEqual(event["ending"], "client_closed")
+        self.assertIn("unrelated {n}", [e["log_format"] for e in events])
