@@ -8,15 +8,19 @@ place, so that no second bookkeeping can drift from it.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["Ending", "Ledger", "Outcome", "Pending"]
+__all__ = ["WAIT_BUCKETS", "Ending", "Ledger", "Outcome", "Pending", "Totals"]
+
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+"""Upper bounds (seconds) of the histogram of time until a client left."""
 
 
 class Ending(enum.Enum):
@@ -151,6 +155,9 @@ class Ledger:
         self.interruptions: Counter[Ending] = Counter()
         self.server_endings: Counter[Ending] = Counter()
         self.rejections: Counter[str] = Counter()
+        # Time until a client left: counts per WAIT_BUCKETS bound, +Inf last.
+        self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
+        self.wait_sum = 0.0
         self.max_pending = max_pending
         self.closing = False
         self.reporter = Reporter(clock, log_per_second)
@@ -201,6 +208,8 @@ class Ledger:
         else:
             self.interrupted += 1
             self.interruptions[ending] += 1
+            self.wait_buckets[bisect_left(WAIT_BUCKETS, outcome.elapsed)] += 1
+            self.wait_sum += outcome.elapsed
         for observer in self._observers:
             observer(outcome)
         if not self._live and self._idle:
@@ -233,7 +242,98 @@ class Ledger:
 
     def snapshot(self) -> dict[str, int]:
         """
-        The counters as a JSON-ready mapping.
+        The counters as a JSON-ready mapping, as C{/stats} shows them.
+        """
+        return self.totals().snapshot()
+
+    def state(self) -> dict[str, Any]:
+        """
+        Every counter as JSON-ready values, to merge with other processes'
+        (see L{Totals}) or to carry over into a restarted one (L{restore}).
+        """
+        return {
+            "pending": self.pending,
+            "completed": self.completed,
+            "interruptions": {e.code: n for e, n in self.interruptions.items()},
+            "server_endings": {e.code: n for e, n in self.server_endings.items()},
+            "rejections": dict(self.rejections),
+            "wait_buckets": list(self.wait_buckets),
+            "wait_sum": self.wait_sum,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """
+        Carry on counting from C{state} (all but the pending requests, which
+        died with whoever held them).
+        """
+        totals = Totals.of([{**state, "pending": 0}])
+        self.completed = totals.completed
+        self.interrupted = totals.interrupted
+        self.server_ended = totals.server_ended
+        self.rejected = totals.rejected
+        self.interruptions = totals.interruptions
+        self.server_endings = totals.server_endings
+        self.rejections = totals.rejections
+        self.wait_buckets = totals.wait_buckets
+        self.wait_sum = totals.wait_sum
+
+    def totals(self) -> Totals:
+        """
+        The counters now, as read by C{/stats} and C{/metrics}.
+        """
+        return Totals.of([self.state()])
+
+
+_CODES = {e.code: e for e in Ending}
+
+
+@dataclass
+class Totals:
+    """
+    Counters summed over one or more ledgers' L{Ledger.state}s.
+    """
+
+    pending: int = 0
+    completed: int = 0
+    interruptions: Counter[Ending] = field(default_factory=Counter)
+    server_endings: Counter[Ending] = field(default_factory=Counter)
+    rejections: Counter[str] = field(default_factory=Counter)
+    wait_buckets: list[int] = field(
+        default_factory=lambda: [0] * (len(WAIT_BUCKETS) + 1)
+    )
+    wait_sum: float = 0.0
+
+    @classmethod
+    def of(cls, states: Iterable[dict[str, Any]]) -> Totals:
+        totals = cls()
+        for state in states:
+            totals.pending += state["pending"]
+            totals.completed += state["completed"]
+            for code, n in state["interruptions"].items():
+                totals.interruptions[_CODES[code]] += n
+            for code, n in state["server_endings"].items():
+                totals.server_endings[_CODES[code]] += n
+            totals.rejections.update(state["rejections"])
+            for i, n in enumerate(state["wait_buckets"]):
+                totals.wait_buckets[i] += n
+            totals.wait_sum += state["wait_sum"]
+        return totals
+
+    @property
+    def interrupted(self) -> int:
+        return sum(self.interruptions.values())
+
+    @property
+    def server_ended(self) -> int:
+        return sum(self.server_endings.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejections.values())
+
+    def snapshot(self) -> dict[str, int]:
+        """
+        The counters of C{/stats}.
         """
         return {
             "pending": self.pending,

@@ -1,70 +1,41 @@
 """
 Prometheus metrics read from a L{Ledger}: C{pip install 'twisted-close[metrics]'}.
 
-The counters are the ledger's own numbers, read when scraped, so they are
-exact and there is no second bookkeeping; the histogram of time until an
-interruption is fed by the ledger's outcomes.
+Every figure is the ledger's own, read when scraped, so it is exact and
+there is no second bookkeeping; with several worker processes the source
+is their merged counters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from twisted.web.resource import IResource
 
-from ._ledger import Ending, Ledger, Outcome
+from ._ledger import WAIT_BUCKETS, Ending, Totals
 
 __all__ = ["LedgerCollector", "metrics_registry", "metrics_resource"]
 
 CLIENT_ENDINGS = [e for e in Ending if e.interrupted and not e.by_server]
 SERVER_ENDINGS = [e for e in Ending if e.by_server]
 REJECTIONS = ["bad request", "overloaded", "shutting down"]
-BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
-class LedgerCollector(Collector):
+class CountsSource(Protocol):
     """
-    The ledger's counters as Prometheus metrics, named C{<prefix>_...}.
+    A L{twisted_close.Ledger}, or anything else that can sum counters up.
     """
 
-    def __init__(self, ledger: Ledger, prefix: str = "twisted_close") -> None:
-        self.ledger = ledger
-        self.prefix = prefix
-
-    def collect(self) -> Iterator[Metric]:
-        ledger, p = self.ledger, self.prefix
-        yield CounterMetricFamily(
-            f"{p}_requests_completed",
-            "Requests answered in full.",
-            value=ledger.completed,
-        )
-        yield _by_label(
-            f"{p}_requests_interrupted",
-            "Requests cut short by their client, by how the connection ended.",
-            "ending",
-            {e.code: ledger.interruptions[e] for e in CLIENT_ENDINGS},
-        )
-        yield _by_label(
-            f"{p}_requests_server_ended",
-            "Requests cut short by the server (shutdown, closed connections).",
-            "ending",
-            {e.code: ledger.server_endings[e] for e in SERVER_ENDINGS},
-        )
-        reasons = sorted({*REJECTIONS, *ledger.rejections})
-        yield _by_label(
-            f"{p}_requests_rejected",
-            "Requests refused at once, by reason.",
-            "reason",
-            {r.replace(" ", "_"): ledger.rejections[r] for r in reasons},
-        )
-        yield GaugeMetricFamily(
-            f"{p}_requests_pending",
-            "Requests holding pending work now.",
-            value=ledger.pending,
-        )
+    def totals(self) -> Totals: ...
 
 
 def _by_label(
@@ -76,27 +47,68 @@ def _by_label(
     return family
 
 
+class LedgerCollector(Collector):
+    """
+    The ledger's counters as Prometheus metrics, named C{<prefix>_...}.
+    """
+
+    def __init__(self, source: CountsSource, prefix: str = "twisted_close") -> None:
+        self.source = source
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Metric]:
+        totals, p = self.source.totals(), self.prefix
+        yield CounterMetricFamily(
+            f"{p}_requests_completed",
+            "Requests answered in full.",
+            value=totals.completed,
+        )
+        yield _by_label(
+            f"{p}_requests_interrupted",
+            "Requests cut short by their client, by how the connection ended.",
+            "ending",
+            {e.code: totals.interruptions[e] for e in CLIENT_ENDINGS},
+        )
+        yield _by_label(
+            f"{p}_requests_server_ended",
+            "Requests cut short by the server (shutdown, closed connections).",
+            "ending",
+            {e.code: totals.server_endings[e] for e in SERVER_ENDINGS},
+        )
+        reasons = sorted({*REJECTIONS, *totals.rejections})
+        yield _by_label(
+            f"{p}_requests_rejected",
+            "Requests refused at once, by reason.",
+            "reason",
+            {r.replace(" ", "_"): totals.rejections[r] for r in reasons},
+        )
+        yield GaugeMetricFamily(
+            f"{p}_requests_pending",
+            "Requests holding pending work now.",
+            value=totals.pending,
+        )
+        cumulative, buckets = 0, []
+        bounds = [*WAIT_BUCKETS, "+Inf"]
+        for bound, count in zip(bounds, totals.wait_buckets, strict=True):
+            cumulative += count
+            buckets.append((str(bound), cumulative))
+        yield HistogramMetricFamily(
+            f"{p}_interruption_seconds",
+            "Seconds from a request's start until its client interrupted it.",
+            buckets=buckets,
+            sum_value=totals.wait_sum,
+        )
+
+
 def metrics_registry(
-    ledger: Ledger, prefix: str = "twisted_close"
+    source: CountsSource, prefix: str = "twisted_close"
 ) -> CollectorRegistry:
     """
-    A registry with the ledger's counters and a histogram of the seconds
-    until a client interrupted its request.
+    A registry of the counters of C{source}, a L{twisted_close.Ledger} or
+    the merged counters of several workers.
     """
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(ledger, prefix))
-    until = Histogram(
-        f"{prefix}_interruption_seconds",
-        "Seconds from a request's start until its client interrupted it.",
-        buckets=BUCKETS,
-        registry=registry,
-    )
-
-    def observe(outcome: Outcome) -> None:
-        if outcome.ending.interrupted and not outcome.ending.by_server:
-            until.observe(outcome.elapsed)
-
-    ledger.observe(observe)
+    registry.register(LedgerCollector(source, prefix))
     return registry
 
 
