@@ -6,6 +6,9 @@ clients before the reactor drops the connections.
 
 from __future__ import annotations
 
+import signal
+import threading
+
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
@@ -23,6 +26,27 @@ SUMMARY_FORMAT = (
     "{streams} event streams ended, {interrupted} interrupted by clients, "
     "in {elapsed:.2f} s"
 )
+
+
+def quiet_repeated_stops(reactor: object) -> None:
+    """
+    Once a stop has begun, a second SIGTERM or SIGINT (systemd signals every
+    process of the unit; a user presses Ctrl-C twice) says so in the log
+    instead of making the reactor raise C{ReactorNotRunning}.
+    """
+    call = getattr(reactor, "callFromThread", None)
+    if call is None or threading.current_thread() is not threading.main_thread():
+        return
+
+    def already(number: int, frame: object) -> None:
+        call(
+            log.info,
+            "Already stopping ({signal}); SIGKILL stops at once",
+            signal=signal.Signals(number).name,
+        )
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, already)
 
 
 def _open(transport: object) -> bool:
@@ -66,6 +90,7 @@ class GracefulDrain(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
+        quiet_repeated_stops(self.clock)
         return Deferred.fromCoroutine(self.drain())
 
     async def drain(self) -> None:

@@ -17,7 +17,15 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["WAIT_BUCKETS", "Ending", "Ledger", "Outcome", "Pending", "Totals"]
+__all__ = [
+    "WAIT_BUCKETS",
+    "CountsSource",
+    "Ending",
+    "Ledger",
+    "Outcome",
+    "Pending",
+    "Totals",
+]
 
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 """Upper bounds (seconds) of the histogram of time until a client left."""
@@ -111,6 +119,15 @@ class Pending(Protocol):
     endless: bool
 
     def end_by_server(self, ending: Ending, retry_after: int = ...) -> None: ...
+
+
+class CountsSource(Protocol):
+    """
+    A L{Ledger}, or anything else that can sum counters up (the shared
+    counters of several worker processes).
+    """
+
+    def totals(self) -> Totals: ...
 
 
 class Ledger:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.web.iweb import IRequest
 
-__all__ = ["describe_client"]
+__all__ = ["describe_address", "describe_client"]
 
 
 def _printable(raw: bytes) -> str:
@@ -22,7 +22,13 @@ def describe_client(request: IRequest) -> str:
     """
     C{host:port} of the request's peer, C{[host]:port} for IPv6.
     """
-    address = request.getClientAddress()
+    return describe_address(request.getClientAddress())
+
+
+def describe_address(address: object) -> str:
+    """
+    C{host:port}, C{[host]:port} for IPv6, C{unix:path} for a UNIX socket.
+    """
     if isinstance(address, IPv6Address):
         return f"[{address.host}]:{address.port}"
     if isinstance(address, IPv4Address):

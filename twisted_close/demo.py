@@ -15,7 +15,8 @@ from twisted.web.server import Site
 
 from ._delayed import DelayedResource
 from ._http import not_allowed, plain_error
-from ._ledger import Ledger
+from ._ledger import CountsSource, Ledger, Totals
+from ._shared import SharedCounters
 from ._stream import EventStreamResource
 
 __all__ = ["DemoRoot", "StatsResource", "build_site"]
@@ -23,19 +24,27 @@ __all__ = ["DemoRoot", "StatsResource", "build_site"]
 
 class StatsResource(Resource):
     """
-    C{GET /stats}: the ledger's counters as JSON.
+    C{GET /stats}: the counters as JSON, from a ledger or, with several
+    workers, from their shared counters (then with a C{workers} list).
     """
 
     isLeaf = True
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, source: CountsSource) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.ledger = ledger
+        self.source = source
 
     def render(self, request: IRequest) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
             return not_allowed(request, (b"GET", b"HEAD"))
-        body = json.dumps(self.ledger.snapshot()).encode("ascii") + b"\n"
+        stats: dict[str, object] = dict(self.source.totals().snapshot())
+        if isinstance(self.source, SharedCounters):
+            stats["workers"] = [
+                {"worker": s.get("worker"), "pid": s.get("pid"), **snapshot}
+                for s in self.source.states()
+                if s is not None and (snapshot := Totals.of([s]).snapshot())
+            ]
+        body = json.dumps(stats).encode("ascii") + b"\n"
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"Content-Length", b"%d" % (len(body),))
@@ -66,12 +75,13 @@ class DemoRoot(Resource):
         delayed: DelayedResource,
         events: EventStreamResource,
         metrics: IResource | None = None,
+        counts: CountsSource | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.delayed = delayed
         self.events = events
         self.putChild(b"favicon.ico", notFound())
-        self.putChild(b"stats", StatsResource(delayed.ledger))
+        self.putChild(b"stats", StatsResource(counts or delayed.ledger))
         self.putChild(b"events", events)
         self.putChild(b"metrics", metrics or _NoMetrics())
 
@@ -93,6 +103,7 @@ def build_site(
     heartbeat: float | None = 15.0,
     idle_timeout: float | None = 60.0,
     metrics: IResource | None = None,
+    counts: CountsSource | None = None,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
@@ -106,6 +117,8 @@ def build_site(
     @param metrics: served at C{/metrics} if given (see
         L{twisted_close.metrics}); else C{/metrics} is a 404 that says how
         to turn it on.
+    @param counts: what C{/stats} shows; C{ledger} by default, the shared
+        counters of all workers when there are several.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     delayed = DelayedResource(
@@ -114,7 +127,7 @@ def build_site(
     events = EventStreamResource(
         tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger
     )
-    root = DemoRoot(delayed, events, metrics)
+    root = DemoRoot(delayed, events, metrics, counts)
     site = Site(root, reactor=clock, timeout=idle_timeout)
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False

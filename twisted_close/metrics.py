@@ -9,7 +9,6 @@ is their merged counters.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -21,21 +20,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from twisted.web.resource import IResource
 
-from ._ledger import WAIT_BUCKETS, Ending, Totals
+from ._ledger import WAIT_BUCKETS, CountsSource, Ending
 
 __all__ = ["LedgerCollector", "metrics_registry", "metrics_resource"]
 
 CLIENT_ENDINGS = [e for e in Ending if e.interrupted and not e.by_server]
 SERVER_ENDINGS = [e for e in Ending if e.by_server]
 REJECTIONS = ["bad request", "overloaded", "shutting down"]
-
-
-class CountsSource(Protocol):
-    """
-    A L{twisted_close.Ledger}, or anything else that can sum counters up.
-    """
-
-    def totals(self) -> Totals: ...
 
 
 def _by_label(

@@ -24,6 +24,8 @@ from zope.interface import implementer
 from ._delay import DelayError, parse_delay
 from ._drain import GracefulDrain
 from ._ledger import Ledger
+from ._text import describe_address
+from ._workers import WorkerPool, tcp_only
 from .demo import build_site
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]
@@ -52,6 +54,7 @@ class Options(usage.Options):
         ["shutdown-grace", None, "5", "Seconds pending answers get at a stop."],
         ["max-pending", None, "10000", "Requests pending at once; more get 503."],
         ["idle-timeout", None, "60", "Seconds an idle connection is kept open."],
+        ["workers", None, "1", "Processes serving the same sockets (tcp only)."],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -82,6 +85,14 @@ class Options(usage.Options):
         if self["idle-timeout"] == 0:
             raise usage.UsageError("--idle-timeout: give seconds > 0")
         self["max-pending"] = _count("--max-pending", self["max-pending"], 10**7)
+        self["workers"] = _count("--workers", self["workers"], 64)
+        if self["workers"] > 1:
+            for description in self["listen"] or [DEFAULT_LISTEN]:
+                if not tcp_only(serverFromString(MemoryReactor(), description)):
+                    raise usage.UsageError(
+                        f"--listen {description!r}: --workers shares plain tcp: "
+                        "sockets only"
+                    )
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
 
@@ -132,20 +143,12 @@ class _AnnouncedEndpoint:
         def announce(port: IListeningPort) -> IListeningPort:
             log.info(
                 "closedemo listening on {address} ({description})",
-                address=_address(port),
+                address=describe_address(port.getHost()),
                 description=self._description,
             )
             return port
 
         return self._endpoint.listen(factory).addCallback(announce)
-
-
-def _address(port: IListeningPort) -> str:
-    host = port.getHost()
-    h, p = getattr(host, "host", None), getattr(host, "port", None)
-    if h is None or p is None:
-        return str(host)
-    return f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
 
 
 def _metrics(ledger: Ledger) -> IResource | None:
@@ -162,9 +165,27 @@ def _metrics(ledger: Ledger) -> IResource | None:
 
 def makeService(options: Any) -> IService:
     """
-    Build the closedemo service: one listener per C{--listen}, one site.
+    Build the closedemo service: one listener per C{--listen}, one site;
+    or, with C{--workers N}, the sockets and N worker processes.
     """
     from twisted.internet import reactor
+
+    if options["workers"] > 1:
+        endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
+        settings = {
+            name.replace("-", "_"): options[name]
+            for name in (
+                "delay",
+                "max-delay",
+                "message",
+                "tick",
+                "heartbeat",
+                "shutdown-grace",
+                "max-pending",
+                "idle-timeout",
+            )
+        }
+        return WorkerPool(reactor, endpoints, options["workers"], settings)
 
     ledger = Ledger(reactor, max_pending=options["max-pending"])
     site = build_site(

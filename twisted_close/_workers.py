@@ -1,0 +1,236 @@
+"""
+C{--workers N}: N processes serve one listening address.  The parent binds
+each socket once, never accepts on it, and hands it to every worker
+(C{adoptStreamPort}); a worker that dies is reported and started again; a
+stop sends every worker SIGTERM, and each drains as a single process would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from twisted.application.service import Service
+from twisted.internet.address import IPv6Address
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import ProcessDone
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProcessTransport,
+    IReactorProcess,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ._drain import quiet_repeated_stops
+from ._shared import SharedCounters
+from ._text import describe_address
+
+__all__ = ["WorkerPool", "tcp_only"]
+
+log = Logger(namespace="twisted_close")
+
+RESTART_PAUSE = 1.0
+"""Seconds before a worker that died young is started again."""
+
+
+def tcp_only(endpoint: IStreamServerEndpoint) -> bool:
+    """
+    Whether C{endpoint} listens on a plain TCP socket, the only kind the
+    workers can share.
+    """
+    return isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint))
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, pool: WorkerPool, slot: int) -> None:
+        self.pool = pool
+        self.slot = slot
+        self.started = pool.clock.seconds()
+        self.pid: int | None = None
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.pool._ended(self, reason)
+
+
+@dataclass
+class _Listener:
+    description: str
+    port: IListeningPort
+    family: int
+    address: str = field(default="")
+
+
+class WorkerPool(Service):
+    """
+    Run C{count} worker processes (L{twisted_close.worker}) serving the
+    sockets of C{endpoints}, with C{settings} for their demo sites.
+    """
+
+    name = "workers"
+
+    def __init__(
+        self,
+        reactor: Any,
+        endpoints: list[tuple[str, IStreamServerEndpoint]],
+        count: int,
+        settings: dict[str, Any],
+        *,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.reactor = reactor
+        self.clock = cast(IReactorTime, reactor)
+        self.endpoints = endpoints
+        self.count = count
+        self.settings = settings
+        self.stop_timeout = stop_timeout
+        self.listeners: list[_Listener] = []
+        self.workers: dict[int, _Worker] = {}
+        self.stopping = False
+        directory = tempfile.mkdtemp(prefix="closedemo-")
+        self.shared_path = os.path.join(directory, "counters")
+        self.shared = SharedCounters(self.shared_path, count)
+
+    def privilegedStartService(self) -> None:
+        # Bind now (as root if need be), so a port in use stops twistd at once.
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+        for description, endpoint in self.endpoints:
+            ready = endpoint.listen(Factory.forProtocol(Protocol))
+            port = _result(ready)
+            # The parent never accepts: its workers do.
+            cast(Any, port).stopReading()
+            host = port.getHost()
+            family = (
+                socket.AF_INET6 if isinstance(host, IPv6Address) else socket.AF_INET
+            )
+            address = describe_address(host)
+            self.listeners.append(_Listener(description, port, family, address))
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        for listener in self.listeners:
+            log.info(
+                "closedemo listening on {address} ({description}) with {count} workers",
+                address=listener.address,
+                description=listener.description,
+                count=self.count,
+            )
+        for slot in range(self.count):
+            self._spawn(slot)
+
+    def _spawn(self, slot: int) -> None:
+        fds = {}
+        config_fds = []
+        for n, listener in enumerate(self.listeners):
+            child_fd = 3 + n
+            fds[child_fd] = cast(Any, listener.port).fileno()
+            config_fds.append([child_fd, listener.family])
+        config = {
+            "slot": slot,
+            "slots": self.count,
+            "shared": self.shared_path,
+            "fds": config_fds,
+            "settings": self.settings,
+        }
+        worker = _Worker(self, slot)
+        process = cast(IReactorProcess, self.reactor).spawnProcess(
+            worker,
+            sys.executable,
+            [sys.executable, "-m", "twisted_close.worker", json.dumps(config)],
+            env=dict(os.environ),
+            childFDs={0: "w", 1: 1, 2: 2, **fds},
+        )
+        worker.pid = process.pid
+        self.workers[slot] = worker
+        log.info("worker {slot} started (pid {pid})", slot=slot, pid=process.pid)
+
+    def _ended(self, worker: _Worker, reason: Failure) -> None:
+        if self.workers.get(worker.slot) is worker and not self.stopping:
+            del self.workers[worker.slot]
+            state = self.shared.read(worker.slot) or {}
+            how = _how(reason)
+            log.warn(
+                "worker {slot} (pid {pid}) {how} with {pending} requests pending; "
+                "starting it again",
+                slot=worker.slot,
+                pid=worker.pid,
+                how=how,
+                pending=state.get("pending", 0),
+            )
+            young = self.clock.seconds() - worker.started < RESTART_PAUSE
+            self.clock.callLater(
+                RESTART_PAUSE if young else 0, self._respawn, worker.slot
+            )
+
+    def _respawn(self, slot: int) -> None:
+        if not self.stopping and slot not in self.workers:
+            self._spawn(slot)
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        self.stopping = True
+        quiet_repeated_stops(self.reactor)
+        for listener in self.listeners:
+            listener.port.stopListening()
+        ended = [w.ended for w in self.workers.values()]
+        for worker in self.workers.values():
+            _signal(worker, signal.SIGTERM)
+        timeout = self.clock.callLater(self.stop_timeout, self._kill)
+        done = DeferredList(ended)
+
+        def finished(result: object) -> None:
+            if timeout.active():
+                timeout.cancel()
+            totals = self.shared.totals().snapshot()
+            log.info("all workers stopped; totals {totals}", totals=totals)
+            self.shared.close()
+            os.unlink(self.shared_path)
+            os.rmdir(os.path.dirname(self.shared_path))
+
+        return done.addCallback(finished)
+
+    def _kill(self) -> None:
+        for worker in self.workers.values():
+            log.warn("worker {slot} did not stop; killing it", slot=worker.slot)
+            _signal(worker, signal.SIGKILL)
+
+
+def _signal(worker: _Worker, number: int) -> None:
+    transport = cast(IProcessTransport, worker.transport)
+    try:
+        transport.signalProcess(number)
+    except Exception:
+        pass  # it has already gone
+
+
+def _how(reason: Failure) -> str:
+    if reason.check(ProcessDone):
+        return "exited"
+    signal_number = getattr(reason.value, "signal", None)
+    if signal_number:
+        return f"was killed by {signal.Signals(signal_number).name}"
+    return f"exited with status {getattr(reason.value, 'exitCode', '?')}"
+
+
+def _result(d: Deferred[IListeningPort]) -> IListeningPort:
+    # TCP endpoints listen at once; anything else would need the reactor.
+    results: list[IListeningPort] = []
+    failures: list[Failure] = []
+    d.addCallbacks(results.append, failures.append)
+    if failures:
+        failures[0].raiseException()
+    if not results:
+        raise RuntimeError("the endpoint did not listen at once")
+    return results[0]

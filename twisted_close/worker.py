@@ -1,0 +1,109 @@
+"""
+One worker process of C{twistd closedemo --workers N}: it serves the
+listening sockets its parent bound and hands it, counts into its slot of the
+shared counters, and drains on SIGTERM like a single process does.
+
+Started by L{twisted_close._workers.WorkerPool} as
+C{python -m twisted_close.worker CONFIG}, C{CONFIG} being JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorSocket
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+
+from ._drain import GracefulDrain, quiet_repeated_stops
+from ._ledger import Ledger
+from ._shared import SharedCounters
+from .demo import build_site
+
+log = Logger(namespace="twisted_close")
+
+PUBLISH_EVERY = 0.05
+"""Seconds between two publications of this worker's counters."""
+
+
+def serve(config: dict[str, Any]) -> None:
+    """
+    Serve until SIGTERM, as C{config} says (see L{WorkerPool}).
+    """
+    from twisted.internet import reactor
+
+    settings = config["settings"]
+    slot = config["slot"]
+    shared = SharedCounters(config["shared"], config["slots"])
+    ledger = Ledger(reactor, max_pending=settings["max_pending"])
+    previous = shared.read(slot)
+    if previous is not None:
+        # Carry on from the worker this one replaces: totals never go back.
+        ledger.restore(previous)
+
+    def publish() -> None:
+        shared.publish(slot, {**ledger.state(), "worker": slot, "pid": os.getpid()})
+
+    publisher = LoopingCall(publish)
+    publisher.clock = reactor
+    publisher.start(PUBLISH_EVERY)
+    site = build_site(
+        clock=reactor,
+        ledger=ledger,
+        message=settings["message"],
+        delay=settings["delay"],
+        max_delay=settings["max_delay"],
+        tick=settings["tick"],
+        heartbeat=settings["heartbeat"],
+        idle_timeout=settings["idle_timeout"],
+        metrics=_metrics(shared),
+        counts=shared,
+    )
+    ports: list[IListeningPort] = []
+    for fd, family in config["fds"]:
+        sockets = cast(IReactorSocket, reactor)
+        ports.append(sockets.adoptStreamPort(fd, family, site))  # type: ignore[arg-type]
+        os.close(fd)  # adoptStreamPort took a copy
+    drain = GracefulDrain(ledger, reactor, settings["shutdown_grace"])
+
+    async def stop() -> None:
+        quiet_repeated_stops(reactor)
+        for port in ports:
+            await maybeDeferred(port.stopListening)
+        await drain.drain()
+        publisher.stop()
+        publish()
+
+    core = cast(IReactorCore, reactor)
+    core.addSystemEventTrigger(
+        "before", "shutdown", lambda: Deferred.fromCoroutine(stop())
+    )
+    # A Ctrl-C reaches the whole process group: the parent decides, and
+    # stops its workers with SIGTERM.
+    core.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    log.info("worker {slot} (pid {pid}) serving", slot=slot, pid=os.getpid())
+    core.run()
+
+
+def _metrics(shared: SharedCounters) -> Any:
+    try:
+        from .metrics import metrics_registry, metrics_resource
+    except ImportError:
+        return None
+    return metrics_resource(metrics_registry(shared))
+
+
+def main(argv: list[str]) -> None:
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+    )
+    serve(json.loads(argv[1]))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
