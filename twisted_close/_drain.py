@@ -102,12 +102,16 @@ class GracefulDrain(Service):
         completed, interrupted = ledger.completed, ledger.interrupted
         shutdown = ledger.server_endings[Ending.SHUTDOWN]
         ledger.closing = True
+        # Every connection with a request in hand is closed once its answer
+        # is out, so that "out" can be seen: a closed connection.
         transports = []
+        for pending in ledger.live():
+            pending.close_when_done()
+            transports.append(getattr(pending, "transport", None))
         streams = 0
         for pending in ledger.live():
             if pending.endless:
                 streams += 1
-                transports.append(getattr(pending, "transport", None))
                 pending.end_by_server(Ending.SHUTDOWN, self.retry_after)
         if ledger.pending:
             idle = ledger.when_idle()
@@ -116,13 +120,14 @@ class GracefulDrain(Service):
                 await idle
             except TimeoutError:
                 for pending in ledger.live():
-                    transports.append(getattr(pending, "transport", None))
                     pending.end_by_server(Ending.SHUTDOWN, self.retry_after)
         # The reactor drops open connections at shutdown without flushing:
         # wait until what we wrote has gone out and they are closed.
         deadline = clock.seconds() + self.flush_timeout
         while any(_open(t) for t in transports) and clock.seconds() < deadline:
             await deferLater(clock, self.poll)
+        # Lines held back by the rate limit would be lost with the process.
+        ledger.reporter.summarize()
         log.info(
             SUMMARY_FORMAT,
             completed=ledger.completed - completed,

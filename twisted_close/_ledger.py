@@ -118,7 +118,12 @@ class Pending(Protocol):
 
     endless: bool
 
+    @property
+    def outcome(self) -> Outcome | None: ...
+
     def end_by_server(self, ending: Ending, retry_after: int = ...) -> None: ...
+
+    def close_when_done(self) -> None: ...
 
 
 class CountsSource(Protocol):
@@ -178,7 +183,7 @@ class Ledger:
         self.max_pending = max_pending
         self.closing = False
         self.reporter = Reporter(clock, log_per_second)
-        self._observers: list[Callable[[Outcome], None]] = [self.reporter]
+        self._observers: list[Callable[[Outcome], None]] = []
         self._idle: list[Deferred[None]] = []
 
     @property
@@ -211,24 +216,29 @@ class Ledger:
         """
         self._live[token] = None
 
-    def end(self, token: Pending, outcome: Outcome) -> None:
+    def end(self, token: Pending, ending: Ending, elapsed: float) -> None:
         """
-        Record how the pending request C{token} ended and tell the observers.
+        Record that the pending request C{token} ended, how and after how
+        many seconds; report it and tell the observers its L{Outcome}.
         """
         self._live.pop(token, None)
-        ending = outcome.ending
-        if not ending.interrupted:
+        if ending is Ending.COMPLETED:
             self.completed += 1
-        elif ending.by_server:
-            self.server_ended += 1
-            self.server_endings[ending] += 1
         else:
-            self.interrupted += 1
-            self.interruptions[ending] += 1
-            self.wait_buckets[bisect_left(WAIT_BUCKETS, outcome.elapsed)] += 1
-            self.wait_sum += outcome.elapsed
-        for observer in self._observers:
-            observer(outcome)
+            if ending in _BY_SERVER:
+                self.server_ended += 1
+                self.server_endings[ending] += 1
+            else:
+                self.interrupted += 1
+                self.interruptions[ending] += 1
+                self.wait_buckets[bisect_left(WAIT_BUCKETS, elapsed)] += 1
+                self.wait_sum += elapsed
+            self.reporter.report(ending, token)
+        if self._observers:
+            outcome = token.outcome
+            assert outcome is not None
+            for observer in self._observers:
+                observer(outcome)
         if not self._live and self._idle:
             waiting, self._idle = self._idle, []
             for d in waiting:
@@ -246,6 +256,17 @@ class Ledger:
         Call C{observer} with every L{Outcome} from now on.
         """
         self._observers.append(observer)
+
+    def unobserve(self, observer: Callable[[Outcome], None]) -> None:
+        """
+        Stop calling C{observer} (undoes one L{observe}); nothing if it is
+        not observing.  An outcome being handed out right now still reaches
+        it: the list is replaced, not changed under L{end}'s loop.
+        """
+        observers = list(self._observers)
+        if observer in observers:
+            observers.remove(observer)
+            self._observers = observers
 
     def when_idle(self) -> Deferred[None]:
         """

@@ -104,7 +104,6 @@ class RequestWatch:
     Made by L{cancel_on_disconnect}; use L{add} to tie more work to the
     same request later in its life.
 
-    @ivar outcome: how the request ended, once it has.
     @ivar detail: called at the end for more words, e.g. C{"3 events sent"}.
     @ivar on_server_end: how the owner answers when the server ends the
         request (L{end_by_server}); by default a C{503}.
@@ -112,29 +111,49 @@ class RequestWatch:
         stream): a graceful shutdown ends it at once instead of waiting.
     """
 
+    # One of these lives per pending request: keep it small and cheap to
+    # make; the words of the outcome are only put together when asked for.
+    __slots__ = (
+        "_cancelled",
+        "_channel",
+        "_clock",
+        "_ended_at",
+        "_ending",
+        "_ledger",
+        "_outcome",
+        "_pending",
+        "_request",
+        "_server_cancelled",
+        "_server_ending",
+        "_started",
+        "detail",
+        "endless",
+        "on_server_end",
+    )
+
     def __init__(self, request: IRequest, clock: IReactorTime, ledger: Ledger) -> None:
         self._request = request
         self._clock = clock
         self._ledger = ledger
         self._started = clock.seconds()
-        self._pending: dict[int, Cancellable] = {}
-        self._method = _printable(request.method)
-        self._path = _printable(request.path)
-        self._client = describe_client(request)
+        self._pending: list[Cancellable] = []
         # Request.connectionLost drops request.channel before the errback.
-        self.transport: object = getattr(
-            getattr(request, "channel", None), "transport", None
-        )
+        self._channel: object = getattr(request, "channel", None)
         self._server_ending: Ending | None = None
         self._server_cancelled = 0
-        self.outcome: Outcome | None = None
+        self._ending: Ending | None = None
+        self._ended_at = 0.0
+        self._cancelled = 0
+        self._outcome: Outcome | None = None
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = False
 
         finished, gone = _already_over(request)
         if finished:
-            self.outcome = self._outcome(Ending.COMPLETED, 0)
+            # Nothing to watch: not counted, and notifyFinish() would not fire.
+            self._ending = Ending.COMPLETED
+            self._ended_at = self._started
             return
         ledger.begin(self)
         if gone:
@@ -151,22 +170,53 @@ class RequestWatch:
         """
         return self._request
 
+    @property
+    def transport(self) -> object:
+        """
+        The transport of the request's connection, if it has one.
+        """
+        return getattr(self._channel, "transport", None)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """
+        How the request ended, once it has: who, what, how, after how long.
+        """
+        if self._ending is None:
+            return None
+        if self._outcome is None:
+            request = self._request
+            self._outcome = Outcome(
+                method=_printable(request.method),
+                path=_printable(request.path),
+                client=describe_client(request),
+                elapsed=self._ended_at - self._started,
+                ending=self._ending,
+                cancelled=self._cancelled,
+                detail="" if self.detail is None else self.detail(),
+            )
+        return self._outcome
+
     def add(self, *items: Cancellable) -> None:
         """
         Tie more pending work to the request.  If the client has already
         left, the items are cancelled at once.
         """
         for item in items:
-            if not isinstance(item, Cancellable):
+            # Not isinstance(item, Cancellable): a runtime protocol check
+            # costs more than the rest of a request's bookkeeping.
+            if not callable(getattr(item, "cancel", None)):
                 raise TypeError(f"{item!r} has no cancel() method")
-        if self._server_ending is not None or self.outcome is not None:
+        if self._server_ending is not None or self._ending is not None:
             # Too late to wait on them: cancel them now, unless it completed.
-            if self.outcome is None or self.outcome.ending.interrupted:
+            if self._ending is not Ending.COMPLETED:
                 for item in items:
                     _cancel(item)
             return
+        pending = self._pending
         for item in items:
-            self._pending[id(item)] = item
+            if not any(p is item for p in pending):
+                pending.append(item)
 
     def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
         """
@@ -175,21 +225,29 @@ class RequestWatch:
         default C{503} with C{Retry-After} and C{Connection: close}.  The
         outcome is C{ending}, not a completion nor a client's interruption.
         """
-        if self.outcome is not None or self._server_ending is not None:
+        if self._ending is not None or self._server_ending is not None:
             return
         self._server_ending = ending
-        channel = getattr(self._request, "channel", None)
-        if channel is not None and hasattr(channel, "persistent"):
-            # HTTP/1.1: close the connection once this answer is out.
-            channel.persistent = False
+        self.close_when_done()
         self._server_cancelled = self._cancel_all()
         answer = self.on_server_end or self._unavailable
         try:
             answer(ending, retry_after)
         except Exception:
             log.failure(
-                "Ending {method} {path} failed", method=self._method, path=self._path
+                "Ending {method} {path} failed",
+                method=_printable(self._request.method),
+                path=_printable(self._request.path),
             )
+
+    def close_when_done(self) -> None:
+        """
+        Close the connection once this request's answer is out (HTTP/1.1;
+        an HTTP/2 stream has no connection of its own).
+        """
+        channel = getattr(self._request, "channel", None)
+        if channel is not None and hasattr(channel, "persistent"):
+            channel.persistent = False
 
     def _unavailable(self, ending: Ending, retry_after: int) -> None:
         request = cast(http.Request, self._request)
@@ -205,25 +263,15 @@ class RequestWatch:
         request.write(body)
         request.finish()
 
-    def _outcome(self, ending: Ending, cancelled: int) -> Outcome:
-        return Outcome(
-            method=self._method,
-            path=self._path,
-            client=self._client,
-            elapsed=self._clock.seconds() - self._started,
-            ending=ending,
-            cancelled=cancelled,
-            detail="" if self.detail is None else self.detail(),
-        )
-
-    def _end(self, outcome: Outcome) -> None:
-        self.outcome = outcome
-        self._ledger.end(self, outcome)
+    def _end(self, ending: Ending, cancelled: int) -> None:
+        self._ending = ending
+        self._ended_at = now = self._clock.seconds()
+        self._cancelled = cancelled
+        self._ledger.end(self, ending, now - self._started)
 
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        ending = self._server_ending or Ending.COMPLETED
-        self._end(self._outcome(ending, self._server_cancelled))
+        self._end(self._server_ending or Ending.COMPLETED, self._server_cancelled)
 
     def _lost(self, reason: Failure) -> None:
         ending = self._server_ending or classify(reason)
@@ -234,8 +282,7 @@ class RequestWatch:
         self._interrupted(ending)
 
     def _cancel_all(self) -> int:
-        items = list(self._pending.values())
-        self._pending.clear()
+        items, self._pending = self._pending, []
         cancelled = 0
         for item in items:
             try:
@@ -245,8 +292,7 @@ class RequestWatch:
         return cancelled
 
     def _interrupted(self, ending: Ending) -> None:
-        cancelled = self._cancel_all() + self._server_cancelled
-        self._end(self._outcome(ending, cancelled))
+        self._end(ending, self._cancel_all() + self._server_cancelled)
 
 
 def cancel_on_disconnect(

@@ -11,7 +11,7 @@ from collections import Counter
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from ._ledger import Ending, Outcome
+from ._ledger import Ending, Pending
 
 __all__ = ["INTERRUPTED_FORMAT", "SERVER_ENDED_FORMAT", "Reporter"]
 
@@ -42,9 +42,10 @@ class Reporter:
         self._suppressed: Counter[Ending] = Counter()
         self._summary: IDelayedCall | None = None
 
-    def __call__(self, outcome: Outcome) -> None:
-        if not outcome.ending.interrupted:
-            return
+    def report(self, ending: Ending, pending: Pending) -> None:
+        """
+        Log how C{pending} was cut short, unless this second had its fill.
+        """
         clock = self._clock
         if clock is not None:
             now = clock.seconds()
@@ -52,12 +53,14 @@ class Reporter:
                 self._window = now
                 self._logged = 0
             if self._logged >= self._per_second:
-                self._suppressed[outcome.ending] += 1
+                self._suppressed[ending] += 1
                 if self._summary is None:
                     wait = self._window + 1.0 - now
                     self._summary = clock.callLater(wait, self.summarize)
                 return
             self._logged += 1
+        outcome = pending.outcome
+        assert outcome is not None
         log.info(
             SERVER_ENDED_FORMAT if outcome.ending.by_server else INTERRUPTED_FORMAT,
             outcome=outcome,
@@ -75,6 +78,8 @@ class Reporter:
         """
         Log the interruptions held back in this second, if any, as one line.
         """
+        if self._summary is not None and self._summary.active():
+            self._summary.cancel()
         self._summary = None
         if not self._suppressed:
             return

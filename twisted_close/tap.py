@@ -55,6 +55,12 @@ class Options(usage.Options):
         ["max-pending", None, "10000", "Requests pending at once; more get 503."],
         ["idle-timeout", None, "60", "Seconds an idle connection is kept open."],
         ["workers", None, "1", "Processes serving the same sockets (tcp only)."],
+        [
+            "access-log",
+            None,
+            None,
+            "Log a line per request: '-' (server log) or a file.",
+        ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -183,6 +189,7 @@ def makeService(options: Any) -> IService:
                 "shutdown-grace",
                 "max-pending",
                 "idle-timeout",
+                "access-log",
             )
         }
         return WorkerPool(reactor, endpoints, options["workers"], settings)
@@ -198,6 +205,7 @@ def makeService(options: Any) -> IService:
         heartbeat=options["heartbeat"],
         idle_timeout=options["idle-timeout"],
         metrics=_metrics(ledger),
+        access_log=options["access-log"],
     )
     service = MultiService()
     # Services stop in reverse order: the listeners stop accepting first,

@@ -63,6 +63,7 @@ def serve(config: dict[str, Any]) -> None:
         idle_timeout=settings["idle_timeout"],
         metrics=_metrics(shared),
         counts=shared,
+        access_log=settings["access_log"],
     )
     ports: list[IListeningPort] = []
     for fd, family in config["fds"]:
