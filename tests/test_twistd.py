@@ -7,15 +7,10 @@ Every wait has a deadline; the subprocess is always killed at the end.
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,102 +18,15 @@ from pathlib import Path
 
 import pytest
 
-LISTEN = ("--listen", "tcp:0:interface=127.0.0.1")
-INTERRUPTED = re.compile(r"Connection interrupted: (.*)$")
-
-
-def twistd_command() -> list[str]:
-    """
-    The twistd script installed next to this Python, run by this Python.
-    """
-    script = Path(sys.executable).with_name("twistd")
-    if script.is_file():
-        return [sys.executable, str(script)]
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def command(*options: str) -> list[str]:
-    return [*twistd_command(), "-n", "--pidfile=", "--logfile=-", "closedemo", *options]
-
-
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Twistd:
-    """
-    A running C{twistd closedemo}, with its output read line by line.
-    """
-
-    def __init__(self, cwd: Path, *options: str) -> None:
-        self.process = subprocess.Popen(
-            command(*options),
-            cwd=cwd,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
-    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        """
-        The first line matching C{pattern}, waiting up to C{timeout} seconds.
-        """
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if match := regex.search(line):
-                        return match
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(
-                        f"no line matching {pattern!r} within {timeout} s; "
-                        f"output so far:\n{chr(10).join(self.lines)}"
-                    )
-                self._changed.wait(left)
-
-    def port(self) -> int:
-        match = self.wait_for_line(
-            r"closedemo listening on 127\.0\.0\.1:(\d+) \(tcp:0:", timeout=30
-        )
-        return int(match.group(1))
-
-    def interruptions(self) -> list[str]:
-        with self._changed:
-            return [
-                m.group(1) for line in self.lines if (m := INTERRUPTED.search(line))
-            ]
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self._reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+from .twistd_process import (
+    LISTEN,
+    Twistd,
+    command,
+    environment,
+    http_get,
+    stats,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -138,31 +46,6 @@ def closedemo(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
     finally:
         for server in started:
             server.kill()
-
-
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def stats(port: int) -> dict[str, int]:
-    status, body = http_get(port, "/stats")
-    assert status == 200
-    data: dict[str, int] = json.loads(body)
-    return data
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_readme_walkthrough(closedemo: Callable[..., Twistd]) -> None:

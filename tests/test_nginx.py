@@ -1,0 +1,450 @@
+"""
+docs/nginx.conf, run for real: a real nginx in front of two real
+C{twistd closedemo} instances, all on loopback ports, spoken to over
+sockets.
+
+The shipped file is rendered only by changing its ports and paths (see
+L{render}).  nginx must be installed (.ci/run installs it); a machine
+without it fails here rather than skipping, so that CI cannot pass
+without running these.  Every wait has a deadline; every process is
+stopped at the end.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
+
+CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
+TICK = 0.2
+GRACE = 3
+OPTIONS = (*LISTEN, "--tick", str(TICK), "--shutdown-grace", str(GRACE))
+ZERO = {
+    "pending": 0,
+    "completed": 0,
+    "interrupted": 0,
+    "rejected": 0,
+    "server_ended": 0,
+}
+ACCESS_LINE = re.compile(
+    r'"(?P<request>[^"]*)" (?P<status>\d+) \d+ upstream=(?P<upstream>.*) '
+    r"upstream_status=(?P<upstream_status>.*) request_time="
+)
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if found is None:
+        pytest.fail(
+            "nginx is not installed, so docs/nginx.conf cannot be tested: "
+            "install it (Debian: apt-get install nginx; .ci/run does this)"
+        )
+    return found
+
+
+def render(
+    conf: str, *, listen: int, upstreams: tuple[int, int], directory: Path
+) -> str:
+    """
+    The shipped config with its ports and paths changed to C{directory}'s,
+    and nothing else: each replaced text must occur exactly once.
+    """
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory / 'temp' / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # As root, the workers would run as www-data, which may not exist and
+    # cannot enter pytest's private temporary directory.  Otherwise nginx
+    # ignores "user" (with a warning): drop it.
+    user = "user root;" if os.geteuid() == 0 else ""
+    replacements = {
+        "user www-data;": user,
+        "pid /run/nginx.pid;": f"pid {directory / 'nginx.pid'};",
+        "error_log /var/log/nginx/error.log;": (
+            f"error_log {directory / 'logs' / 'error.log'} info;"
+        ),
+        "access_log /var/log/nginx/closedemo.access.log closedemo;": (
+            f"access_log {directory / 'logs' / 'access.log'} closedemo;"
+        ),
+        "http {\n": f"http {{\n{temp}\n",
+        "server 127.0.0.1:8001;": f"server 127.0.0.1:{upstreams[0]};",
+        "server 127.0.0.1:8002;": f"server 127.0.0.1:{upstreams[1]};",
+        "listen 80;": f"listen 127.0.0.1:{listen};",
+    }
+    for old, new in replacements.items():
+        assert conf.count(old) == 1, f"docs/nginx.conf should have {old!r} once"
+        conf = conf.replace(old, new)
+    return conf
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+class Nginx:
+    """
+    nginx in the foreground (C{daemon off}) with its master and workers in
+    a process group of their own.
+    """
+
+    def __init__(self, directory: Path, upstreams: tuple[int, int]) -> None:
+        self.directory = directory
+        for sub in ("logs", "temp"):
+            (directory / sub).mkdir()
+        self.port = free_port()
+        self.conf = directory / "nginx.conf"
+        self.conf.write_text(
+            render(
+                CONF.read_text(),
+                listen=self.port,
+                upstreams=upstreams,
+                directory=directory,
+            )
+        )
+        prefix, conf = f"{directory}/", str(self.conf)
+        with open(directory / "logs" / "output", "wb") as output:
+            self.process = subprocess.Popen(
+                [nginx_binary(), "-p", prefix, "-c", conf, "-g", "daemon off;"],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}:\n{path.read_text(errors='replace')}"
+            for path in sorted((self.directory / "logs").iterdir())
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 10
+        while not accepts(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"nginx did not start:\n{self.logs()}")
+            time.sleep(0.02)
+
+    def access_log(self, lines: int | None = None) -> list[re.Match[str]]:
+        """
+        The access log's lines; with C{lines}, wait until it has that many:
+        nginx logs a request after its answer has gone to the client.
+        """
+
+        def read() -> list[re.Match[str]]:
+            text = (self.directory / "logs" / "access.log").read_text()
+            return [m for s in text.splitlines() if (m := ACCESS_LINE.search(s))]
+
+        if lines is not None:
+            wait_until(lambda: len(read()) >= lines, f"{lines} access log lines", 5)
+            assert len(read()) == lines, read()
+        return read()
+
+    def stop(self) -> None:
+        # A fast shutdown (SIGTERM) ends the workers too; should the master
+        # not answer, its group (workers included) is killed.
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+@dataclass
+class Cluster:
+    a: Twistd
+    b: Twistd
+    a_port: int
+    b_port: int
+    nginx: Nginx
+
+    @property
+    def port(self) -> int:
+        return self.nginx.port
+
+    def pending(self) -> tuple[int, int]:
+        return stats(self.a_port)["pending"], stats(self.b_port)["pending"]
+
+
+@contextmanager
+def running_cluster(
+    directory: Path, a_options: Sequence[str] = ()
+) -> Iterator[Cluster]:
+    """
+    Two closedemo instances behind nginx, configured by docs/nginx.conf;
+    instance a gets C{a_options} too.  Everything is stopped at the end.
+    """
+    nginx_binary()
+    started: list[Twistd] = []
+    proxy: Nginx | None = None
+    try:
+        for name, extra in (("a", a_options), ("b", ())):
+            (directory / name).mkdir()
+            started.append(Twistd(directory / name, *OPTIONS, *extra))
+        a, b = started
+        ports = a.port(), b.port()
+        (directory / "nginx").mkdir()
+        proxy = Nginx(directory / "nginx", ports)
+        proxy.wait_ready()
+        yield Cluster(a, b, ports[0], ports[1], proxy)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        for server in started:
+            server.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with running_cluster(tmp_path) as running:
+        yield running
+
+
+def test_requests_are_spread_over_both_instances(cluster: Cluster) -> None:
+    answers = [http_get(cluster.port, f"/quick/{i}?delay=0") for i in range(20)]
+
+    assert answers == [(200, b"hello")] * 20
+    a, b = stats(cluster.a_port), stats(cluster.b_port)
+    assert a["completed"] > 0, a
+    assert b["completed"] > 0, b
+    assert a["completed"] + b["completed"] == 20
+    assert a == {**ZERO, "completed": a["completed"]}
+    assert b == {**ZERO, "completed": b["completed"]}
+    upstreams = {m["upstream"] for m in cluster.nginx.access_log(20)}
+    assert upstreams == {f"127.0.0.1:{cluster.a_port}", f"127.0.0.1:{cluster.b_port}"}
+
+
+def test_a_client_leaving_nginx_is_reported_by_its_instance(cluster: Cluster) -> None:
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=5) as client:
+        client.sendall(b"GET /slow?delay=10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        wait_until(lambda: sum(cluster.pending()) == 1, "the request to be pending")
+        holder, other = (
+            (cluster.a, cluster.b) if cluster.pending()[0] else (cluster.b, cluster.a)
+        )
+    left = time.monotonic()
+
+    # The client is nginx's connection to the instance.
+    holder.wait_for_line(
+        r"Connection interrupted: GET /slow from 127\.0\.0\.1:\d+ after 0\.\d\d s "
+        r"\(client closed the connection\)$",
+        timeout=1.0,
+    )
+    assert time.monotonic() - left < 1.0
+    holder_port = cluster.a_port if holder is cluster.a else cluster.b_port
+    other_port = cluster.b_port if holder is cluster.a else cluster.a_port
+    assert stats(holder_port) == {**ZERO, "interrupted": 1}
+    assert stats(other_port) == ZERO
+    assert len(holder.interruptions()) == 1
+    assert other.interruptions() == []
+    # nginx's own record of it: 499, client closed request.
+    [line] = cluster.nginx.access_log(1)
+    assert (line["request"], line["status"]) == ("GET /slow?delay=10 HTTP/1.1", "499")
+
+
+def test_events_pass_through_nginx_unbuffered(cluster: Cluster) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", cluster.port, timeout=5)
+    try:
+        started = time.monotonic()
+        connection.request("GET", "/events")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Type", "").startswith("text/event-stream")
+        arrivals: list[float] = []
+        while len(arrivals) < 5 and time.monotonic() - started < 5:
+            line = response.readline()  # the socket timeout bounds each read
+            assert line, "the stream ended early"
+            if line.startswith(b"data: "):
+                arrivals.append(time.monotonic() - started)
+    finally:
+        connection.close()
+
+    assert len(arrivals) == 5
+    # The first event is due one tick after the instance took the request.
+    assert arrivals[0] < 1.5 * TICK, arrivals
+    # Each came at its tick, not in a burst when a buffer filled.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert all(0.5 * TICK < gap < 2.5 * TICK for gap in gaps), arrivals
+    # Leaving the stream through nginx ends it on the instance too.
+    wait_until(
+        lambda: len(cluster.a.interruptions() + cluster.b.interruptions()) == 1,
+        "the stream's end to be reported",
+        timeout=1.0,
+    )
+    [report] = cluster.a.interruptions() + cluster.b.interruptions()
+    assert re.fullmatch(
+        r"GET /events from 127\.0\.0\.1:\d+ after \d\.\d\d s "
+        r"\(client closed the connection; [56] events sent\)",
+        report,
+    ), report
+
+
+def test_a_503_is_retried_on_the_other_instance(tmp_path: Path) -> None:
+    # a takes one pending request at most: with one held, it answers 503.
+    with running_cluster(tmp_path, ("--max-pending", "1")) as cluster:
+        with socket.create_connection(("127.0.0.1", cluster.a_port)) as hold:
+            hold.sendall(b"GET /hold?delay=10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            wait_until(lambda: cluster.pending() == (1, 0), "a to be full")
+            answers = [http_get(cluster.port, f"/{i}?delay=0") for i in range(4)]
+            a, b = stats(cluster.a_port), stats(cluster.b_port)
+        log = cluster.nginx.access_log(4)
+
+    assert answers == [(200, b"hello")] * 4
+    assert a == {**ZERO, "pending": 1, "rejected": 1}
+    assert b == {**ZERO, "completed": 4}
+    # Round robin sent one request to a, which nginx then sent to b; a
+    # failed attempt marks a down for a while (max_fails=1 fail_timeout=10s
+    # by default), so the others went straight to b.
+    a_address, b_address = (f"127.0.0.1:{p}" for p in (cluster.a_port, cluster.b_port))
+    assert Counter((line["upstream"], line["upstream_status"]) for line in log) == {
+        (f"{a_address}, {b_address}", "503, 200"): 1,
+        (b_address, "200"): 3,
+    }
+
+
+@dataclass
+class Stop:
+    """
+    What happened when instance a was stopped with requests in flight.
+    """
+
+    a_pending: int
+    b_pending: int
+    in_flight: list[tuple[int, bytes]]
+    during: list[tuple[int, bytes]]
+    after: list[tuple[int, bytes]]
+    a_was_draining: bool
+    a_returncode: int
+    a_output: str
+    interruptions: list[str]
+    b_counters: dict[str, int]
+    a_address: str
+    b_address: str
+    log: list[dict[str, str]]
+    nginx_logs: str
+
+
+@pytest.fixture(scope="module")
+def stop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stop]:
+    """
+    Ten requests in flight through nginx (0.5 to 0.95 s each), half on
+    each instance; SIGTERM instance a (grace 3 s); ten new requests while it
+    drains, five more once it has exited.
+    """
+    with running_cluster(tmp_path_factory.mktemp("stop")) as cluster:
+
+        def get(path: str) -> tuple[int, bytes]:
+            return http_get(cluster.port, path)
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            in_flight = [
+                pool.submit(get, f"/inflight/{i}?delay={0.5 + 0.05 * i:.2f}")
+                for i in range(10)
+            ]
+            wait_until(lambda: sum(cluster.pending()) == 10, "10 pending requests")
+            a_pending, b_pending = cluster.pending()
+
+            cluster.a.process.send_signal(signal.SIGTERM)
+            wait_until(lambda: not accepts(cluster.a_port), "a to stop accepting", 2)
+            during = [get(f"/during/{i}?delay=0") for i in range(10)]
+            a_was_draining = (
+                cluster.a.process.poll() is None
+                and "Shutdown drain" not in cluster.a.output
+            )
+            try:
+                a_returncode = cluster.a.process.wait(timeout=GRACE + 5)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"a still runs after SIGTERM:\n{cluster.a.output}")
+            after = [get(f"/after/{i}?delay=0") for i in range(5)]
+            answers = [future.result(timeout=10) for future in in_flight]
+        yield Stop(
+            a_pending,
+            b_pending,
+            answers,
+            during,
+            after,
+            a_was_draining,
+            a_returncode,
+            cluster.a.output,
+            cluster.a.interruptions() + cluster.b.interruptions(),
+            stats(cluster.b_port),
+            f"127.0.0.1:{cluster.a_port}",
+            f"127.0.0.1:{cluster.b_port}",
+            [line.groupdict() for line in cluster.nginx.access_log(25)],
+            cluster.nginx.logs(),
+        )
+
+
+def test_stopping_an_instance_fails_no_client(stop: Stop) -> None:
+    assert stop.a_pending > 0
+    assert stop.b_pending > 0
+    assert stop.a_pending + stop.b_pending == 10
+    assert stop.in_flight == [(200, b"hello")] * 10
+    assert stop.during == [(200, b"hello")] * 10
+    assert stop.after == [(200, b"hello")] * 5
+    assert stop.a_was_draining
+    assert stop.a_returncode in (0, -signal.SIGTERM, 128 + signal.SIGTERM)
+    assert len(stop.log) == 25
+    assert {line["status"] for line in stop.log} == {"200"}
+    assert stop.interruptions == []
+
+
+def test_new_requests_go_to_the_other_instance(stop: Stop) -> None:
+    new = [line for line in stop.log if "/inflight/" not in line["request"]]
+    assert len(new) == 15
+    # Every new request was answered by b.  Round robin offered a at least
+    # one of them; a refused the connection (nginx logs that as 502) or,
+    # on a kept-alive connection, answered 503; nginx then asked b.
+    retried = [line for line in new if "," in line["upstream"]]
+    assert retried, stop.nginx_logs
+    for line in new:
+        if line in retried:
+            assert line["upstream"] == f"{stop.a_address}, {stop.b_address}"
+            assert line["upstream_status"] in ("502, 200", "503, 200"), line
+            assert "/during/" in line["request"], line
+        else:
+            assert (line["upstream"], line["upstream_status"]) == (
+                stop.b_address,
+                "200",
+            ), line
+
+
+def test_the_stopped_instance_finishes_its_own_requests(stop: Stop) -> None:
+    assert (
+        f"Shutdown drain: {stop.a_pending} answered normally, 0 answered 503, "
+        "0 event streams ended, 0 interrupted by clients" in stop.a_output
+    ), stop.a_output
+
+
+def test_every_request_is_served_once(stop: Stop) -> None:
+    in_flight = [line for line in stop.log if "/inflight/" in line["request"]]
+    assert [line for line in in_flight if "," in line["upstream"]] == []
+    assert stop.b_counters == {**ZERO, "completed": stop.b_pending + 15}
