@@ -17,8 +17,12 @@ from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorSocket
+from twisted.internet.error import ReactorNotRunning
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.stdio import StandardIO
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
 
 from ._drain import GracefulDrain, quiet_repeated_stops
 from ._ledger import Ledger
@@ -87,8 +91,23 @@ def serve(config: dict[str, Any]) -> None:
     # A Ctrl-C reaches the whole process group: the parent decides, and
     # stops its workers with SIGTERM.
     core.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
+    # Our stdin is a pipe from the parent: its end means the parent is gone
+    # (even by SIGKILL), and a worker without a parent stops too.
+    StandardIO(_Orphaned(core), reactor=reactor)
     log.info("worker {slot} (pid {pid}) serving", slot=slot, pid=os.getpid())
     core.run()
+
+
+class _Orphaned(Protocol):
+    def __init__(self, reactor: IReactorCore) -> None:
+        self.reactor = reactor
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        log.warn("the parent process has gone; stopping")
+        try:
+            self.reactor.stop()
+        except ReactorNotRunning:
+            pass  # already stopping
 
 
 def _metrics(shared: SharedCounters) -> Any:
