@@ -1,0 +1,1 @@
+"""closedemo against bare Twisted, Node and aiohttp: python -m bench."""

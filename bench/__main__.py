@@ -1,0 +1,323 @@
+"""python -m bench [--quick] [--held N] [--due M] [--duration S] [--peers a,b]
+
+Start the peers, measure each with the same load, print a table with ratios
+against bare Twisted and the closedemo targets, and write JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from . import _load as load
+from . import _peers
+from ._peers import BASELINE, HERE, PEER_NAMES, HarnessError, Peer, get_stats
+
+FIGURES = [  # key, label, format
+    ("requests_per_s", "requests/s at delay 0", "{:,.0f}"),
+    ("kib_per_held", "KiB per held request", "{:.2f}"),
+    ("abort_ms", "abort -> all reported, ms", "{:,.0f}"),
+    ("lateness_p50_ms", "lateness p50, ms", "{:.1f}"),
+    ("lateness_p99_ms", "lateness p99, ms", "{:.1f}"),
+]
+# figure, limit, kind: "ratio" limits closedemo/bare, "abs" the value itself
+TARGETS = [("requests_per_s", 0.95, "ratio"), ("kib_per_held", 1.10, "ratio")]
+TARGETS += [("abort_ms", 1.10, "ratio"), ("lateness_p99_ms", 50.0, "abs")]
+WORKERS_TARGET = 1.15  # closedemo --workers 2 req/s against single-process Node
+QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1}
+FULL = {"held": 10_000, "due": 5000, "duration": 10.0, "rounds": 3}
+T0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f} s] {message}", flush=True)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes, < 1 minute")
+    p.add_argument("--held", type=int, help="N held requests (default 10000)")
+    p.add_argument("--due", type=int, help="M answers due at once (default 5000)")
+    p.add_argument("--duration", type=float, help="seconds of req/s load (10)")
+    p.add_argument("--rounds", type=int, help="repeats, the median is kept (3)")
+    p.add_argument("--conns", type=int, default=50, help="req/s connections")
+    p.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list")
+    p.add_argument("--load", choices=("auto", "wrk", "asyncio"), default="auto")
+    p.add_argument("--json", type=Path, default=HERE / "results.json")
+    p.add_argument("--profile", type=Path, metavar="DIR", help="then py-spy them")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
+    if unknown := set(args.peers) - set(PEER_NAMES):
+        p.error(f"unknown peers {sorted(unknown)}; choose from {PEER_NAMES}")
+    return args
+
+
+def raise_nofile(need: int) -> None:
+    """Let this process (and the peers, which inherit it) open C{need} files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+    except (ValueError, OSError):
+        if hard < need:
+            raise HarnessError(
+                f"need {need} open files, the hard limit is {hard}: lower --held/--due"
+            ) from None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str, Any]:
+    runs: dict[str, dict[str, list[float]]] = {p.name: {} for p in peers}
+
+    def add(peer: Peer, key: str, value: float) -> None:
+        runs[peer.name].setdefault(key, []).append(value)
+
+    for peer in peers:
+        say(f"{peer.name}: warm-up (200 held and aborted, 50 due)")
+        load.abort_storm(peer.port, load.hold(peer.port, 200), 60.0)
+        load.lateness(peer.port, 50, 30.0)
+    for r in range(args.rounds):
+        order = peers[r % len(peers) :] + peers[: r % len(peers)]
+        tag = f"round {r + 1}/{args.rounds}"
+        for peer in order:
+            say(f"{tag} {peer.name}: memory with {args.held:,} held requests")
+            time.sleep(0.3)
+            idle = peer.rss_kib()
+            socks = load.hold(peer.port, args.held)
+            time.sleep(0.5)
+            held = peer.rss_kib()
+            add(peer, "rss_idle_kib", idle)
+            add(peer, "rss_held_kib", held)
+            add(peer, "kib_per_held", (held - idle) / args.held)
+            say(f"{tag} {peer.name}: abort {args.held:,} (RST) until all reported")
+            add(peer, "abort_ms", 1000 * load.abort_storm(peer.port, socks, 120))
+        for peer in order:
+            say(f"{tag} {peer.name}: lateness of {args.due:,} answers due at once")
+            late = load.lateness(peer.port, args.due, 60.0)
+            add(peer, "lateness_p50_ms", 1000 * load.percentile(late, 50))
+            add(peer, "lateness_p99_ms", 1000 * load.percentile(late, 99))
+            add(peer, "lateness_max_ms", 1000 * max(late))
+        for peer in order:
+            say(f"{tag} {peer.name}: requests/s for {args.duration:g} s ({tool})")
+            rps = load.requests_per_second(peer.port, args.duration, args.conns, tool)
+            add(peer, "requests_per_s", rps)
+
+    # Memory from the first round (a fresh process); the rest as medians.
+    def kept(k: str, v: list[float]) -> float:
+        return v[0] if "kib" in k else sorted(v)[len(v) // 2]
+
+    return {
+        n: {k: kept(k, v) for k, v in f.items()} | {"rounds": f}
+        for n, f in runs.items()
+    }
+
+
+def profile(peers: list[Peer], args: argparse.Namespace, tool: str) -> None:
+    """py-spy (raw collapsed stacks, 1 kHz, whole stacks) each Python peer under
+    three abort storms and one req/s run; print the top functions by own time.
+    """
+    args.profile.mkdir(parents=True, exist_ok=True)
+    for peer in (p for p in peers if p.name != "node"):
+        storms = [args.profile / f"{peer.name}-abort-{i}.txt" for i in (1, 2, 3)]
+        for out in storms:
+            socks = load.hold(peer.port, args.held)
+            _spy(peer, out, partial(load.abort_storm, peer.port, socks, 120.0))
+        print(f"{peer.name}, 3 abort storms, own time:\n{top_functions(storms)}")
+        rps = args.profile / f"{peer.name}-rps.txt"
+        spec = (peer.port, args.duration, args.conns, tool)
+        _spy(peer, rps, partial(load.requests_per_second, *spec))
+        print(f"{peer.name}, requests/s load, own time:\n{top_functions([rps])}")
+
+
+def _spy(peer: Peer, out: Path, action: Callable[[], object]) -> None:
+    say(f"profile {peer.name} -> {out}")
+    spy = subprocess.Popen(
+        [_peers.tool("py-spy"), "record", "--pid", str(peer.pid), "--rate", "1000",
+         "--format", "raw", "-o", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.5)  # let it attach
+    action()
+    spy.send_signal(signal.SIGINT)
+    if spy.wait(60) != 0 or not out.exists():
+        raise HarnessError(f"py-spy on {peer.name} failed (is py-spy installed?)")
+
+
+def top_functions(raws: list[Path], count: int = 12) -> str:
+    own: Counter[str] = Counter()
+    for line in "\n".join(r.read_text() for r in raws).splitlines():
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            own[re.sub(r":\d+\)$", ")", stack.split(";")[-1])] += int(n)
+    total = sum(own.values())
+    top = own.most_common(count)
+    return "\n".join(f"  {100 * n / total:5.1f}% {f}" for f, n in top)
+
+
+def report(data: dict[str, Any]) -> None:
+    m, peers = data["machine"], data["peers"]
+    print(
+        f"\nmachine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, "
+        f"loadavg {m['loadavg']}; Python {m['python']}, Twisted {m['twisted']}, "
+        f"Node {m['node']}, aiohttp {m['aiohttp']}; load: {data['load_generator']}; "
+        f"closedemo at {m['closedemo_commit']}"
+    )
+    s = data["sizes"]
+    print(
+        f"sizes: {s['held']:,} held, {s['due']:,} due at once, req/s "
+        f"{s['duration']:g} s x {s['conns']} connections; median of {s['rounds']} "
+        "round(s), memory from the first; (x) = ratio to bare_twisted\n"
+    )
+    names = list(peers)
+    print(f"{'figure':30}" + "".join(f"{n:>22}" for n in names))
+    for key, label, fmt in FIGURES:
+        row = f"{label:30}"
+        for name in names:
+            ratio = data["ratios"].get(name, {}).get(key)
+            cell = fmt.format(peers[name][key])
+            row += f"{cell + (f' ({ratio:.2f}x)' if ratio is not None else ''):>22}"
+        print(row)
+    if data["targets"]:
+        print("\nclosedemo targets (informational):")
+    for t in data["targets"]:
+        verdict = "PASS" if t["pass"] else "FAIL"
+        op = ">=" if t["figure"].endswith("requests_per_s") else "<="
+        unit = {"ratio": "x bare", "node": "x node"}.get(t["kind"], "")
+        print(
+            f"  {verdict} {t['figure']}: {t['value']:.2f}{unit} "
+            f"(target {op} {t['limit']:g}{unit}){t['miss']}"
+        )
+    if data["peers"].get("closedemo") and BASELINE not in data["peers"]:
+        print(f"  ratio targets not checked: {BASELINE} was not measured")
+    for name, why in data["skipped"].items():
+        print(f"  note: {name} skipped: {why}")
+    for check in data["checks"]:
+        print(f"  note: {check}")
+
+
+def summarize(data: dict[str, Any]) -> None:
+    peers = data["peers"]
+    base = peers.get(BASELINE)
+    data["ratios"] = {
+        n: {k: f[k] / base[k] for k, *_ in FIGURES if base[k]}
+        for n, f in (peers.items() if base else ())
+    }
+    data["targets"] = []
+    demo = peers.get("closedemo")
+    for key, limit, kind in TARGETS:
+        ratios = data["ratios"].get("closedemo", {})
+        if demo is None or (kind == "ratio" and key not in ratios):
+            continue
+        value = ratios[key] if kind == "ratio" else demo[key]
+        ok = value >= limit if key == "requests_per_s" else value <= limit
+        miss = "" if ok else f": misses by {abs(value / limit - 1):.0%}"
+        target = {"figure": key, "kind": kind, "limit": limit, "value": value}
+        data["targets"].append(target | {"pass": ok, "miss": miss})
+    workers, node = peers.get("closedemo_workers"), peers.get("node")
+    if workers and node:
+        value = workers["requests_per_s"] / node["requests_per_s"]
+        ok = value >= WORKERS_TARGET
+        miss = "" if ok else f": misses by {abs(value / WORKERS_TARGET - 1):.0%}"
+        data["targets"].append(
+            {"figure": "workers_requests_per_s", "kind": "node", "value": value}
+            | {"limit": WORKERS_TARGET, "pass": ok, "miss": miss}
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    tool = load.load_generator(args.load)
+    raise_nofile(args.held + args.due + 1000)
+    data: dict[str, Any] = {"machine": _peers.versions(), "skipped": {}, "checks": []}
+    if tool == "wrk":
+        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        data["load_generator"] = " ".join(version.stdout.split()[:2])
+    else:
+        data["load_generator"] = "asyncio keep-alive generator (no wrk on PATH)"
+    data["sizes"] = {
+        k: getattr(args, k) for k in ("held", "due", "duration", "rounds", "conns")
+    }
+    say(f"load generator: {data['load_generator']}; machine: {data['machine']}")
+    peers: list[Peer] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for name in args.peers:
+            port = _peers.free_port()
+            argv = _peers.command(name, port, Path(tmp))
+            if isinstance(argv, str):
+                say(f"{name}: SKIPPED: {argv}")
+                data["skipped"][name] = argv
+                continue
+            peers.append(Peer(name, argv, port, Path(tmp) / f"{name}.out"))
+        try:
+            for peer in peers:
+                peer.start()
+            for peer in peers:
+                peer.wait_ready()
+                say(f"{peer.name}: ready on port {peer.port} (pid {peer.pid})")
+            data["peers"] = measure(peers, args, tool)
+            for peer in (p for p in peers if p.name.startswith("closedemo")):
+                stats = get_stats(peer.port)
+                check_log(data, Path(tmp), peer.name, stats["interrupted"])
+            if args.profile:
+                profile(peers, args, tool)
+        except HarnessError:
+            for peer in peers:
+                print(f"--- {peer.name} output ---\n{peer.tail()}", file=sys.stderr)
+            raise
+        finally:
+            for peer in peers:
+                peer.stop()
+    summarize(data)
+    report(data)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+def check_log(data: dict[str, Any], workdir: Path, name: str, interrupted: int) -> None:
+    """Check closedemo's reporting: every interruption logged, on its own line
+    or counted in a rate-limit summary line ("... and N more interruptions").
+    """
+    text = "".join(
+        f.read_text("utf-8", "replace") for f in workdir.glob(f"{name}.*")
+    )
+    lines = text.count("Connection interrupted:")
+    summarized = [int(n) for n in re.findall(r"\.\.\. and (\d+) more interr", text)]
+    data[f"{name}_log"] = {
+        "interruption_lines": lines,
+        "summary_lines": len(summarized),
+        "summarized": sum(summarized),
+        "interrupted": interrupted,
+    }
+    data["checks"].append(
+        f"{name} logged {lines:,} interruption lines and {len(summarized):,} "
+        f"summary lines for {sum(summarized):,} more, of {interrupted:,} interrupted"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(parse(argv))
+    except (HarnessError, OSError) as e:
+        print(f"\nharness error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
