@@ -7,6 +7,7 @@ Every wait has a deadline; the subprocess is always killed at the end.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -208,3 +209,29 @@ def test_the_drain_is_not_blamed_on_clients(sigterm: Shutdown) -> None:
         "Shutdown drain: 1 answered normally, 1 answered 503, 0 event streams "
         "ended, 0 interrupted by clients" in sigterm.output
     ), sigterm.output
+
+
+def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
+    """
+    The README's C{twistd -n --logger twisted_close.logs.json_observer
+    closedemo}: one JSON object per event, the outcome as plain fields.
+    """
+    server = Twistd(
+        tmp_path, *LISTEN, logging=("--logger", "twisted_close.logs.json_observer")
+    )
+    try:
+        match = server.wait_for_line(r'"address": "127\.0\.0\.1:(\d+)"', timeout=30)
+        port = int(match.group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: stats(port)["pending"] == 1, "the request to be pending")
+            own_port = client.getsockname()[1]
+        server.wait_for_line(r'"ending": "client_closed"')
+    finally:
+        server.kill()
+    events = [json.loads(line.lstrip("\x1e")) for line in server.lines]
+    [event] = [e for e in events if "outcome" in e]
+    assert event["outcome"]["path"] == "/slow"
+    assert event["outcome"]["client"] == f"127.0.0.1:{own_port}"
+    assert event["outcome"]["reason"] == "client closed the connection"
+    assert event["log_namespace"] == "twisted_close"

@@ -45,8 +45,11 @@ def twistd_command() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-def command(*options: str) -> list[str]:
-    return [*twistd_command(), "-n", "--pidfile=", "--logfile=-", "closedemo", *options]
+def command(*options: str, logging: tuple[str, ...] = ("--logfile=-",)) -> list[str]:
+    """
+    twistd closedemo with C{options}; C{logging} are twistd's own options.
+    """
+    return [*twistd_command(), "-n", "--pidfile=", *logging, "closedemo", *options]
 
 
 def environment() -> dict[str, str]:
@@ -60,9 +63,11 @@ class Twistd:
     A running C{twistd closedemo}, with its output read line by line.
     """
 
-    def __init__(self, cwd: Path, *options: str) -> None:
+    def __init__(
+        self, cwd: Path, *options: str, logging: tuple[str, ...] = ("--logfile=-",)
+    ) -> None:
         self.process = subprocess.Popen(
-            command(*options),
+            command(*options, logging=logging),
             cwd=cwd,
             env=environment(),
             stdin=subprocess.DEVNULL,
