@@ -294,9 +294,7 @@ def check_log(data: dict[str, Any], workdir: Path, name: str, interrupted: int) 
     """Check closedemo's reporting: every interruption logged, on its own line
     or counted in a rate-limit summary line ("... and N more interruptions").
     """
-    text = "".join(
-        f.read_text("utf-8", "replace") for f in workdir.glob(f"{name}.*")
-    )
+    text = "".join(f.read_text("utf-8", "replace") for f in workdir.glob(f"{name}.*"))
     lines = text.count("Connection interrupted:")
     summarized = [int(n) for n in re.findall(r"\.\.\. and (\d+) more interr", text)]
     data[f"{name}_log"] = {

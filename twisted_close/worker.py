@@ -16,8 +16,8 @@ import sys
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorSocket
 from twisted.internet.error import ReactorNotRunning
+from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorSocket
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.stdio import StandardIO
 from twisted.internet.task import LoopingCall
