@@ -1,6 +1,7 @@
 """
 The closedemo site: the delayed answer for any path, C{/favicon.ico} 404 at
-once, C{/stats} from the live ledger, and C{/events}, an event stream.
+once, C{/stats} from the live ledger, C{/events}, an event stream, and
+C{/demo}, a live page fed by C{/outcomes}.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from twisted.web.server import Site
 from ._delayed import DelayedResource
 from ._http import not_allowed, plain_error
 from ._ledger import CountsSource, Ledger, Totals
+from ._outcomes import OutcomeStreamResource
+from ._page import DemoPage
 from ._shared import SharedCounters
 from ._stream import EventStreamResource
 
@@ -89,6 +92,15 @@ class DemoRoot(Resource):
         self.putChild(b"stats", StatsResource(counts or delayed.ledger))
         self.putChild(b"events", events)
         self.putChild(b"metrics", metrics or _NoMetrics())
+        # The page and its stream read the ledger; neither is counted in it.
+        self.putChild(b"demo", DemoPage(delayed.delay, delayed.max_delay))
+        self.outcomes = OutcomeStreamResource(
+            delayed.ledger,
+            counts=counts,
+            clock=delayed.clock,
+            heartbeat=events.heartbeat,
+        )
+        self.putChild(b"outcomes", self.outcomes)
 
     def getChild(self, path: bytes, request: IRequest) -> IResource:
         return self.delayed
