@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close import tap
+from twisted_close.demo import optional_metrics
 from twisted_close.logs import json_observer
 from twisted_close.metrics import metrics_registry
 
@@ -75,7 +75,7 @@ class MetricsTests(SynchronousTestCase):
         del sys.modules[METRICS]
         try:
             with capturedLogs() as events:
-                self.assertIsNone(tap._metrics(Ledger()))
+                self.assertIsNone(optional_metrics(Ledger()))
         finally:
             sys.modules.update(saved)  # type: ignore[arg-type]
         [event] = events

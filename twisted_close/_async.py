@@ -24,6 +24,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ._clock import default_clock
 from ._http import not_allowed, plain_error
 from ._ledger import Ledger
 from ._lifecycle import RequestWatch, _already_over, cancel_on_disconnect
@@ -119,11 +120,7 @@ class AsyncResource(Resource):
                 raise TypeError(
                     f"cancel_methods holds {method!r}; give bytes such as b'GET'"
                 )
-        if clock is None:
-            from twisted.internet import reactor as _reactor
-
-            clock = cast(IReactorTime, _reactor)
-        assert clock is not None
+        clock = default_clock(clock)
         self.clock = clock
         self.ledger = Ledger(clock) if ledger is None else ledger
 

@@ -4,13 +4,12 @@ L{DelayedResource}: answer after a delay, unless the client leaves first.
 
 from __future__ import annotations
 
-from typing import cast
-
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ._clock import default_clock
 from ._delay import DelayError, parse_delay
 from ._http import not_allowed, plain_error, refused
 from ._ledger import Ledger
@@ -52,11 +51,7 @@ class DelayedResource(Resource):
         super().__init__()  # type: ignore[no-untyped-call]
         if not 0 <= delay <= max_delay:
             raise ValueError(f"delay {delay!r} is not within 0..{max_delay!r}")
-        if clock is None:
-            from twisted.internet import reactor as _reactor
-
-            clock = cast(IReactorTime, _reactor)
-        assert clock is not None
+        clock = default_clock(clock)
         self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.delay = delay
         self.max_delay = max_delay

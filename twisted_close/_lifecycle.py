@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.iweb import IRequest
 
+from ._clock import default_clock
 from ._http import plain_error
 from ._ledger import Ending, Ledger, Outcome
 from ._text import _printable, describe_client
@@ -313,11 +314,7 @@ def cancel_on_disconnect(
     @param clock: the time source for elapsed seconds; the global reactor
         by default.
     """
-    if clock is None:
-        from twisted.internet import reactor as _reactor
-
-        clock = cast(IReactorTime, _reactor)
-    assert clock is not None
+    clock = default_clock(clock)
     watch = RequestWatch(request, clock, Ledger(clock) if ledger is None else ledger)
     watch.add(*pending)
     return watch

@@ -25,18 +25,23 @@ import json
 from collections.abc import Callable
 from typing import cast
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
-from zope.interface import implementer
 
-from ._http import not_allowed, plain_error
+from ._clock import default_clock
+from ._http import plain_error
 from ._ledger import CountsSource, Ledger, Outcome
 from ._lifecycle import _already_over
-from ._stream import HEARTBEAT, ServerSentEvent, _seconds, _stream_headers
+from ._stream import (
+    HEARTBEAT,
+    PushStream,
+    ServerSentEvent,
+    StreamsResource,
+    _seconds,
+    _stream_headers,
+)
 from ._text import _printable
 
 __all__ = ["OutcomeStream", "OutcomeStreamResource"]
@@ -59,8 +64,7 @@ def _counter(outcome: Outcome) -> str:
     return "server_ended" if ending.by_server else "interrupted"
 
 
-@implementer(IPushProducer)
-class OutcomeStream:
+class OutcomeStream(PushStream):
     """
     One client's stream of outcomes and counters, until the client leaves
     or L{end} is called.  Made by L{OutcomeStreamResource}.
@@ -91,18 +95,14 @@ class OutcomeStream:
         heartbeat: float | None,
         on_close: Callable[[OutcomeStream], None] | None = None,
     ) -> None:
-        self.request = request
+        super().__init__(request, clock, on_close)
         self.sent = 0
         self.dropped = 0
         self._missed = 0
         self._ledger = ledger
         self._counts = counts
-        self._clock = clock
         self._every = every
         self._heartbeat = heartbeat
-        self._on_close = on_close
-        self._paused = False
-        self._closed = False
         self._call: IDelayedCall | None = None
         # The counters the client has now; None: it has none yet.
         self._shown: dict[str, int] | None = None
@@ -114,14 +114,8 @@ class OutcomeStream:
             # Nothing to watch for: notifyFinish() would never fire (#4899).
             self._closed = True
             return
-        consumer = cast(http.Request, request)
-        consumer.notifyFinish().addBoth(self._finished)
-        consumer.registerProducer(self, True)
-        # As in EventStream: a producer registered while the transport is
-        # paused already is not told; ask.
-        channel = getattr(consumer, "channel", None)
-        if getattr(channel, "_waitingForTransport", False):
-            self._paused = True
+        cast(http.Request, request).notifyFinish().addBoth(self._finished)
+        self._produce()
         ledger.observe(self._observe)
         if self._paused:
             # The counters go out on resume; send the headers now.
@@ -129,20 +123,6 @@ class OutcomeStream:
         else:
             self._send_counters()
         self._schedule(self._every)
-
-    @property
-    def paused(self) -> bool:
-        """
-        Whether the transport asked for a pause and has not resumed yet.
-        """
-        return self._paused
-
-    @property
-    def closed(self) -> bool:
-        """
-        Whether the stream is over: ended, or its client gone.
-        """
-        return self._closed
 
     # Writing
 
@@ -225,30 +205,9 @@ class OutcomeStream:
             self._call.cancel()
         self._call = None
 
-    # IPushProducer, called through the request's HTTPChannel
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's buffer is full: write nothing until resumed.
-        """
-        if not self._closed:
-            self._paused = True
-            self._unschedule()
-
-    def resumeProducing(self) -> None:
-        """
-        The transport's buffer has room again: at once, say what was
-        dropped and send the counters if they changed.
-        """
-        if not self._closed and self._paused:
-            self._paused = False
-            self._schedule(0)
-
-    def stopProducing(self) -> None:
-        """
-        The connection is gone: stop for good.
-        """
-        self._close()
+    def _resumed(self) -> None:
+        # At once: say what was dropped, and the counters if they changed.
+        self._schedule(0)
 
     # Ending
 
@@ -257,29 +216,13 @@ class OutcomeStream:
         # stream is not counted.
         self._close()
 
-    def end(self) -> None:
-        """
-        Finish the response cleanly.  Does nothing if the stream is over.
-        """
-        self._close()
-        finished, gone = _already_over(self.request)
-        if finished or gone:
-            return
-        request = cast(http.Request, self.request)
-        request.unregisterProducer()
-        request.finish()
-
     def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._unschedule()
-        self._ledger.unobserve(self._observe)
-        if self._on_close is not None:
-            self._on_close(self)
+        if not self._closed:
+            self._ledger.unobserve(self._observe)
+        super()._close()
 
 
-class OutcomeStreamResource(Resource):
+class OutcomeStreamResource(StreamsResource[OutcomeStream]):
     """
     Answer C{GET} with the C{text/event-stream} of outcomes and counters
     described in the module's docstring.  C{HEAD} gets the headers alone;
@@ -289,9 +232,6 @@ class OutcomeStreamResource(Resource):
     @ivar counts: whose counters are sent: the ledger, or what C{/stats}
         shows (the shared counters of several workers).
     """
-
-    isLeaf = True
-    allowed = (b"GET", b"HEAD")
 
     def __init__(
         self,
@@ -309,47 +249,24 @@ class OutcomeStreamResource(Resource):
             C{> 0}, or L{None} for none.
         @param max_streams: the most streams open at once.
         """
-        super().__init__()  # type: ignore[no-untyped-call]
-        if clock is None:
-            from twisted.internet import reactor as _reactor
-
-            clock = cast(IReactorTime, _reactor)
-        assert clock is not None
+        super().__init__()
+        clock = default_clock(clock)
         self.ledger = ledger
         self.counts: CountsSource = ledger if counts is None else counts
         self.clock = clock
         self.every = _seconds("every", every)
         self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
         self.max_streams = max_streams
-        self._streams: dict[int, OutcomeStream] = {}
 
-    @property
-    def streams(self) -> list[OutcomeStream]:
-        """
-        The streams open now, oldest first.
-        """
-        return list(self._streams.values())
+    def _refuse(self, request: IRequest) -> bytes | None:
+        if len(self._streams) < self.max_streams:
+            return None
+        # Not work, so not counted as a rejected request either.
+        request.setHeader(b"Retry-After", b"5")
+        return plain_error(request, 503, "too many outcome streams; retry in 5 s")
 
-    def end_all(self) -> int:
-        """
-        Finish every open stream cleanly; return how many there were.
-        """
-        streams = self.streams
-        for stream in streams:
-            stream.end()
-        return len(streams)
-
-    def render(self, request: IRequest) -> bytes | int:
-        if request.method not in self.allowed:
-            return not_allowed(request, self.allowed)
-        if request.method == b"HEAD":
-            _stream_headers(request)
-            return b""
-        if len(self._streams) >= self.max_streams:
-            # Not work, so not counted as a rejected request either.
-            request.setHeader(b"Retry-After", b"5")
-            return plain_error(request, 503, "too many outcome streams; retry in 5 s")
-        stream = OutcomeStream(
+    def _stream(self, request: IRequest) -> OutcomeStream:
+        return OutcomeStream(
             request,
             ledger=self.ledger,
             counts=self.counts,
@@ -358,9 +275,3 @@ class OutcomeStreamResource(Resource):
             heartbeat=self.heartbeat,
             on_close=self._forget,
         )
-        if not stream.closed:
-            self._streams[id(stream)] = stream
-        return NOT_DONE_YET
-
-    def _forget(self, stream: OutcomeStream) -> None:
-        self._streams.pop(id(stream), None)

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Generic, TypeVar, cast
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
@@ -32,6 +32,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from ._clock import default_clock
 from ._http import not_allowed, refused
 from ._ledger import Ledger
 from ._lifecycle import RequestWatch, _already_over, cancel_on_disconnect
@@ -41,8 +42,10 @@ __all__ = [
     "HEARTBEAT",
     "EventStream",
     "EventStreamResource",
+    "PushStream",
     "ServerSentEvent",
     "StreamSource",
+    "StreamsResource",
     "demo_events",
 ]
 
@@ -170,15 +173,125 @@ def _stream_headers(request: IRequest) -> None:
 
 
 @implementer(IPushProducer)
-class EventStream:
+class PushStream:
+    """
+    A response body written a piece at a time by timers, for as long as
+    the client stays: the request's push producer, so that while the
+    transport's buffer is full nothing is written and no timer runs.
+
+    Subclasses say how their timers stop (L{_unschedule}) and start again
+    (L{_resumed}).
+    """
+
+    def __init__(
+        self,
+        request: IRequest,
+        clock: IReactorTime,
+        on_close: Callable[[Any], None] | None,
+    ) -> None:
+        self.request = request
+        self._clock = clock
+        self._on_close = on_close
+        self._paused = False
+        self._closed = False
+
+    def _produce(self) -> None:
+        """
+        Become the request's push producer.
+        """
+        consumer = cast(http.Request, self.request)
+        consumer.registerProducer(self, True)
+        # HTTPChannel does not tell a producer registered while the transport
+        # is already paused (its pauseProducing came before): ask it.
+        channel = getattr(consumer, "channel", None)
+        if getattr(channel, "_waitingForTransport", False):
+            self._paused = True
+
+    @property
+    def paused(self) -> bool:
+        """
+        Whether the transport asked for a pause and has not resumed yet.
+        """
+        return self._paused
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether the stream is over: ended, or its client gone.
+        """
+        return self._closed
+
+    def _unschedule(self) -> None:
+        """
+        Cancel the timers: the stream is paused or over.
+        """
+        raise NotImplementedError
+
+    def _resumed(self) -> None:
+        """
+        Start the timers again after a pause.
+        """
+        raise NotImplementedError
+
+    # IPushProducer, called through the request's HTTPChannel
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full: write nothing until resumed.
+        """
+        if not self._closed:
+            self._paused = True
+            self._unschedule()
+
+    def resumeProducing(self) -> None:
+        """
+        The transport's buffer has room again: carry on.
+        """
+        if not self._closed and self._paused:
+            self._paused = False
+            self._resumed()
+
+    def stopProducing(self) -> None:
+        """
+        The connection is gone: stop for good.
+        """
+        self._close()
+
+    # Ending
+
+    def end(self) -> None:
+        """
+        Finish the response cleanly.  Does nothing if the stream is over.
+        """
+        self._close()
+        finished, gone = _already_over(self.request)
+        if finished or gone:
+            return
+        request = cast(http.Request, self.request)
+        request.unregisterProducer()
+        request.finish()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._unschedule()
+        if self._on_close is not None:
+            self._on_close(self)
+
+
+class EventStream(PushStream):
     """
     One client's stream: an event every C{tick}, a heartbeat comment every
     C{heartbeat} seconds, until the client leaves or L{end} is called.
 
     It is the request's push producer: while the transport's buffer is full
     (L{pauseProducing}) no events are made and no heartbeats sent, so that
-    nothing piles up for a client that does not read; events due meanwhile
-    are skipped, not made up for.  Made by L{EventStreamResource}.
+    nothing piles up for a client that does not read (unsent bytes are
+    waiting already, and the kernel finds a vanished peer while it retries
+    them); events due meanwhile are skipped, not made up for, and after a
+    resume an overdue event or heartbeat goes at once.  L{end} finishes the
+    response cleanly (a graceful shutdown).  Made by L{EventStreamResource}.
 
     @ivar request: the request this stream answers.
     @ivar sent: how many events were written so far.
@@ -197,16 +310,12 @@ class EventStream:
         ledger: Ledger | None,
         on_close: Callable[[EventStream], None] | None = None,
     ) -> None:
-        self.request = request
+        super().__init__(request, clock, on_close)
         self.sent = 0
         self.ticks = 0
         self._source = source
         self._tick = tick
         self._heartbeat = heartbeat
-        self._clock = clock
-        self._on_close = on_close
-        self._paused = False
-        self._closed = False
         now = clock.seconds()
         self._tick_due = now + tick
         self._heartbeat_due = now + (heartbeat or 0.0)
@@ -225,30 +334,10 @@ class EventStream:
         if self._closed:
             # The client had gone before the stream began.
             return
-        consumer = cast(http.Request, request)
-        consumer.registerProducer(self, True)
-        # HTTPChannel does not tell a producer registered while the transport
-        # is already paused (its pauseProducing came before): ask it.
-        channel = getattr(consumer, "channel", None)
-        if getattr(channel, "_waitingForTransport", False):
-            self._paused = True
+        self._produce()
         # Send the headers now: clients wait for them before they "open".
         request.write(b"")
         self._schedule()
-
-    @property
-    def paused(self) -> bool:
-        """
-        Whether the transport asked for a pause and has not resumed yet.
-        """
-        return self._paused
-
-    @property
-    def closed(self) -> bool:
-        """
-        Whether the stream is over: ended, or its client gone.
-        """
-        return self._closed
 
     def _detail(self) -> str:
         return f"{self.sent} event{'' if self.sent == 1 else 's'} sent"
@@ -265,6 +354,9 @@ class EventStream:
         if self._heartbeat is not None and self._heartbeat_call is None:
             delay = max(0.0, self._heartbeat_due - now)
             self._heartbeat_call = self._clock.callLater(delay, self._send_heartbeat)
+
+    def _resumed(self) -> None:
+        self._schedule()
 
     def _unschedule(self) -> None:
         for call in (self._tick_call, self._heartbeat_call):
@@ -311,66 +403,74 @@ class EventStream:
         # A peer gone without a FIN is found when a write to it fails.
         self.request.write(HEARTBEAT)
 
-    # IPushProducer, called through the request's HTTPChannel
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's buffer is full: make nothing until resumed.
-
-        No heartbeat either: unsent bytes are waiting already, and the
-        kernel finds a vanished peer while it retries them.
-        """
-        if not self._closed:
-            self._paused = True
-            self._unschedule()
-
-    def resumeProducing(self) -> None:
-        """
-        The transport's buffer has room again: carry on; an event or
-        heartbeat overdue is sent at once, the ones missed are skipped.
-        """
-        if not self._closed and self._paused:
-            self._paused = False
-            self._schedule()
-
-    def stopProducing(self) -> None:
-        """
-        The connection is gone: stop for good.  The interruption is
-        reported by L{watch} when the request hears of it.
-        """
-        self._close()
-
-    # Ending
-
     def cancel(self) -> None:
         """
-        Stop for good without writing anything: the client has gone.
+        Stop for good without writing anything: the client has gone.  The
+        interruption is reported by L{watch} when the request hears of it.
         """
         self._close()
 
-    def end(self) -> None:
+
+S = TypeVar("S", bound=PushStream)
+
+
+class StreamsResource(Resource, Generic[S]):
+    """
+    A leaf that answers C{GET} with a stream (L{_stream}) and keeps the open
+    ones; C{HEAD} gets the stream's headers alone at once; other methods
+    C{405}.  L{_refuse} may turn a request away first.
+    """
+
+    isLeaf = True
+    allowed = (b"GET", b"HEAD")
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._streams: dict[int, S] = {}
+
+    @property
+    def streams(self) -> list[S]:
         """
-        Finish the response cleanly, e.g. for a graceful shutdown; counted
-        as completed.  Does nothing if the stream is over already.
+        The streams open now, oldest first.
         """
-        self._close()
-        finished, gone = _already_over(self.request)
-        if finished or gone:
-            return
-        request = cast(http.Request, self.request)
-        request.unregisterProducer()
-        request.finish()
+        return list(self._streams.values())
 
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._unschedule()
-        if self._on_close is not None:
-            self._on_close(self)
+    def end_all(self) -> int:
+        """
+        Finish every open stream cleanly, e.g. for a graceful shutdown; new
+        requests still get new streams.
+
+        @return: how many streams were ended.
+        """
+        streams = self.streams
+        for stream in streams:
+            stream.end()
+        return len(streams)
+
+    def _refuse(self, request: IRequest) -> bytes | None:
+        return None
+
+    def _stream(self, request: IRequest) -> S:
+        raise NotImplementedError
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.method not in self.allowed:
+            return not_allowed(request, self.allowed)
+        if request.method == b"HEAD":
+            _stream_headers(request)
+            return b""
+        if (busy := self._refuse(request)) is not None:
+            return busy
+        stream = self._stream(request)
+        if not stream.closed:
+            self._streams[id(stream)] = stream
+        return NOT_DONE_YET
+
+    def _forget(self, stream: S) -> None:
+        self._streams.pop(id(stream), None)
 
 
-class EventStreamResource(Resource):
+class EventStreamResource(StreamsResource[EventStream]):
     """
     Answer C{GET} with a C{text/event-stream}: an event from C{source} every
     C{tick} seconds and a comment every C{heartbeat} seconds, until the
@@ -388,9 +488,6 @@ class EventStreamResource(Resource):
     @ivar ledger: counts the streams: pending while open, then completed or
         interrupted.
     """
-
-    isLeaf = True
-    allowed = (b"GET", b"HEAD")
 
     def __init__(
         self,
@@ -411,47 +508,19 @@ class EventStreamResource(Resource):
         @param ledger: where streams are counted; a new one by default.
         @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.
         """
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.tick = _seconds("tick", tick)
         self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
-        if clock is None:
-            from twisted.internet import reactor as _reactor
-
-            clock = cast(IReactorTime, _reactor)
-        assert clock is not None
+        clock = default_clock(clock)
         self.source: StreamSource = demo_events if source is None else source
         self.clock = clock
         self.ledger = Ledger(clock) if ledger is None else ledger
-        self._streams: dict[int, EventStream] = {}
 
-    @property
-    def streams(self) -> list[EventStream]:
-        """
-        The streams open now, oldest first.
-        """
-        return list(self._streams.values())
+    def _refuse(self, request: IRequest) -> bytes | None:
+        return refused(request, self.ledger)
 
-    def end_all(self) -> int:
-        """
-        Finish every open stream cleanly (each counted as completed), e.g.
-        for a graceful shutdown; new requests still get new streams.
-
-        @return: how many streams were ended.
-        """
-        streams = self.streams
-        for stream in streams:
-            stream.end()
-        return len(streams)
-
-    def render(self, request: IRequest) -> bytes | int:
-        if request.method not in self.allowed:
-            return not_allowed(request, self.allowed)
-        if request.method == b"HEAD":
-            _stream_headers(request)
-            return b""
-        if (busy := refused(request, self.ledger)) is not None:
-            return busy
-        stream = EventStream(
+    def _stream(self, request: IRequest) -> EventStream:
+        return EventStream(
             request,
             self.source,
             tick=self.tick,
@@ -460,9 +529,3 @@ class EventStreamResource(Resource):
             ledger=self.ledger,
             on_close=self._forget,
         )
-        if not stream.closed:
-            self._streams[id(stream)] = stream
-        return NOT_DONE_YET
-
-    def _forget(self, stream: EventStream) -> None:
-        self._streams.pop(id(stream), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
@@ -22,7 +23,9 @@ from ._page import DemoPage
 from ._shared import SharedCounters
 from ._stream import EventStreamResource
 
-__all__ = ["DemoRoot", "StatsResource", "build_site"]
+__all__ = ["DemoRoot", "StatsResource", "build_site", "optional_metrics"]
+
+log = Logger(namespace="twisted_close")
 
 
 class StatsResource(Resource):
@@ -52,6 +55,22 @@ class StatsResource(Resource):
         request.setHeader(b"Cache-Control", b"no-store")
         request.setHeader(b"Content-Length", b"%d" % (len(body),))
         return b"" if request.method == b"HEAD" else body
+
+
+def optional_metrics(source: CountsSource) -> IResource | None:
+    """
+    C{/metrics} for C{source} if prometheus-client is installed; else
+    L{None}, and a log line that says how to turn it on.
+    """
+    try:
+        from .metrics import metrics_registry, metrics_resource
+    except ImportError:
+        log.info(
+            "No /metrics: pip install 'twisted-close[metrics]' to serve "
+            "Prometheus metrics"
+        )
+        return None
+    return metrics_resource(metrics_registry(source))
 
 
 class _NoMetrics(Resource):

@@ -18,7 +18,6 @@ from twisted.internet.interfaces import (
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.resource import IResource
 from zope.interface import implementer
 
 from ._delay import DelayError, parse_delay
@@ -26,7 +25,7 @@ from ._drain import GracefulDrain
 from ._ledger import Ledger
 from ._text import describe_address
 from ._workers import WorkerPool, tcp_only
-from .demo import build_site
+from .demo import build_site, optional_metrics
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]
 
@@ -157,16 +156,12 @@ class _AnnouncedEndpoint:
         return self._endpoint.listen(factory).addCallback(announce)
 
 
-def _metrics(ledger: Ledger) -> IResource | None:
-    try:
-        from .metrics import metrics_registry, metrics_resource
-    except ImportError:
-        log.info(
-            "No /metrics: pip install 'twisted-close[metrics]' to serve "
-            "Prometheus metrics"
-        )
-        return None
-    return metrics_resource(metrics_registry(ledger))
+def site_settings(options: Any) -> dict[str, Any]:
+    """
+    What L{build_site} takes from the options, as JSON-ready keywords.
+    """
+    names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
+    return {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
 
 
 def makeService(options: Any) -> IService:
@@ -179,18 +174,9 @@ def makeService(options: Any) -> IService:
     if options["workers"] > 1:
         endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
         settings = {
-            name.replace("-", "_"): options[name]
-            for name in (
-                "delay",
-                "max-delay",
-                "message",
-                "tick",
-                "heartbeat",
-                "shutdown-grace",
-                "max-pending",
-                "idle-timeout",
-                "access-log",
-            )
+            "site": site_settings(options),
+            "max_pending": options["max-pending"],
+            "shutdown_grace": options["shutdown-grace"],
         }
         return WorkerPool(reactor, endpoints, options["workers"], settings)
 
@@ -198,14 +184,8 @@ def makeService(options: Any) -> IService:
     site = build_site(
         clock=reactor,
         ledger=ledger,
-        message=options["message"],
-        delay=options["delay"],
-        max_delay=options["max-delay"],
-        tick=options["tick"],
-        heartbeat=options["heartbeat"],
-        idle_timeout=options["idle-timeout"],
-        metrics=_metrics(ledger),
-        access_log=options["access-log"],
+        metrics=optional_metrics(ledger),
+        **site_settings(options),
     )
     service = MultiService()
     # Services stop in reverse order: the listeners stop accepting first,

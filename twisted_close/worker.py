@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from ._drain import GracefulDrain, quiet_repeated_stops
 from ._ledger import Ledger
 from ._shared import SharedCounters
-from .demo import build_site
+from .demo import build_site, optional_metrics
 
 log = Logger(namespace="twisted_close")
 
@@ -59,15 +59,9 @@ def serve(config: dict[str, Any]) -> None:
     site = build_site(
         clock=reactor,
         ledger=ledger,
-        message=settings["message"],
-        delay=settings["delay"],
-        max_delay=settings["max_delay"],
-        tick=settings["tick"],
-        heartbeat=settings["heartbeat"],
-        idle_timeout=settings["idle_timeout"],
-        metrics=_metrics(shared),
+        metrics=optional_metrics(shared),
         counts=shared,
-        access_log=settings["access_log"],
+        **settings["site"],
     )
     ports: list[IListeningPort] = []
     for fd, family in config["fds"]:
@@ -108,14 +102,6 @@ class _Orphaned(Protocol):
             self.reactor.stop()
         except ReactorNotRunning:
             pass  # already stopping
-
-
-def _metrics(shared: SharedCounters) -> Any:
-    try:
-        from .metrics import metrics_registry, metrics_resource
-    except ImportError:
-        return None
-    return metrics_resource(metrics_registry(shared))
 
 
 def main(argv: list[str]) -> None:
