@@ -31,8 +31,8 @@ from .demo import build_site, optional_metrics
 
 log = Logger(namespace="twisted_close")
 
-PUBLISH_EVERY = 0.05
-"""Seconds between two publications of this worker's counters."""
+PUBLISH_EVERY = 0.01
+"""Seconds between two looks at this worker's counters, published if changed."""
 
 
 def serve(config: dict[str, Any]) -> None:
@@ -50,7 +50,19 @@ def serve(config: dict[str, Any]) -> None:
         # Carry on from the worker this one replaces: totals never go back.
         ledger.restore(previous)
 
+    last: list[tuple[int, ...]] = []
+
     def publish() -> None:
+        seen = (
+            ledger.pending,
+            ledger.completed,
+            ledger.interrupted,
+            ledger.server_ended,
+            ledger.rejected,
+        )
+        if last == [seen]:
+            return
+        last[:] = [seen]
         shared.publish(slot, {**ledger.state(), "worker": slot, "pid": os.getpid()})
 
     publisher = LoopingCall(publish)
