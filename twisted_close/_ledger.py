@@ -46,29 +46,29 @@ class Ending(enum.Enum):
     SERVER_CLOSED = "connection closed by the server"
     SHUTDOWN = "server shutting down"
 
-    @property
-    def interrupted(self) -> bool:
-        """
-        Whether this ending cut the request short, by either side.
-        """
-        return self is not Ending.COMPLETED
+    # Members are singletons: identity is their equality, and hashing by it
+    # is done in C (Enum's own __hash__ is Python code, run for every count).
+    __hash__ = object.__hash__
 
-    @property
-    def by_server(self) -> bool:
-        """
-        Whether the server, not the client, cut the request short.
-        """
-        return self in _BY_SERVER
+    # Plain attributes, set below: read once per request, they must be cheap
+    # (a property with a set lookup hashes the member every time).
+    interrupted: bool
+    """Whether this ending cut the request short, by either side."""
+    by_server: bool
+    """Whether the server, not the client, cut the request short."""
 
     @property
     def code(self) -> str:
         """
         A short name for labels and JSON, e.g. C{"client_closed"}.
         """
-        return self.name.lower()
+        return str(self.name).lower()
 
 
 _BY_SERVER = frozenset({Ending.SERVER_ABORTED, Ending.SERVER_CLOSED, Ending.SHUTDOWN})
+for _ending in Ending:
+    _ending.interrupted = _ending is not Ending.COMPLETED
+    _ending.by_server = _ending in _BY_SERVER
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class Outcome:
         """
         The ending in words, e.g. C{"client closed the connection"}.
         """
-        return self.ending.value
+        return str(self.ending.value)
 
     def as_dict(self) -> dict[str, Any]:
         """
@@ -225,7 +225,7 @@ class Ledger:
         if ending is Ending.COMPLETED:
             self.completed += 1
         else:
-            if ending in _BY_SERVER:
+            if ending.by_server:
                 self.server_ended += 1
                 self.server_endings[ending] += 1
             else:
@@ -319,7 +319,15 @@ class Ledger:
         """
         The counters now, as read by C{/stats} and C{/metrics}.
         """
-        return Totals.of([self.state()])
+        return Totals(
+            pending=len(self._live),
+            completed=self.completed,
+            interruptions=Counter(self.interruptions),
+            server_endings=Counter(self.server_endings),
+            rejections=Counter(self.rejections),
+            wait_buckets=list(self.wait_buckets),
+            wait_sum=self.wait_sum,
+        )
 
 
 _CODES = {e.code: e for e in Ending}

@@ -39,12 +39,15 @@ def classify(reason: Failure) -> Ending:
     """
     Say how a connection ended from the failure Twisted gave for it.
     """
-    # ConnectionAborted subclasses ConnectionLost: it must be tested first.
-    if reason.check(ConnectionDone):
+    # isinstance, not Failure.check: this runs once per interruption, and
+    # check() builds qualified names for every class it is given.
+    error = reason.value
+    if isinstance(error, ConnectionDone):
         return Ending.CLIENT_CLOSED
-    if reason.check(ConnectionAborted):
+    # ConnectionAborted subclasses ConnectionLost: it must be tested first.
+    if isinstance(error, ConnectionAborted):
         return Ending.SERVER_ABORTED
-    if reason.check(ConnectionLost):
+    if isinstance(error, ConnectionLost):
         # HTTP/2 (twisted.web._http2.H2Connection) hands a stream a plain
         # ConnectionLost whatever happened: only the message tells a stream
         # reset apart.  A client's RST_STREAM gives "Stream reset with code 8"
@@ -276,9 +279,11 @@ class RequestWatch:
 
     def _lost(self, reason: Failure) -> None:
         ending = self._server_ending or classify(reason)
-        if not ending.by_server and getattr(self.transport, "disconnecting", False):
-            # We had begun to close it (idle timeout, a server error): the
-            # client did not leave of its own accord.
+        if ending is Ending.CLIENT_CLOSED and getattr(
+            self.transport, "disconnecting", False
+        ):
+            # We had begun to close it (idle timeout, a server error), and it
+            # ended cleanly: the client did not leave of its own accord.
             ending = Ending.SERVER_CLOSED
         self._interrupted(ending)
 

@@ -1,8 +1,11 @@
 """
-C{--workers N}: N processes serve one listening address.  The parent binds
-each socket once, never accepts on it, and hands it to every worker
-(C{adoptStreamPort}); a worker that dies is reported and started again; a
-stop sends every worker SIGTERM, and each drains as a single process would.
+C{--workers N}: N processes serve one listening address.  Every worker
+listens on it with C{SO_REUSEPORT}, so the kernel spreads new connections
+evenly over them (a shared accepting socket lets whichever worker wakes
+first take a whole burst); the parent binds the address first, without
+listening, so that the port is chosen and held once.  A worker that dies is
+reported and started again; a stop sends every worker SIGTERM, and each
+drains as a single process would.
 """
 
 from __future__ import annotations
@@ -13,28 +16,25 @@ import signal
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.application.service import Service
-from twisted.internet.address import IPv6Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import (
-    IListeningPort,
     IProcessTransport,
     IReactorProcess,
     IReactorTime,
     IStreamServerEndpoint,
 )
-from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._drain import quiet_repeated_stops
 from ._shared import SharedCounters
-from ._text import describe_address
 
 __all__ = ["WorkerPool", "tcp_only"]
 
@@ -68,9 +68,55 @@ class _Worker(ProcessProtocol):
 @dataclass
 class _Listener:
     description: str
-    port: IListeningPort
-    family: int
-    address: str = field(default="")
+    socket: socket.socket
+    backlog: int
+
+    @property
+    def address(self) -> str:
+        host, port = self.socket.getsockname()[:2]
+        return (
+            f"[{host}]:{port}"
+            if self.socket.family == socket.AF_INET6
+            else f"{host}:{port}"
+        )
+
+    def config(self) -> list[object]:
+        host, port = self.socket.getsockname()[:2]
+        return [int(self.socket.family), host, port, self.backlog]
+
+
+def reserve(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
+    """
+    Bind, without listening, a C{SO_REUSEPORT} socket to the address of a
+    tcp C{endpoint}; return it and the endpoint's backlog.  Only listening
+    sockets get connections, so it holds the port and takes none.
+    """
+    v6 = isinstance(endpoint, TCP6ServerEndpoint)
+    interface = getattr(endpoint, "_interface", "") or ("::" if v6 else "")
+    port = int(getattr(endpoint, "_port", 0))
+    backlog = int(getattr(endpoint, "_backlog", 50))
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((interface, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock, backlog
+
+
+def listen_shared(family: int, host: str, port: int, backlog: int) -> socket.socket:
+    """
+    A worker's own listening socket on the address its parent reserved.
+    """
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
 
 
 class WorkerPool(Service):
@@ -107,16 +153,8 @@ class WorkerPool(Service):
         # Bind now (as root if need be), so a port in use stops twistd at once.
         super().privilegedStartService()  # type: ignore[no-untyped-call]
         for description, endpoint in self.endpoints:
-            ready = endpoint.listen(Factory.forProtocol(Protocol))
-            port = _result(ready)
-            # The parent never accepts: its workers do.
-            cast(Any, port).stopReading()
-            host = port.getHost()
-            family = (
-                socket.AF_INET6 if isinstance(host, IPv6Address) else socket.AF_INET
-            )
-            address = describe_address(host)
-            self.listeners.append(_Listener(description, port, family, address))
+            sock, backlog = reserve(endpoint)
+            self.listeners.append(_Listener(description, sock, backlog))
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -131,17 +169,11 @@ class WorkerPool(Service):
             self._spawn(slot)
 
     def _spawn(self, slot: int) -> None:
-        fds = {}
-        config_fds = []
-        for n, listener in enumerate(self.listeners):
-            child_fd = 3 + n
-            fds[child_fd] = cast(Any, listener.port).fileno()
-            config_fds.append([child_fd, listener.family])
         config = {
             "slot": slot,
             "slots": self.count,
             "shared": self.shared_path,
-            "fds": config_fds,
+            "listen": [listener.config() for listener in self.listeners],
             "settings": self.settings,
         }
         worker = _Worker(self, slot)
@@ -150,7 +182,7 @@ class WorkerPool(Service):
             sys.executable,
             [sys.executable, "-m", "twisted_close.worker", json.dumps(config)],
             env=dict(os.environ),
-            childFDs={0: "w", 1: 1, 2: 2, **fds},
+            childFDs={0: "w", 1: 1, 2: 2},
         )
         worker.pid = process.pid
         self.workers[slot] = worker
@@ -183,7 +215,7 @@ class WorkerPool(Service):
         self.stopping = True
         quiet_repeated_stops(self.reactor)
         for listener in self.listeners:
-            listener.port.stopListening()
+            listener.socket.close()
         ended = [w.ended for w in self.workers.values()]
         for worker in self.workers.values():
             _signal(worker, signal.SIGTERM)
@@ -222,15 +254,3 @@ def _how(reason: Failure) -> str:
     if signal_number:
         return f"was killed by {signal.Signals(signal_number).name}"
     return f"exited with status {getattr(reason.value, 'exitCode', '?')}"
-
-
-def _result(d: Deferred[IListeningPort]) -> IListeningPort:
-    # TCP endpoints listen at once; anything else would need the reactor.
-    results: list[IListeningPort] = []
-    failures: list[Failure] = []
-    d.addCallbacks(results.append, failures.append)
-    if failures:
-        failures[0].raiseException()
-    if not results:
-        raise RuntimeError("the endpoint did not listen at once")
-    return results[0]

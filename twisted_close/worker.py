@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from ._drain import GracefulDrain, quiet_repeated_stops
 from ._ledger import Ledger
 from ._shared import SharedCounters
+from ._workers import listen_shared
 from .demo import build_site, optional_metrics
 
 log = Logger(namespace="twisted_close")
@@ -76,10 +77,11 @@ def serve(config: dict[str, Any]) -> None:
         **settings["site"],
     )
     ports: list[IListeningPort] = []
-    for fd, family in config["fds"]:
-        sockets = cast(IReactorSocket, reactor)
-        ports.append(sockets.adoptStreamPort(fd, family, site))  # type: ignore[arg-type]
-        os.close(fd)  # adoptStreamPort took a copy
+    sockets = cast(IReactorSocket, reactor)
+    for family, host, port, backlog in config["listen"]:
+        own = listen_shared(family, host, port, backlog)
+        ports.append(sockets.adoptStreamPort(own.fileno(), family, site))  # type: ignore[arg-type]
+        own.close()  # adoptStreamPort took a copy
     drain = GracefulDrain(ledger, reactor, settings["shutdown_grace"])
 
     async def stop() -> None:
