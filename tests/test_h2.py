@@ -594,3 +594,41 @@ def test_classify_goaway_as_twisted_reports_it() -> None:
 )
 def test_classify_by_twisted_message(failure: Exception, ending: Ending) -> None:
     assert classify(Failure(failure)) is ending
+
+
+def test_an_idle_timeout_of_the_connection_is_the_servers_doing() -> None:
+    """
+    H2Connection times out on quiet alone, pending streams or not; when it
+    does, its streams hear "Producing stopped" like any lost connection, but
+    it was the server that closed it.
+    """
+    clock, ledger = Clock(), Ledger()
+    site = Site(DelayedResource(delay=30, clock=clock, ledger=ledger))
+    server = H2Connection(clock)
+    untyped: Any = server
+    untyped.requestFactory = site.requestFactory
+    untyped.site = site
+    untyped.factory = site
+    untyped.timeOut = 5
+    untyped.callLater = clock.callLater  # as _GenericHTTPChannelProtocol does
+    transport = StringTransport()
+    server.makeConnection(transport)
+    client = H2Client(H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "localhost"),
+        (":path", "/slow"),
+    ]
+    client.send_headers(1, headers, end_stream=True)
+    server.dataReceived(client.data_to_send())
+    assert ledger.pending == 1
+    clock.advance(5)
+    assert transport.disconnecting
+    # The transport goes: TCP stops its producer, then tells of the loss.
+    server.stopProducing()
+    server.connectionLost(Failure(ConnectionDone()))
+    assert ledger.server_endings[Ending.SERVER_CLOSED] == 1
+    assert ledger.interrupted == 0
+    assert ledger.pending == 0

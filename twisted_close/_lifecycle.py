@@ -177,9 +177,14 @@ class RequestWatch:
     @property
     def transport(self) -> object:
         """
-        The transport of the request's connection, if it has one.
+        The transport of the request's connection: its channel's, or for an
+        HTTP/2 stream (whose own C{transport} is None) its connection's.
         """
-        return getattr(self._channel, "transport", None)
+        channel = self._channel
+        transport = getattr(channel, "transport", None)
+        if transport is None:
+            transport = getattr(getattr(channel, "_conn", None), "transport", None)
+        return transport
 
     @property
     def outcome(self) -> Outcome | None:
@@ -279,13 +284,30 @@ class RequestWatch:
 
     def _lost(self, reason: Failure) -> None:
         ending = self._server_ending or classify(reason)
-        if ending is Ending.CLIENT_CLOSED and getattr(
-            self.transport, "disconnecting", False
-        ):
-            # We had begun to close it (idle timeout, a server error), and it
-            # ended cleanly: the client did not leave of its own accord.
+        if self._closed_by_server(ending):
             ending = Ending.SERVER_CLOSED
         self._interrupted(ending)
+
+    def _closed_by_server(self, ending: Ending) -> bool:
+        """
+        Whether the server had begun to close the connection (an idle
+        timeout, an error) when it ended as C{ending}: then the client did
+        not leave by itself.
+        """
+        channel = self._channel
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            # HTTP/1.1: a close we began ends cleanly.
+            return ending is Ending.CLIENT_CLOSED and bool(
+                getattr(transport, "disconnecting", False)
+            )
+        # HTTP/2: the connection's transport; a stream hears "Producing
+        # stopped" (CLIENT_LOST) however it went.  A client's GOAWAY is the
+        # client's, though the server closes after it.
+        connection = getattr(getattr(channel, "_conn", None), "transport", None)
+        return ending is Ending.CLIENT_LOST and bool(
+            getattr(connection, "disconnecting", False)
+        )
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, []
