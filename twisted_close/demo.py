@@ -150,7 +150,8 @@ def build_site(
         L{None} for none.
     @param idle_timeout: seconds an idle connection is kept open, or
         L{None} for ever.  twisted.web stops this timer while a request is
-        in hand, so it never cuts a pending answer or a stream short.
+        in hand over HTTP/1.1, so it never cuts a pending answer or a
+        stream short there; HTTP/2 connections time out on quiet alone.
     @param metrics: served at C{/metrics} if given (see
         L{twisted_close.metrics}); else C{/metrics} is a 404 that says how
         to turn it on.
