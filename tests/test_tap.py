@@ -35,7 +35,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((options["tick"], options["heartbeat"]), (1.0, 15.0))
         self.assertEqual(options["shutdown-grace"], 5.0)
         self.assertEqual(options["max-pending"], 10000)
-        self.assertEqual(options["idle-timeout"], 60.0)
+        self.assertEqual(options["idle-timeout"], 75.0)
 
     def test_operating_values_are_coerced(self) -> None:
         options = parse(

@@ -137,7 +137,7 @@ def build_site(
     max_delay: float = 60.0,
     tick: float = 1.0,
     heartbeat: float | None = 15.0,
-    idle_timeout: float | None = 60.0,
+    idle_timeout: float | None = 75.0,
     metrics: IResource | None = None,
     counts: CountsSource | None = None,
     access_log: str | None = None,

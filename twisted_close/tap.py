@@ -52,7 +52,7 @@ class Options(usage.Options):
         ["heartbeat", None, "15", "Seconds between /events heartbeats (0: none)."],
         ["shutdown-grace", None, "5", "Seconds pending answers get at a stop."],
         ["max-pending", None, "10000", "Requests pending at once; more get 503."],
-        ["idle-timeout", None, "60", "Seconds an idle connection is kept open."],
+        ["idle-timeout", None, "75", "Seconds an idle connection is kept open."],
         ["workers", None, "1", "Processes serving the same sockets (tcp only)."],
         [
             "access-log",
