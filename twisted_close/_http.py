@@ -11,7 +11,7 @@ from twisted.web.iweb import IRequest
 from ._ledger import Ledger
 from ._text import _printable
 
-__all__ = ["not_allowed", "plain_error", "refused"]
+__all__ = ["close_after_answer", "not_allowed", "plain_error", "refused"]
 
 
 def plain_error(request: IRequest, code: int, reason: str) -> bytes:
@@ -38,6 +38,16 @@ def not_allowed(request: IRequest, allowed: Sequence[bytes]) -> bytes:
     return plain_error(request, 405, f"method {method} is not allowed here; {hint}")
 
 
+def close_after_answer(request: IRequest) -> None:
+    """
+    Close the connection once C{request}'s answer is out (HTTP/1.1; an
+    HTTP/2 stream has no connection of its own).
+    """
+    channel = getattr(request, "channel", None)
+    if channel is not None and hasattr(channel, "persistent"):
+        channel.persistent = False
+
+
 def refused(request: IRequest, ledger: Ledger, retry_after: int = 1) -> bytes | None:
     """
     If C{ledger} takes no more work (overloaded, shutting down), answer
@@ -51,7 +61,5 @@ def refused(request: IRequest, ledger: Ledger, retry_after: int = 1) -> bytes | 
     request.setHeader(b"Retry-After", b"%d" % (retry_after,))
     if ledger.closing:
         request.setHeader(b"Connection", b"close")
-        channel = getattr(request, "channel", None)
-        if channel is not None and hasattr(channel, "persistent"):
-            channel.persistent = False
+        close_after_answer(request)
     return plain_error(request, 503, f"server {reason}; retry in {retry_after} s")

@@ -17,7 +17,7 @@ from twisted.web import http
 from twisted.web.iweb import IRequest
 
 from ._clock import default_clock
-from ._http import plain_error
+from ._http import close_after_answer, plain_error
 from ._ledger import Ending, Ledger, Outcome
 from ._text import _printable, describe_client
 
@@ -254,9 +254,7 @@ class RequestWatch:
         Close the connection once this request's answer is out (HTTP/1.1;
         an HTTP/2 stream has no connection of its own).
         """
-        channel = getattr(self._request, "channel", None)
-        if channel is not None and hasattr(channel, "persistent"):
-            channel.persistent = False
+        close_after_answer(self._request)
 
     def _unavailable(self, ending: Ending, retry_after: int) -> None:
         request = cast(http.Request, self._request)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import ProcessDone
@@ -35,6 +36,7 @@ from twisted.python.failure import Failure
 
 from ._drain import quiet_repeated_stops
 from ._shared import SharedCounters
+from ._text import describe_address
 
 __all__ = ["WorkerPool", "tcp_only"]
 
@@ -74,11 +76,8 @@ class _Listener:
     @property
     def address(self) -> str:
         host, port = self.socket.getsockname()[:2]
-        return (
-            f"[{host}]:{port}"
-            if self.socket.family == socket.AF_INET6
-            else f"{host}:{port}"
-        )
+        kind = IPv6Address if self.socket.family == socket.AF_INET6 else IPv4Address
+        return describe_address(kind("TCP", host, port))
 
     def config(self) -> list[object]:
         host, port = self.socket.getsockname()[:2]
