@@ -140,8 +140,9 @@ class Ledger:
     Live pending requests and how every finished one ended.
 
     A request is pending from L{begin} until L{end}; L{reject} counts a
-    request refused before any work was taken on.  Outcomes are passed to
-    the observers, the first of which is L{reporter}, the log.
+    request refused before any work was taken on.  Every end but a
+    completion is reported to L{reporter} (the log); L{observe}rs get every
+    L{Outcome}.
 
     @ivar completed: requests answered in full.
     @ivar interrupted: requests cut short by their client.
@@ -171,9 +172,6 @@ class Ledger:
 
         self._live: dict[Pending, None] = {}
         self.completed = 0
-        self.interrupted = 0
-        self.server_ended = 0
-        self.rejected = 0
         self.interruptions: Counter[Ending] = Counter()
         self.server_endings: Counter[Ending] = Counter()
         self.rejections: Counter[str] = Counter()
@@ -192,6 +190,20 @@ class Ledger:
         How many requests hold pending work right now.
         """
         return len(self._live)
+
+    # The totals are derived from their breakdowns, so they cannot drift.
+
+    @property
+    def interrupted(self) -> int:
+        return sum(self.interruptions.values())
+
+    @property
+    def server_ended(self) -> int:
+        return sum(self.server_endings.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejections.values())
 
     def live(self) -> list[Pending]:
         """
@@ -226,10 +238,8 @@ class Ledger:
             self.completed += 1
         else:
             if ending.by_server:
-                self.server_ended += 1
                 self.server_endings[ending] += 1
             else:
-                self.interrupted += 1
                 self.interruptions[ending] += 1
                 self.wait_buckets[bisect_left(WAIT_BUCKETS, elapsed)] += 1
                 self.wait_sum += elapsed
@@ -248,7 +258,6 @@ class Ledger:
         """
         Count a request refused before it took on any work.
         """
-        self.rejected += 1
         self.rejections[reason] += 1
 
     def observe(self, observer: Callable[[Outcome], None]) -> None:
@@ -306,9 +315,6 @@ class Ledger:
         """
         totals = Totals.of([{**state, "pending": 0}])
         self.completed = totals.completed
-        self.interrupted = totals.interrupted
-        self.server_ended = totals.server_ended
-        self.rejected = totals.rejected
         self.interruptions = totals.interruptions
         self.server_endings = totals.server_endings
         self.rejections = totals.rejections
