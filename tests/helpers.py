@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 
 from twisted_close import DelayedResource, Ledger
-from twisted_close.demo import build_site
+from twisted_close.closedemo.site import build_site
 from twisted_close.testing import InMemoryServer
 
 

@@ -20,9 +20,10 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_close import Ending, Ledger, Outcome
-from twisted_close._outcomes import OutcomeStream, OutcomeStreamResource
-from twisted_close._page import DemoPage, page_html
-from twisted_close.demo import DemoRoot
+from twisted_close._ledger import Totals
+from twisted_close.closedemo.outcomes import OutcomeStream, OutcomeStreamResource
+from twisted_close.closedemo.page import DemoPage, page_html
+from twisted_close.closedemo.site import DemoRoot
 from twisted_close.testing import Connection, InMemoryServer
 
 from .helpers import delayed_server, demo_server
@@ -437,9 +438,7 @@ class OutcomeStreamTests(SynchronousTestCase):
         # With several workers, /stats shows their shared totals.
         class Shared:
             def totals(self) -> Any:
-                ledger = Ledger()
-                ledger.completed = 41
-                return ledger.totals()
+                return Totals(completed=41)
 
         clock, ledger = Clock(), Ledger()
         resource = OutcomeStreamResource(ledger, counts=Shared(), clock=clock)

@@ -74,7 +74,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from twisted_close import DelayedResource, Ending, Ledger, Outcome, classify
-from twisted_close.demo import DemoRoot, build_site
+from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
 

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close.demo import optional_metrics
+from twisted_close.closedemo.site import optional_metrics
 from twisted_close.logs import json_observer
 from twisted_close.metrics import metrics_registry
 

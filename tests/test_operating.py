@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close import Ending, GracefulDrain, Ledger
+from twisted_close import Ending, GracefulDrain, Ledger, Rejection
 from twisted_close.testing import Connection, InMemoryServer
 
 from .helpers import demo_server, our_calls
@@ -102,7 +102,7 @@ class DrainTests(SynchronousTestCase):
         _, refused = keep_alive.responses
         self.assertEqual(refused.status, 503)
         self.assertEqual(refused.header("connection"), "close")
-        self.assertEqual(ledger.rejections["shutting down"], 1)
+        self.assertEqual(ledger.rejections[Rejection.SHUTTING_DOWN], 1)
 
     def test_clients_leaving_during_the_drain_are_counted_as_such(self) -> None:
         server, ledger = serve()
@@ -151,7 +151,7 @@ class LimitTests(SynchronousTestCase):
         assert stream is not None
         self.assertEqual(stream.status, 503)
         self.assertEqual(ledger.snapshot()["rejected"], 2)
-        self.assertEqual(ledger.rejections["overloaded"], 2)
+        self.assertEqual(ledger.rejections[Rejection.OVERLOADED], 2)
         held[0].close()
         server.get("/5")
         self.assertEqual(ledger.pending, 3)

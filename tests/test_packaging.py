@@ -34,10 +34,10 @@ def test_wheel_has_the_plugin_and_no_twisted_init(dist: Path) -> None:
     [wheel] = dist.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/closedemo.py" in names
-    assert "twisted_close/tap.py" in names
+    assert "twisted_close/closedemo/tap.py" in names
     assert "twisted_close/py.typed" in names
     # The demo page is package data, read at run time.
-    assert "twisted_close/demo.html" in names
+    assert "twisted_close/closedemo/demo.html" in names
     # An __init__.py here would shadow every other package's plugins.
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
@@ -48,7 +48,7 @@ def test_sdist_has_the_plugin(dist: Path) -> None:
     names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
     assert "twisted/plugins/closedemo.py" in names
     assert "README.md" in names
-    assert "twisted_close/demo.html" in names
+    assert "twisted_close/closedemo/demo.html" in names
 
 
 def test_installed_wheel_is_found_by_twistd(dist: Path, tmp_path: Path) -> None:

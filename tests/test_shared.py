@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ending, Ledger
 from twisted_close._ledger import Totals
-from twisted_close._shared import SLOT, SharedCounters
-from twisted_close.tap import Options
+from twisted_close.closedemo.shared import SLOT, SharedCounters
+from twisted_close.closedemo.tap import Options
 
 from .helpers import demo_server
 
@@ -93,7 +93,7 @@ class LedgerStateTests(SynchronousTestCase):
         new.restore(old.state())
         expected = {**old.snapshot(), "pending": 0}
         self.assertEqual(new.snapshot(), expected)
-        self.assertEqual(new.wait_buckets, old.wait_buckets)
+        self.assertEqual(new.totals().wait_buckets, old.totals().wait_buckets)
         self.assertEqual(Totals.of([old.state()]).snapshot(), old.snapshot())
 
 

@@ -15,8 +15,9 @@ from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from twisted_close import tap
 from twisted_close._drain import GracefulDrain
+from twisted_close.closedemo import tap
+from twisted_close.closedemo.signals import QuietRepeatedStops
 
 
 def parse(*argv: str) -> tap.Options:
@@ -104,12 +105,16 @@ class ServiceTests(SynchronousTestCase):
             parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0")
         )
         assert isinstance(service, MultiService)
-        drain, *listeners = list(service)
-        # Services stop in reverse: the ports close before the drain runs.
+        drain, *listeners, quiet = list(service)
+        # Services stop in reverse: the second signal is quieted first, the
+        # ports close next, then the drain runs.
         self.assertIsInstance(drain, GracefulDrain)
         self.assertEqual(len(listeners), 2)
         for listener in listeners:
             self.assertIsInstance(listener, StreamServerEndpointService)
+            # The public endpoint, wrapped to announce the address.
+            self.assertIsInstance(listener.endpoint, tap._AnnouncedEndpoint)
+        self.assertIsInstance(quiet, QuietRepeatedStops)
 
     def test_listening_address_is_logged(self) -> None:
         reactor = MemoryReactor()

@@ -34,7 +34,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
 from twisted_close import DelayedResource, Ending, Ledger, Outcome
-from twisted_close.demo import DemoRoot, build_site
+from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
 

@@ -12,7 +12,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
 from twisted_close import Ledger
-from twisted_close.demo import build_site
+from twisted_close.closedemo.site import build_site
 from twisted_close.metrics import metrics_registry, metrics_resource
 
 from .realtcp import tcp, twisted_test

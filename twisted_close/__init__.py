@@ -9,8 +9,9 @@ from ._async import SAFE_METHODS, AsyncResource
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
-from ._ledger import Ending, Ledger, Outcome
-from ._lifecycle import Cancellable, RequestWatch, cancel_on_disconnect, classify
+from ._ledger import Ledger
+from ._outcome import Ending, Outcome, Rejection
+from ._resource import WorkResource
 from ._stream import (
     HEARTBEAT,
     EventStream,
@@ -19,6 +20,8 @@ from ._stream import (
     StreamSource,
     demo_events,
 )
+from ._twistedweb import classify
+from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
 
 __all__ = [
     "HEARTBEAT",
@@ -33,9 +36,11 @@ __all__ = [
     "GracefulDrain",
     "Ledger",
     "Outcome",
+    "Rejection",
     "RequestWatch",
     "ServerSentEvent",
     "StreamSource",
+    "WorkResource",
     "cancel_on_disconnect",
     "classify",
     "demo_events",

@@ -24,11 +24,12 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._clock import default_clock
-from ._http import not_allowed, plain_error
+from ._http import plain_error
 from ._ledger import Ledger
-from ._lifecycle import RequestWatch, _already_over, cancel_on_disconnect
+from ._resource import WorkResource
 from ._text import _printable, describe_client
+from ._twistedweb import abort_connection, request_state
+from ._watch import RequestWatch
 
 __all__ = ["SAFE_METHODS", "AsyncResource"]
 
@@ -43,7 +44,7 @@ only read, so stopping them half-way leaves nothing half-done.
 FAILED_FORMAT = "{method} {path} from {client} failed in {handler}"
 
 
-class AsyncResource(Resource):
+class AsyncResource(WorkResource):
     """
     A resource whose C{render_METHOD} methods may be coroutines.
 
@@ -100,6 +101,8 @@ class AsyncResource(Resource):
     @ivar ledger: counts pending, completed and interrupted requests.
     """
 
+    # Not a leaf unless a subclass says so, as a plain Resource.
+    isLeaf = False
     cancel_methods: ClassVar[Set[bytes]] = SAFE_METHODS
     cancel_unsafe_methods: ClassVar[bool] = False
 
@@ -114,15 +117,12 @@ class AsyncResource(Resource):
             by default.
         @param ledger: counts the requests; a new one by default.
         """
-        super().__init__()  # type: ignore[no-untyped-call]
         for method in self.cancel_methods:
             if not isinstance(method, bytes):
                 raise TypeError(
                     f"cancel_methods holds {method!r}; give bytes such as b'GET'"
                 )
-        clock = default_clock(clock)
-        self.clock = clock
-        self.ledger = Ledger(clock) if ledger is None else ledger
+        super().__init__(clock=clock, ledger=ledger)
 
     def cancels(self, method: bytes) -> bool:
         """
@@ -163,16 +163,20 @@ class AsyncResource(Resource):
         handler: Callable[[IRequest], object] = getattr(self, name)
         return name, handler
 
-    def render(self, request: IRequest) -> bytes | int:
+    def answers(self, method: bytes) -> bool:
+        try:
+            self._handler(method)
+        except AttributeError:
+            return False
+        return True
+
+    def begin(self, request: IRequest) -> bytes | int:
         """
         Run C{render_METHOD} for C{request}; see L{AsyncResource}.
         """
-        try:
-            name, handler = self._handler(request.method)
-        except AttributeError:
-            return not_allowed(request, self.allowed_methods())
+        name, handler = self._handler(request.method)
         cancellable = self.cancels(request.method)
-        watch = cancel_on_disconnect(request, ledger=self.ledger, clock=self.clock)
+        watch = self.watch(request)
         if watch.outcome is not None and cancellable:
             # The client left before we began: there is no work to cancel.
             return NOT_DONE_YET
@@ -210,13 +214,13 @@ class _Rendering:
 
     @property
     def finished(self) -> bool:
-        return _already_over(self.request)[0]
+        return request_state(self.request)[0]
 
     @property
     def gone(self) -> bool:
         # request.finished stays False after a disconnect; the watch's outcome
         # is only set once the cancellation has run, too late for us.
-        return _already_over(self.request)[1]
+        return request_state(self.request)[1]
 
     def detail(self) -> str:
         """
@@ -272,7 +276,8 @@ class _Rendering:
         if cast(http.Request, request).startedWriting:
             # The status line is out: the client can only learn of the failure
             # from a response cut short.
-            _abort(request)
+            if not abort_connection(request):
+                cast(http.Request, request).loseConnection()
             return
         request.write(plain_error(request, 500, "internal server error"))
         request.finish()
@@ -281,17 +286,3 @@ class _Rendering:
         # Only reached if answer() or failed() themselves broke: log it rather
         # than leave an unhandled error in a Deferred.
         log.failure("Answering {handler} failed", reason, handler=self.handler)
-
-
-def _abort(request: IRequest) -> None:
-    """
-    Drop C{request}'s connection without finishing the response.
-    """
-    channel = getattr(request, "channel", None)
-    transport = getattr(channel, "transport", None)
-    abort = getattr(transport, "abortConnection", None)
-    if callable(abort):
-        # ConnectionAborted: the ledger says the server aborted, not the client.
-        abort()
-    else:
-        cast(http.Request, request).loseConnection()

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from ._clock import default_clock
 from ._delay import DelayError, parse_delay
-from ._http import not_allowed, plain_error, refused
+from ._http import plain_error
 from ._ledger import Ledger
-from ._lifecycle import cancel_on_disconnect
+from ._resource import WorkResource
 
 __all__ = ["DelayedResource"]
 
 
-class DelayedResource(Resource):
+class DelayedResource(WorkResource):
     """
     Answer C{GET} and C{HEAD} with C{body} after C{delay} seconds; if the
     client goes away first, cancel the answer and report the interruption.
@@ -28,7 +26,6 @@ class DelayedResource(Resource):
     The resource is a leaf: it answers for every path below it.
     """
 
-    isLeaf = True
     allowed = (b"GET", b"HEAD")
 
     def __init__(
@@ -48,21 +45,14 @@ class DelayedResource(Resource):
         @param ledger: counts pending, completed, interrupted and rejected
             requests; a new one by default.
         """
-        super().__init__()  # type: ignore[no-untyped-call]
         if not 0 <= delay <= max_delay:
             raise ValueError(f"delay {delay!r} is not within 0..{max_delay!r}")
-        clock = default_clock(clock)
+        super().__init__(clock=clock, ledger=ledger)
         self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.delay = delay
         self.max_delay = max_delay
-        self.clock = clock
-        self.ledger = Ledger(clock) if ledger is None else ledger
 
-    def render(self, request: IRequest) -> bytes | int:
-        if request.method not in self.allowed:
-            return not_allowed(request, self.allowed)
-        if (busy := refused(request, self.ledger)) is not None:
-            return busy
+    def begin(self, request: IRequest) -> bytes | int:
         try:
             delay = self._requested_delay(request)
         except DelayError as e:
@@ -70,8 +60,7 @@ class DelayedResource(Resource):
             return plain_error(request, 400, str(e))
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Content-Length", b"%d" % (len(self.body),))
-        call = self.clock.callLater(delay, self._answer, request)
-        cancel_on_disconnect(request, call, ledger=self.ledger, clock=self.clock)
+        self.watch(request, self.clock.callLater(delay, self._answer, request))
         return NOT_DONE_YET
 
     def _requested_delay(self, request: IRequest) -> float:

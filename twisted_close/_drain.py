@@ -6,16 +6,14 @@ clients before the reactor drops the connections.
 
 from __future__ import annotations
 
-import signal
-import threading
-
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from ._ledger import Ending, Ledger
+from ._ledger import Ledger
+from ._outcome import Ending
 
 __all__ = ["GracefulDrain"]
 
@@ -26,27 +24,6 @@ SUMMARY_FORMAT = (
     "{streams} event streams ended, {interrupted} interrupted by clients, "
     "in {elapsed:.2f} s"
 )
-
-
-def quiet_repeated_stops(reactor: object) -> None:
-    """
-    Once a stop has begun, a second SIGTERM or SIGINT (systemd signals every
-    process of the unit; a user presses Ctrl-C twice) says so in the log
-    instead of making the reactor raise C{ReactorNotRunning}.
-    """
-    call = getattr(reactor, "callFromThread", None)
-    if call is None or threading.current_thread() is not threading.main_thread():
-        return
-
-    def already(number: int, frame: object) -> None:
-        call(
-            log.info,
-            "Already stopping ({signal}); SIGKILL stops at once",
-            signal=signal.Signals(number).name,
-        )
-
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, already)
 
 
 def _open(transport: object) -> bool:
@@ -90,7 +67,6 @@ class GracefulDrain(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
-        quiet_repeated_stops(self.clock)
         return Deferred.fromCoroutine(self.drain())
 
     async def drain(self) -> None:
@@ -101,7 +77,7 @@ class GracefulDrain(Service):
         started = clock.seconds()
         completed, interrupted = ledger.completed, ledger.interrupted
         shutdown = ledger.server_endings[Ending.SHUTDOWN]
-        ledger.closing = True
+        ledger.close()
         # Every connection with a request in hand is closed once its answer
         # is out, so that "out" can be seen: a closed connection.
         transports = []
@@ -127,7 +103,7 @@ class GracefulDrain(Service):
         while any(_open(t) for t in transports) and clock.seconds() < deadline:
             await deferLater(clock, self.poll)
         # Lines held back by the rate limit would be lost with the process.
-        ledger.reporter.summarize()
+        ledger.flush_log()
         log.info(
             SUMMARY_FORMAT,
             completed=ledger.completed - completed,

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 
 from twisted.web.iweb import IRequest
 
-from ._ledger import Ledger
+from ._outcome import Rejection
 from ._text import _printable
+from ._twistedweb import keep_alive_off
 
-__all__ = ["close_after_answer", "not_allowed", "plain_error", "refused"]
+__all__ = ["not_allowed", "plain_error", "refusal"]
 
 
 def plain_error(request: IRequest, code: int, reason: str) -> bytes:
@@ -38,28 +39,21 @@ def not_allowed(request: IRequest, allowed: Sequence[bytes]) -> bytes:
     return plain_error(request, 405, f"method {method} is not allowed here; {hint}")
 
 
-def close_after_answer(request: IRequest) -> None:
+def refusal(
+    request: IRequest, reason: Rejection, retry_after: int = 1, *, close: bool = False
+) -> bytes:
     """
-    Close the connection once C{request}'s answer is out (HTTP/1.1; an
-    HTTP/2 stream has no connection of its own).
+    Answer C{503} with C{Retry-After} and a one-line reason: the server
+    takes on no more work now.  With C{close}, the connection is closed once
+    the answer is out (the server is shutting down).
     """
-    channel = getattr(request, "channel", None)
-    if channel is not None and hasattr(channel, "persistent"):
-        channel.persistent = False
-
-
-def refused(request: IRequest, ledger: Ledger, retry_after: int = 1) -> bytes | None:
-    """
-    If C{ledger} takes no more work (overloaded, shutting down), answer
-    C{503} with C{Retry-After} at once and count the request as rejected;
-    return the body to render, or L{None} to go on.
-    """
-    reason = ledger.admit()
-    if reason is None:
-        return None
-    ledger.reject(reason)
     request.setHeader(b"Retry-After", b"%d" % (retry_after,))
-    if ledger.closing:
+    if close:
         request.setHeader(b"Connection", b"close")
-        close_after_answer(request)
-    return plain_error(request, 503, f"server {reason}; retry in {retry_after} s")
+        keep_alive_off(request)
+    what = (
+        reason.value
+        if reason is Rejection.TOO_MANY_STREAMS
+        else f"server {reason.value}"
+    )
+    return plain_error(request, 503, f"{what}; retry in {retry_after} s")

@@ -11,7 +11,7 @@ from collections import Counter
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from ._ledger import Ending, Pending
+from ._outcome import Ending, Pending
 
 __all__ = ["INTERRUPTED_FORMAT", "SERVER_ENDED_FORMAT", "Reporter"]
 

@@ -28,15 +28,14 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from ._clock import default_clock
-from ._http import not_allowed, refused
 from ._ledger import Ledger
-from ._lifecycle import RequestWatch, _already_over, cancel_on_disconnect
+from ._resource import WorkResource
 from ._text import _printable
+from ._twistedweb import request_state, transport_paused
+from ._watch import RequestWatch
 
 __all__ = [
     "HEARTBEAT",
@@ -199,12 +198,10 @@ class PushStream:
         """
         Become the request's push producer.
         """
-        consumer = cast(http.Request, self.request)
-        consumer.registerProducer(self, True)
-        # HTTPChannel does not tell a producer registered while the transport
-        # is already paused (its pauseProducing came before): ask it.
-        channel = getattr(consumer, "channel", None)
-        if getattr(channel, "_waitingForTransport", False):
+        cast(http.Request, self.request).registerProducer(self, True)
+        # A producer registered while the transport is already paused is not
+        # told (the channel's pauseProducing came before): ask.
+        if transport_paused(self.request):
             self._paused = True
 
     @property
@@ -264,7 +261,7 @@ class PushStream:
         Finish the response cleanly.  Does nothing if the stream is over.
         """
         self._close()
-        finished, gone = _already_over(self.request)
+        finished, gone = request_state(self.request)
         if finished or gone:
             return
         request = cast(http.Request, self.request)
@@ -307,7 +304,7 @@ class EventStream(PushStream):
         tick: float,
         heartbeat: float | None,
         clock: IReactorTime,
-        ledger: Ledger | None,
+        watch: RequestWatch,
         on_close: Callable[[EventStream], None] | None = None,
     ) -> None:
         super().__init__(request, clock, on_close)
@@ -323,9 +320,7 @@ class EventStream(PushStream):
         self._heartbeat_call: IDelayedCall | None = None
 
         _stream_headers(request)
-        self.watch: RequestWatch = cancel_on_disconnect(
-            request, ledger=ledger, clock=clock
-        )
+        self.watch = watch
         self.watch.detail = self._detail
         # A stream has no answer to wait for: a graceful stop ends it at once.
         self.watch.endless = True
@@ -414,18 +409,19 @@ class EventStream(PushStream):
 S = TypeVar("S", bound=PushStream)
 
 
-class StreamsResource(Resource, Generic[S]):
+class StreamsResource(WorkResource, Generic[S]):
     """
     A leaf that answers C{GET} with a stream (L{_stream}) and keeps the open
     ones; C{HEAD} gets the stream's headers alone at once; other methods
-    C{405}.  L{_refuse} may turn a request away first.
+    C{405}; C{GET} is admitted as any other work first.
     """
 
-    isLeaf = True
     allowed = (b"GET", b"HEAD")
 
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+    def __init__(
+        self, *, clock: IReactorTime | None = None, ledger: Ledger | None = None
+    ) -> None:
+        super().__init__(clock=clock, ledger=ledger)
         self._streams: dict[int, S] = {}
 
     @property
@@ -447,20 +443,17 @@ class StreamsResource(Resource, Generic[S]):
             stream.end()
         return len(streams)
 
-    def _refuse(self, request: IRequest) -> bytes | None:
-        return None
-
     def _stream(self, request: IRequest) -> S:
         raise NotImplementedError
 
     def render(self, request: IRequest) -> bytes | int:
-        if request.method not in self.allowed:
-            return not_allowed(request, self.allowed)
         if request.method == b"HEAD":
+            # The headers alone: no stream, so no work to admit.
             _stream_headers(request)
             return b""
-        if (busy := self._refuse(request)) is not None:
-            return busy
+        return super().render(request)
+
+    def begin(self, request: IRequest) -> bytes | int:
         stream = self._stream(request)
         if not stream.closed:
             self._streams[id(stream)] = stream
@@ -508,16 +501,10 @@ class EventStreamResource(StreamsResource[EventStream]):
         @param ledger: where streams are counted; a new one by default.
         @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.
         """
-        super().__init__()
         self.tick = _seconds("tick", tick)
         self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
-        clock = default_clock(clock)
+        super().__init__(clock=clock, ledger=ledger)
         self.source: StreamSource = demo_events if source is None else source
-        self.clock = clock
-        self.ledger = Ledger(clock) if ledger is None else ledger
-
-    def _refuse(self, request: IRequest) -> bytes | None:
-        return refused(request, self.ledger)
 
     def _stream(self, request: IRequest) -> EventStream:
         return EventStream(
@@ -526,6 +513,6 @@ class EventStreamResource(StreamsResource[EventStream]):
             tick=self.tick,
             heartbeat=self.heartbeat,
             clock=self.clock,
-            ledger=self.ledger,
+            watch=self.watch(request),
             on_close=self._forget,
         )

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from twisted.logger import FileLogObserver, ILogObserver, LogEvent, eventAsJSON
 
-from ._ledger import Outcome
+from ._outcome import Outcome
 
 __all__ = ["json_observer"]
 

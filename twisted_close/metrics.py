@@ -20,13 +20,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from twisted.web.resource import IResource
 
-from ._ledger import WAIT_BUCKETS, CountsSource, Ending
+from ._ledger import WAIT_BUCKETS, CountsSource
+from ._outcome import Ending, Rejection
 
 __all__ = ["LedgerCollector", "metrics_registry", "metrics_resource"]
 
 CLIENT_ENDINGS = [e for e in Ending if e.interrupted and not e.by_server]
 SERVER_ENDINGS = [e for e in Ending if e.by_server]
-REJECTIONS = ["bad request", "overloaded", "shutting down"]
 
 
 def _by_label(
@@ -66,12 +66,11 @@ class LedgerCollector(Collector):
             "ending",
             {e.code: totals.server_endings[e] for e in SERVER_ENDINGS},
         )
-        reasons = sorted({*REJECTIONS, *totals.rejections})
         yield _by_label(
             f"{p}_requests_rejected",
             "Requests refused at once, by reason.",
             "reason",
-            {r.replace(" ", "_"): totals.rejections[r] for r in reasons},
+            {r.code: totals.rejections[r] for r in Rejection},
         )
         yield GaugeMetricFamily(
             f"{p}_requests_pending",

@@ -34,9 +34,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._drain import quiet_repeated_stops
-from ._shared import SharedCounters
-from ._text import describe_address
+from .._text import describe_address
+from .._twistedweb import tcp_endpoint_address
+from .shared import SharedCounters
+from .signals import quiet_repeated_stops
 
 __all__ = ["WorkerPool", "tcp_only"]
 
@@ -91,9 +92,8 @@ def reserve(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
     sockets get connections, so it holds the port and takes none.
     """
     v6 = isinstance(endpoint, TCP6ServerEndpoint)
-    interface = getattr(endpoint, "_interface", "") or ("::" if v6 else "")
-    port = int(getattr(endpoint, "_port", 0))
-    backlog = int(getattr(endpoint, "_backlog", 50))
+    interface, port, backlog = tcp_endpoint_address(endpoint)
+    interface = interface or ("::" if v6 else "")
     sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -120,7 +120,7 @@ def listen_shared(family: int, host: str, port: int, backlog: int) -> socket.soc
 
 class WorkerPool(Service):
     """
-    Run C{count} worker processes (L{twisted_close.worker}) serving the
+    Run C{count} worker processes (L{twisted_close.closedemo.worker}) serving the
     sockets of C{endpoints}, with C{settings} for their demo sites.
     """
 
@@ -144,9 +144,18 @@ class WorkerPool(Service):
         self.listeners: list[_Listener] = []
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
-        directory = tempfile.mkdtemp(prefix="closedemo-")
-        self.shared_path = os.path.join(directory, "counters")
-        self.shared = SharedCounters(self.shared_path, count)
+        # Made when the service starts: building the service has no effects.
+        self.shared_path = ""
+        self._shared: SharedCounters | None = None
+
+    @property
+    def shared(self) -> SharedCounters:
+        """
+        The workers' shared counters, from when the service started.
+        """
+        if self._shared is None:
+            raise RuntimeError("the worker pool has not started")
+        return self._shared
 
     def privilegedStartService(self) -> None:
         # Bind now (as root if need be), so a port in use stops twistd at once.
@@ -157,6 +166,9 @@ class WorkerPool(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
+        directory = tempfile.mkdtemp(prefix="closedemo-")
+        self.shared_path = os.path.join(directory, "counters")
+        self._shared = SharedCounters(self.shared_path, self.count)
         for listener in self.listeners:
             log.info(
                 "closedemo listening on {address} ({description}) with {count} workers",
@@ -179,7 +191,12 @@ class WorkerPool(Service):
         process = cast(IReactorProcess, self.reactor).spawnProcess(
             worker,
             sys.executable,
-            [sys.executable, "-m", "twisted_close.worker", json.dumps(config)],
+            [
+                sys.executable,
+                "-m",
+                "twisted_close.closedemo.worker",
+                json.dumps(config),
+            ],
             env=dict(os.environ),
             childFDs={0: "w", 1: 1, 2: 2},
         )

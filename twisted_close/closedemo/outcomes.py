@@ -30,11 +30,9 @@ from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.iweb import IRequest
 
-from ._clock import default_clock
-from ._http import plain_error
-from ._ledger import CountsSource, Ledger, Outcome
-from ._lifecycle import _already_over
-from ._stream import (
+from .._ledger import CountsSource, Ledger
+from .._outcome import Outcome, Rejection
+from .._stream import (
     HEARTBEAT,
     PushStream,
     ServerSentEvent,
@@ -42,7 +40,8 @@ from ._stream import (
     _seconds,
     _stream_headers,
 )
-from ._text import _printable
+from .._text import _printable
+from .._twistedweb import request_state
 
 __all__ = ["OutcomeStream", "OutcomeStreamResource"]
 
@@ -109,7 +108,7 @@ class OutcomeStream(PushStream):
         self._written = clock.seconds()
 
         _stream_headers(request)
-        finished, gone = _already_over(request)
+        finished, gone = request_state(request)
         if finished or gone:
             # Nothing to watch for: notifyFinish() would never fire (#4899).
             self._closed = True
@@ -249,21 +248,20 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
             C{> 0}, or L{None} for none.
         @param max_streams: the most streams open at once.
         """
-        super().__init__()
-        clock = default_clock(clock)
-        self.ledger = ledger
+        super().__init__(clock=clock, ledger=ledger)
         self.counts: CountsSource = ledger if counts is None else counts
-        self.clock = clock
         self.every = _seconds("every", every)
         self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
         self.max_streams = max_streams
 
-    def _refuse(self, request: IRequest) -> bytes | None:
-        if len(self._streams) < self.max_streams:
-            return None
-        # Not work, so not counted as a rejected request either.
-        request.setHeader(b"Retry-After", b"5")
-        return plain_error(request, 503, "too many outcome streams; retry in 5 s")
+    retry_after = 5
+    # A reader, not work: not counted as a rejected request either.
+    counts_refusals = False
+
+    def admit(self, request: IRequest) -> Rejection | None:
+        if len(self._streams) >= self.max_streams:
+            return Rejection.TOO_MANY_STREAMS
+        return super().admit(request)
 
     def _stream(self, request: IRequest) -> OutcomeStream:
         return OutcomeStream(

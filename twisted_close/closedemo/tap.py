@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
@@ -20,12 +20,13 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from ._delay import DelayError, parse_delay
-from ._drain import GracefulDrain
-from ._ledger import Ledger
-from ._text import describe_address
-from ._workers import WorkerPool, tcp_only
-from .demo import build_site, optional_metrics
+from .._delay import DelayError, parse_delay
+from .._drain import GracefulDrain
+from .._ledger import Ledger
+from .._text import describe_address
+from .signals import QuietRepeatedStops
+from .site import build_site, optional_metrics
+from .workers import WorkerPool, tcp_only
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]
 
@@ -192,11 +193,10 @@ def makeService(options: Any) -> IService:
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
     for description in options["listen"]:
-        endpoint = serverFromString(reactor, description)
-        listener = StreamServerEndpointService(
-            _AnnouncedEndpoint(endpoint, description), site
-        )
-        # Like strports.service: a port that cannot be had stops twistd.
-        listener._raiseSynchronously = True
+        # strports: a port that cannot be had stops twistd at once.
+        listener = strports.service(description, site, reactor=reactor)
+        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description)
         listener.setServiceParent(service)
+    # Stops first: a second signal during the drain is only logged.
+    QuietRepeatedStops(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
     return service

@@ -12,7 +12,7 @@ import os
 import struct
 from typing import Any
 
-from ._ledger import Totals
+from .._ledger import Totals
 
 __all__ = ["SharedCounters"]
 

@@ -15,13 +15,13 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from ._delayed import DelayedResource
-from ._http import not_allowed, plain_error
-from ._ledger import CountsSource, Ledger, Totals
-from ._outcomes import OutcomeStreamResource
-from ._page import DemoPage
-from ._shared import SharedCounters
-from ._stream import EventStreamResource
+from .._delayed import DelayedResource
+from .._http import not_allowed, plain_error
+from .._ledger import CountsSource, Ledger, Totals
+from .._stream import EventStreamResource
+from .outcomes import OutcomeStreamResource
+from .page import DemoPage
+from .shared import SharedCounters
 
 __all__ = ["DemoRoot", "StatsResource", "build_site", "optional_metrics"]
 
@@ -63,7 +63,7 @@ def optional_metrics(source: CountsSource) -> IResource | None:
     L{None}, and a log line that says how to turn it on.
     """
     try:
-        from .metrics import metrics_registry, metrics_resource
+        from ..metrics import metrics_registry, metrics_resource
     except ImportError:
         log.info(
             "No /metrics: pip install 'twisted-close[metrics]' to serve "

@@ -17,7 +17,7 @@ from importlib.resources import files
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from ._http import not_allowed, plain_error
+from .._http import not_allowed, plain_error
 
 __all__ = ["DemoPage", "content_security_policy", "page_html"]
 
@@ -34,7 +34,7 @@ def page_html(delay: float = 10.0, max_delay: float = 60.0) -> str:
     """
     The page, with the server's default and largest delay filled in.
     """
-    template = files("twisted_close").joinpath(PAGE_FILE).read_text("utf-8")
+    template = files("twisted_close.closedemo").joinpath(PAGE_FILE).read_text("utf-8")
     return template.replace("{{delay}}", _number(delay)).replace(
         "{{max_delay}}", _number(max_delay)
     )

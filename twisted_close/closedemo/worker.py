@@ -3,8 +3,8 @@ One worker process of C{twistd closedemo --workers N}: it serves the
 listening sockets its parent bound and hands it, counts into its slot of the
 shared counters, and drains on SIGTERM like a single process does.
 
-Started by L{twisted_close._workers.WorkerPool} as
-C{python -m twisted_close.worker CONFIG}, C{CONFIG} being JSON.
+Started by L{twisted_close.closedemo.workers.WorkerPool} as
+C{python -m twisted_close.closedemo.worker CONFIG}, C{CONFIG} being JSON.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
-from ._drain import GracefulDrain, quiet_repeated_stops
-from ._ledger import Ledger
-from ._shared import SharedCounters
-from ._workers import listen_shared
-from .demo import build_site, optional_metrics
+from .._drain import GracefulDrain
+from .._ledger import Ledger
+from .shared import SharedCounters
+from .signals import quiet_repeated_stops
+from .site import build_site, optional_metrics
+from .workers import listen_shared
 
 log = Logger(namespace="twisted_close")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, cast, runtime_checkable
 
-from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -17,9 +16,18 @@ from twisted.web import http
 from twisted.web.iweb import IRequest
 
 from ._clock import default_clock
-from ._http import close_after_answer, plain_error
-from ._ledger import Ending, Ledger, Outcome
+from ._http import plain_error
+from ._ledger import Ledger
+from ._outcome import Ending, Outcome
 from ._text import _printable, describe_client
+from ._twistedweb import (
+    channel_of,
+    classify,
+    connection_closing,
+    keep_alive_off,
+    request_state,
+    transport_of,
+)
 
 __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 
@@ -35,43 +43,6 @@ class Cancellable(Protocol):
     def cancel(self) -> None: ...
 
 
-def classify(reason: Failure) -> Ending:
-    """
-    Say how a connection ended from the failure Twisted gave for it.
-    """
-    # isinstance, not Failure.check: this runs once per interruption, and
-    # check() builds qualified names for every class it is given.
-    error = reason.value
-    if isinstance(error, ConnectionDone):
-        return Ending.CLIENT_CLOSED
-    # ConnectionAborted subclasses ConnectionLost: it must be tested first.
-    if isinstance(error, ConnectionAborted):
-        return Ending.SERVER_ABORTED
-    if isinstance(error, ConnectionLost):
-        # HTTP/2 (twisted.web._http2.H2Connection) hands a stream a plain
-        # ConnectionLost whatever happened: only the message tells a stream
-        # reset apart.  A client's RST_STREAM gives "Stream reset with code 8"
-        # ("... code ErrorCodes.CANCEL" on Python 3.10) to that stream alone;
-        # its siblings and the connection go on.  The whole connection going
-        # reaches every stream first through H2Connection.stopProducing() as
-        # "Producing stopped", whatever the transport's reason: a clean close,
-        # a FIN and a RST cannot be told apart, so it is only "lost".
-        args: tuple[object, ...] = getattr(reason.value, "args", ())
-        message = args[0] if args else None
-        if isinstance(message, str):
-            if message.startswith("Stream reset with code "):
-                return Ending.STREAM_RESET
-            if message == "Remote peer sent GOAWAY":
-                return Ending.CLIENT_CLOSED
-            if message == "Too many stream resets":
-                # Rapid-reset defence: the server sent GOAWAY and hung up.
-                return Ending.SERVER_ABORTED
-            if message == "Producing stopped":
-                return Ending.CLIENT_LOST
-        return Ending.CLIENT_RESET
-    return Ending.CLIENT_LOST
-
-
 def _cancel(item: Cancellable) -> bool:
     """
     Cancel C{item} if it is still pending; say whether it was.
@@ -85,20 +56,6 @@ def _cancel(item: Cancellable) -> bool:
     was_pending = not getattr(item, "called", False)
     item.cancel()
     return was_pending
-
-
-def _already_over(request: IRequest) -> tuple[bool, bool]:
-    """
-    Whether C{request} has finished, and whether it has lost its connection.
-
-    C{notifyFinish()} on such a request returns a Deferred that never fires
-    (Twisted #4899), so it must be asked before, not after.
-    """
-    finished = bool(getattr(request, "finished", False))
-    # twisted.web has no public flag for a lost connection: Request sets
-    # _disconnected in connectionLost; finished stays False then.
-    gone = bool(getattr(request, "_disconnected", False))
-    return finished, gone
 
 
 class RequestWatch:
@@ -141,8 +98,8 @@ class RequestWatch:
         self._ledger = ledger
         self._started = clock.seconds()
         self._pending: list[Cancellable] = []
-        # Request.connectionLost drops request.channel before the errback.
-        self._channel: object = getattr(request, "channel", None)
+        # Kept: the request drops its channel before the errback runs.
+        self._channel = channel_of(request)
         self._server_ending: Ending | None = None
         self._server_cancelled = 0
         self._ending: Ending | None = None
@@ -153,7 +110,7 @@ class RequestWatch:
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = False
 
-        finished, gone = _already_over(request)
+        finished, gone = request_state(request)
         if finished:
             # Nothing to watch: not counted, and notifyFinish() would not fire.
             self._ending = Ending.COMPLETED
@@ -180,11 +137,7 @@ class RequestWatch:
         The transport of the request's connection: its channel's, or for an
         HTTP/2 stream (whose own C{transport} is None) its connection's.
         """
-        channel = self._channel
-        transport = getattr(channel, "transport", None)
-        if transport is None:
-            transport = getattr(getattr(channel, "_conn", None), "transport", None)
-        return transport
+        return transport_of(self._channel)
 
     @property
     def outcome(self) -> Outcome | None:
@@ -254,7 +207,7 @@ class RequestWatch:
         Close the connection once this request's answer is out (HTTP/1.1;
         an HTTP/2 stream has no connection of its own).
         """
-        close_after_answer(self._request)
+        keep_alive_off(self._request)
 
     def _unavailable(self, ending: Ending, retry_after: int) -> None:
         request = cast(http.Request, self._request)
@@ -282,30 +235,9 @@ class RequestWatch:
 
     def _lost(self, reason: Failure) -> None:
         ending = self._server_ending or classify(reason)
-        if self._closed_by_server(ending):
+        if connection_closing(self._channel, ending):
             ending = Ending.SERVER_CLOSED
         self._interrupted(ending)
-
-    def _closed_by_server(self, ending: Ending) -> bool:
-        """
-        Whether the server had begun to close the connection (an idle
-        timeout, an error) when it ended as C{ending}: then the client did
-        not leave by itself.
-        """
-        channel = self._channel
-        transport = getattr(channel, "transport", None)
-        if transport is not None:
-            # HTTP/1.1: a close we began ends cleanly.
-            return ending is Ending.CLIENT_CLOSED and bool(
-                getattr(transport, "disconnecting", False)
-            )
-        # HTTP/2: the connection's transport; a stream hears "Producing
-        # stopped" (CLIENT_LOST) however it went.  A client's GOAWAY is the
-        # client's, though the server closes after it.
-        connection = getattr(getattr(channel, "_conn", None), "transport", None)
-        return ending is Ending.CLIENT_LOST and bool(
-            getattr(connection, "disconnecting", False)
-        )
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, []

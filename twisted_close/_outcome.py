@@ -1,0 +1,129 @@
+"""
+The values that say how a request ended: L{Ending}, L{Rejection}, the
+L{Outcome} record, and L{Pending}, what the ledger holds while a request
+is open.  Plain values: this module imports nothing else of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+__all__ = ["Ending", "Outcome", "Pending", "Rejection"]
+
+
+class Ending(enum.Enum):
+    """
+    How a request ended.  The value is the reason in words a user understands.
+    """
+
+    COMPLETED = "completed"
+    CLIENT_CLOSED = "client closed the connection"
+    CLIENT_RESET = "connection reset by the client"
+    CLIENT_LOST = "connection lost"
+    STREAM_RESET = "client reset the stream"
+    ALREADY_GONE = "client had already gone"
+    SERVER_ABORTED = "connection aborted by the server"
+    SERVER_CLOSED = "connection closed by the server"
+    SHUTDOWN = "server shutting down"
+
+    # Members are singletons: identity is their equality, and hashing by it
+    # is done in C (Enum's own __hash__ is Python code, run for every count).
+    __hash__ = object.__hash__
+
+    # Plain attributes, set below: read once per request, they must be cheap
+    # (a property with a set lookup hashes the member every time).
+    interrupted: bool
+    """Whether this ending cut the request short, by either side."""
+    by_server: bool
+    """Whether the server, not the client, cut the request short."""
+
+    @property
+    def code(self) -> str:
+        """
+        A short name for labels and JSON, e.g. C{"client_closed"}.
+        """
+        return str(self.name).lower()
+
+
+_BY_SERVER = frozenset({Ending.SERVER_ABORTED, Ending.SERVER_CLOSED, Ending.SHUTDOWN})
+for _ending in Ending:
+    _ending.interrupted = _ending is not Ending.COMPLETED
+    _ending.by_server = _ending in _BY_SERVER
+
+
+class Rejection(enum.Enum):
+    """
+    Why a request was refused before it took on any work.  The value is the
+    reason in words, e.g. C{"overloaded"}.
+    """
+
+    BAD_REQUEST = "bad request"
+    OVERLOADED = "overloaded"
+    SHUTTING_DOWN = "shutting down"
+    TOO_MANY_STREAMS = "too many streams"
+
+    __hash__ = object.__hash__
+
+    @property
+    def code(self) -> str:
+        """
+        A short name for labels and JSON, e.g. C{"shutting_down"}.
+        """
+        return str(self.name).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """
+    One record per request that held pending work: who, what, how it ended.
+
+    @ivar method: the HTTP method, e.g. C{"GET"}.
+    @ivar path: the request path, printable.
+    @ivar client: C{host:port} of the peer (C{[host]:port} for IPv6).
+    @ivar elapsed: seconds from when the work was registered to the end.
+    @ivar ending: how it ended.
+    @ivar cancelled: how many pending items were cancelled because of it.
+    @ivar detail: more words about the end, e.g. C{"3 events sent"}.
+    """
+
+    method: str
+    path: str
+    client: str
+    elapsed: float
+    ending: Ending
+    cancelled: int = 0
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        """
+        The ending in words, e.g. C{"client closed the connection"}.
+        """
+        return str(self.ending.value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """
+        The record as JSON-ready values, the ending by its code.
+        """
+        fields = asdict(self)
+        fields["ending"] = self.ending.code
+        fields["reason"] = self.reason
+        return fields
+
+
+class Pending(Protocol):
+    """
+    What the ledger holds for a pending request: something the server can
+    end (see L{twisted_close.RequestWatch.end_by_server}).
+    """
+
+    endless: bool
+
+    @property
+    def outcome(self) -> Outcome | None: ...
+
+    def end_by_server(self, ending: Ending, retry_after: int = ...) -> None: ...
+
+    def close_when_done(self) -> None: ...

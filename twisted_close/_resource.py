@@ -1,0 +1,108 @@
+"""
+L{WorkResource}: the one opening of every resource that takes on work:
+method check, then admission, then the work, watched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+
+from ._clock import default_clock
+from ._http import not_allowed, refusal
+from ._ledger import Ledger
+from ._outcome import Rejection
+from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
+
+__all__ = ["WorkResource"]
+
+
+class WorkResource(Resource):
+    """
+    A leaf that takes on work for a request and answers later.
+
+    L{render} answers a method it does not take with C{405} and C{Allow};
+    then, if L{admit} refuses (past the ledger's C{max_pending}, during a
+    graceful drain), C{503} with C{Retry-After} at once, counted as rejected;
+    only then does L{begin}, the subclass's own part, take on the work and
+    tie it to the request with L{watch}.
+
+    @cvar allowed: the methods answered.
+    @cvar retry_after: the C{Retry-After} seconds of a C{503}.
+    @cvar counts_refusals: whether a C{503} counts as a rejected request
+        (not for a reader such as a page's live view, which is not work).
+    @ivar clock: schedules the work and times the outcomes.
+    @ivar ledger: counts the requests and holds them while pending.
+    """
+
+    isLeaf = True
+    allowed: Sequence[bytes] = (b"GET", b"HEAD")
+    retry_after = 1
+    counts_refusals = True
+
+    def __init__(
+        self, *, clock: IReactorTime | None = None, ledger: Ledger | None = None
+    ) -> None:
+        """
+        @param clock: the global reactor by default.
+        @param ledger: a new one by default.
+        """
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.clock = default_clock(clock)
+        self.ledger = Ledger(self.clock) if ledger is None else ledger
+
+    def answers(self, method: bytes) -> bool:
+        """
+        Whether C{method} is answered here; else C{405}.
+        """
+        return method in self.allowed
+
+    def allowed_methods(self) -> Sequence[bytes]:
+        """
+        The methods named in a C{405}'s C{Allow}.
+        """
+        return self.allowed
+
+    def admit(self, request: IRequest) -> Rejection | None:
+        """
+        Whether C{request} may take on work: L{None}, or why not.
+        """
+        return self.ledger.admit()
+
+    def refuse(self, request: IRequest, reason: Rejection) -> bytes:
+        """
+        Turn C{request} away for C{reason}: count it and answer C{503}.
+        """
+        if self.counts_refusals:
+            self.ledger.reject(reason)
+        closing = reason is Rejection.SHUTTING_DOWN
+        return refusal(request, reason, self.retry_after, close=closing)
+
+    def render(self, request: IRequest) -> bytes | int:
+        """
+        Method check, admission, then L{begin}.
+        """
+        if not self.answers(request.method):
+            return not_allowed(request, self.allowed_methods())
+        if (reason := self.admit(request)) is not None:
+            return self.refuse(request, reason)
+        return self.begin(request)
+
+    def begin(self, request: IRequest) -> bytes | int:
+        """
+        Take on the work of C{request}, admitted; return its answer or
+        C{NOT_DONE_YET}.  Subclasses say what their work is here.
+        """
+        raise NotImplementedError
+
+    def watch(self, request: IRequest, *pending: Cancellable) -> RequestWatch:
+        """
+        Tie C{pending} work to C{request} in this resource's ledger: it is
+        cancelled, and the request reported, if the client leaves first.
+        """
+        return cancel_on_disconnect(
+            request, *pending, ledger=self.ledger, clock=self.clock
+        )
