@@ -19,11 +19,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from twisted_close import SAFE_METHODS, AsyncResource, Ending, Ledger, Outcome
-from twisted_close.testing import Connection, InMemoryServer
+from twisted_close.testing import Connection, InMemoryServer, outcome_events
 
-
-def interruptions(events: Sequence[LogEvent]) -> list[LogEvent]:
-    return [e for e in events if "outcome" in e]
+interruptions = outcome_events
 
 
 def failures(events: Sequence[LogEvent]) -> list[LogEvent]:

@@ -4,21 +4,19 @@ L{DelayedResource} through a real C{Site}/C{HTTPChannel} in memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ending, Outcome
+from twisted_close.testing import outcome_events
 
 from .helpers import delayed_server, our_calls
 
-
-def interruptions(events: Sequence[LogEvent]) -> list[LogEvent]:
-    return [e for e in events if "outcome" in e]
+interruptions = outcome_events
 
 
 class CompletionTests(SynchronousTestCase):

@@ -24,7 +24,7 @@ from twisted_close._ledger import Totals
 from twisted_close.closedemo.outcomes import OutcomeStream, OutcomeStreamResource
 from twisted_close.closedemo.page import DemoPage, page_html
 from twisted_close.closedemo.site import DemoRoot
-from twisted_close.testing import Connection, InMemoryServer
+from twisted_close.testing import Connection, InMemoryServer, dechunk, sse_blocks
 
 from .helpers import delayed_server, demo_server
 
@@ -47,31 +47,12 @@ def observers(ledger: Ledger) -> int:
     return len(ledger._observers)
 
 
-def body_so_far(client: Connection) -> bytes:
-    """
-    The de-chunked body received so far (a stream does not end).
-    """
-    head, sep, rest = client.transport.value().partition(b"\r\n\r\n")
-    assert sep, head
-    body = b""
-    while rest:
-        size_line, sep, rest = rest.partition(b"\r\n")
-        if not sep:
-            break
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        body += rest[:size]
-        rest = rest[size + 2 :]
-    return body
-
-
 def blocks(client: Connection) -> list[list[str]]:
     """
     The complete events and comments so far, each as its lines.
     """
-    *complete, _partial = body_so_far(client).decode("utf-8").split("\n\n")
-    return [block.split("\n") for block in complete]
+    assert client.head, client.transport.value()
+    return client.sse_blocks
 
 
 def events(client: Connection) -> list[tuple[str, Any]]:
@@ -474,16 +455,9 @@ def events_in(data: bytes) -> list[tuple[str, Any]]:
     """
     The events in raw chunked bytes that hold whole chunks only.
     """
-    text = b""
-    rest = data
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line, 16)
-        text += rest[:size]
-        rest = rest[size + 2 :]
     found = []
-    for block in text.decode().split("\n\n")[:-1]:
-        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+    for block in sse_blocks(dechunk(data)[0]):
+        fields = dict(line.split(": ", 1) for line in block)
         found.append((fields["event"], json.loads(fields["data"])))
     return found
 

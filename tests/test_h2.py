@@ -75,6 +75,7 @@ from zope.interface import implementer
 
 from twisted_close import DelayedResource, Ending, Ledger, Outcome, classify
 from twisted_close.closedemo.site import DemoRoot, build_site
+from twisted_close.testing import outcome_events
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
 
@@ -339,7 +340,7 @@ class Server:
         ]
 
     def interruptions(self) -> list[LogEvent]:
-        return [e for e in self.events if "outcome" in e]
+        return outcome_events(self.events)
 
     async def close(self) -> None:
         for client in self.clients:

@@ -5,12 +5,11 @@ L{EventStreamResource} through a real C{Site}/C{HTTPChannel} in memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.server import NOT_DONE_YET
@@ -27,7 +26,7 @@ from twisted_close import (
     StreamSource,
     demo_events,
 )
-from twisted_close.testing import Connection, InMemoryServer
+from twisted_close.testing import Connection, InMemoryServer, outcome_events
 
 
 def stream_server(
@@ -59,20 +58,9 @@ def split_response(client: Connection) -> tuple[bytes, bytes]:
     """
     The head and the de-chunked body received so far (a stream never ends).
     """
-    data = client.transport.value()
-    head, sep, rest = data.partition(b"\r\n\r\n")
-    assert sep, data
-    body = b""
-    while rest:
-        size_line, sep, rest = rest.partition(b"\r\n")
-        assert sep, rest
-        size = int(size_line, 16)
-        if size == 0:
-            break
-        body += rest[:size]
-        assert rest[size : size + 2] == b"\r\n"
-        rest = rest[size + 2 :]
-    return head, body
+    head = client.head
+    assert head, client.transport.value()
+    return head, client.body_so_far
 
 
 def blocks(client: Connection) -> list[bytes]:
@@ -98,8 +86,7 @@ def channel(client: Connection) -> IPushProducer:
     return cast(IPushProducer, producer)
 
 
-def interruptions(logged: Sequence[LogEvent]) -> list[LogEvent]:
-    return [e for e in logged if "outcome" in e]
+interruptions = outcome_events
 
 
 class HeaderTests(SynchronousTestCase):

@@ -10,7 +10,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.server import Request as ServerRequest
 
-from twisted_close.testing import InMemoryServer
+from twisted_close.testing import InMemoryServer, dechunk
 
 
 class Chunked(Resource):
@@ -57,3 +57,27 @@ class HarnessTests(SynchronousTestCase):
             first.transport.getPeer(), server.connect().transport.getPeer()
         )
         self.assertEqual(str(second.transport.getPeer().host), "10.0.0.7")
+
+
+class Stream(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: ServerRequest) -> int:
+        request.write(b"data: 1\n\n: heartbeat\n\ndata: 2")
+        return NOT_DONE_YET
+
+
+class StreamingTests(SynchronousTestCase):
+    def test_a_body_still_arriving_is_decoded_so_far(self) -> None:
+        client = InMemoryServer(Stream()).get("/")
+        self.assertIsNone(client.response)
+        self.assertTrue(client.head.startswith(b"HTTP/1.1 200 "))
+        self.assertEqual(client.body_so_far, b"data: 1\n\n: heartbeat\n\ndata: 2")
+
+    def test_only_complete_event_stream_blocks_count(self) -> None:
+        client = InMemoryServer(Stream()).get("/")
+        self.assertEqual(client.sse_blocks, [["data: 1"], [": heartbeat"]])
+
+    def test_dechunk_says_whether_the_body_ended(self) -> None:
+        self.assertEqual(dechunk(b"2\r\nab\r\n0\r\n\r\nX"), (b"ab", b"X", True))
+        self.assertEqual(dechunk(b"2\r\nab\r\n3\r\nc"), (b"ab", b"3\r\nc", False))

@@ -14,7 +14,7 @@ socket would carry.  Works under both trial and pytest::
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from twisted.internet.address import IPv4Address
@@ -22,12 +22,20 @@ from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IAddress, IProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-__all__ = ["Connection", "InMemoryServer", "Response"]
+__all__ = [
+    "Connection",
+    "InMemoryServer",
+    "Response",
+    "dechunk",
+    "outcome_events",
+    "sse_blocks",
+]
 
 _NO_BODY = (204, 304)
 
@@ -97,19 +105,46 @@ def _parse(data: bytes, methods: list[bytes], eof: bool) -> _Parse:
 
 
 def _dechunk(data: bytes) -> tuple[bytes, bytes] | None:
+    body, rest, ended = dechunk(data)
+    return (body, rest) if ended else None
+
+
+def dechunk(data: bytes) -> tuple[bytes, bytes, bool]:
+    """
+    Decode a chunked body from the start of C{data}, as far as whole chunks
+    go: the data so far, the bytes after it, and whether the last chunk
+    came (a stream that goes on has not sent it).
+    """
     body = b""
     while True:
         size_end = data.find(b"\r\n")
         if size_end < 0:
-            return None
+            return body, data, False
         size = int(data[:size_end].split(b";")[0], 16)
         start = size_end + 2
         if len(data) < start + size + 2:
-            return None
+            return body, data, False
         if size == 0:
-            return body, data[start + 2 :]
+            return body, data[start + 2 :], True
         body += data[start : start + size]
         data = data[start + size + 2 :]
+
+
+def sse_blocks(body: bytes) -> list[list[str]]:
+    """
+    The complete blocks of a C{text/event-stream} body (events and
+    C{:} comments), each as its lines; a block still arriving is left out.
+    """
+    *complete, _partial = body.decode("utf-8").split("\n\n")
+    return [block.split("\n") for block in complete]
+
+
+def outcome_events(logged: Iterable[LogEvent]) -> list[LogEvent]:
+    """
+    The log events that report an outcome (an interruption or a server's
+    end), as the ledger's reporter logs them.
+    """
+    return [e for e in logged if "outcome" in e]
 
 
 class _Transport(StringTransport):
@@ -189,6 +224,31 @@ class Connection:
         """
         responses = self.responses
         return responses[0] if responses else None
+
+    @property
+    def head(self) -> bytes:
+        """
+        The head of the first response (status line and headers), or
+        C{b""} while it has not all come.
+        """
+        head, sep, _ = self.transport.value().partition(b"\r\n\r\n")
+        return head if sep else b""
+
+    @property
+    def body_so_far(self) -> bytes:
+        """
+        The de-chunked body of the first response received so far: for a
+        response still arriving, such as a stream.
+        """
+        _, sep, rest = self.transport.value().partition(b"\r\n\r\n")
+        return dechunk(rest)[0] if sep else b""
+
+    @property
+    def sse_blocks(self) -> list[list[str]]:
+        """
+        The complete event-stream blocks received so far (see L{sse_blocks}).
+        """
+        return sse_blocks(self.body_so_far)
 
     @property
     def closed_by_server(self) -> bool:

@@ -1,0 +1,178 @@
+"""
+The public API of C{twisted_close}: exactly the library's names, and an
+import that has no effect on the program that embeds it.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+import twisted_close
+
+LIBRARY = Path(twisted_close.__file__).parent
+
+PUBLIC = [
+    "HEARTBEAT",
+    "SAFE_METHODS",
+    "AsyncResource",
+    "Cancellable",
+    "DelayError",
+    "DelayedResource",
+    "Ending",
+    "EventStream",
+    "EventStreamResource",
+    "GracefulDrain",
+    "Ledger",
+    "Outcome",
+    "Rejection",
+    "RequestWatch",
+    "ServerSentEvent",
+    "StreamSource",
+    "WorkResource",
+    "cancel_on_disconnect",
+    "classify",
+    "demo_events",
+    "parse_delay",
+]
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """
+    The modules of ours that C{path} imports when it is imported (lazy
+    imports inside functions are left out: they make no cycle at import).
+    """
+    package = ".".join(path.relative_to(LIBRARY.parent).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package = package.removesuffix(".__init__")
+    else:
+        package = package.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text("utf-8")).body:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0]
+                name = f"{base}.{node.module}" if node.module else base
+            else:
+                name = node.module or ""
+            if name.startswith("twisted_close"):
+                found.add(name)
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name for a in node.names if a.name.startswith("twisted_close")
+            )
+    return found
+
+
+def _library_modules() -> dict[str, set[str]]:
+    graph = {}
+    for path in sorted(LIBRARY.glob("*.py")):
+        name = "twisted_close" if path.name == "__init__.py" else path.stem
+        if name != "twisted_close":
+            name = f"twisted_close.{name}"
+        graph[name] = _top_level_imports(path)
+    return graph
+
+
+class ExportsTests(SynchronousTestCase):
+    def test_all_is_the_public_api(self) -> None:
+        self.assertEqual(sorted(twisted_close.__all__), sorted(PUBLIC))
+
+    def test_every_name_is_the_librarys_own(self) -> None:
+        for name in twisted_close.__all__:
+            value = getattr(twisted_close, name)
+            if not (inspect.isclass(value) or inspect.isfunction(value)):
+                continue  # a constant, or a type alias
+            module = value.__module__
+            self.assertTrue(module.startswith("twisted_close"), (name, module))
+            self.assertNotIn("closedemo", module, name)
+
+
+class LayersTests(SynchronousTestCase):
+    def test_no_library_module_imports_the_app(self) -> None:
+        for module, imports in _library_modules().items():
+            app = [i for i in imports if i.startswith("twisted_close.closedemo")]
+            self.assertEqual(app, [], module)
+
+    def test_no_import_cycles_among_library_modules(self) -> None:
+        graph = _library_modules()
+        # twisted_close/__init__ re-exports: the package itself is the top.
+        edges = {
+            m: {i for i in imports if i in graph and i != "twisted_close"}
+            for m, imports in graph.items()
+        }
+        done: set[str] = set()
+
+        def visit(module: str, path: list[str]) -> None:
+            if module in path:
+                cycle = [*path[path.index(module) :], module]
+                self.fail("import cycle: " + " -> ".join(cycle))
+            if module in done:
+                return
+            for imported in sorted(edges[module]):
+                visit(imported, [*path, module])
+            done.add(module)
+
+        for module in sorted(edges):
+            visit(module, [])
+
+    def test_the_lower_layers_import_nothing_of_ours_above_them(self) -> None:
+        graph = _library_modules()
+        self.assertEqual(graph["twisted_close._outcome"], set())
+        self.assertEqual(graph["twisted_close._report"], {"twisted_close._outcome"})
+
+
+EMBEDDING = textwrap.dedent(
+    """
+    import os, signal, sys
+
+    def mine(number, frame):
+        pass
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, mine)
+    before = sorted(os.listdir("."))
+
+    import twisted_close, twisted_close.logs, twisted_close.testing
+
+    assert "twisted.internet.reactor" not in sys.modules, "a reactor at import"
+    assert not [m for m in sys.modules if "closedemo" in m], "the app at import"
+
+    from twisted.internet import reactor
+
+    ledger = twisted_close.Ledger(reactor)
+    drain = twisted_close.GracefulDrain(ledger, reactor, grace=0.1)
+    drain.startService()
+
+    def stop():
+        drain.stopService().addCallback(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(stop)
+    reactor.run(installSignalHandlers=False)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        assert signal.getsignal(number) is mine, signal.Signals(number).name
+    assert sorted(os.listdir(".")) == before, "files were made"
+    print("untouched")
+    """
+)
+
+
+class SideEffectsTests(SynchronousTestCase):
+    def test_an_embedding_program_keeps_its_signals_files_and_reactor(self) -> None:
+        workdir = Path(self.mktemp())
+        workdir.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-c", EMBEDDING],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.strip(), "untouched")

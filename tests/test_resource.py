@@ -1,0 +1,138 @@
+"""
+L{WorkResource}: every resource that takes on work goes through one
+opening, so each answers C{405} for a method it does not take, and C{503}
+with C{Retry-After} past the ledger's limit and during a graceful drain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from twisted_close import (
+    AsyncResource,
+    DelayedResource,
+    EventStreamResource,
+    GracefulDrain,
+    Ledger,
+    Rejection,
+)
+from twisted_close.closedemo.outcomes import OutcomeStreamResource
+from twisted_close.testing import InMemoryServer
+
+
+class Waiting(AsyncResource):
+    isLeaf = True
+
+    async def render_GET(self, request: IRequest) -> bytes:
+        await Deferred()
+        return b"never"
+
+
+Make = Callable[[Clock, Ledger], IResource]
+
+WORK: dict[str, Make] = {
+    "delayed": lambda clock, ledger: DelayedResource(clock=clock, ledger=ledger),
+    "async": lambda clock, ledger: Waiting(clock=clock, ledger=ledger),
+    "events": lambda clock, ledger: EventStreamResource(clock=clock, ledger=ledger),
+}
+
+
+class AdmissionTests(SynchronousTestCase):
+    def refused_past_the_limit(self, make: Make) -> None:
+        clock = Clock()
+        ledger = Ledger(clock, max_pending=1)
+        server = InMemoryServer(make(clock, ledger), clock=clock)
+        server.get("/")
+        self.assertEqual(ledger.pending, 1)
+        response = server.get("/").response
+        assert response is not None
+        self.assertEqual(response.status, 503)
+        self.assertEqual(response.header("retry-after"), "1")
+        self.assertEqual(response.body, b"server overloaded; retry in 1 s\n")
+        self.assertEqual(ledger.pending, 1)
+        self.assertEqual(ledger.rejections, {Rejection.OVERLOADED: 1})
+
+    def refused_during_a_drain(self, make: Make) -> None:
+        clock = Clock()
+        ledger = Ledger(clock)
+        server = InMemoryServer(make(clock, ledger), clock=clock)
+        GracefulDrain(ledger, clock, grace=1.0).stopService()
+        client = server.get("/")
+        response = client.response
+        assert response is not None
+        self.assertEqual(response.status, 503)
+        self.assertEqual(response.header("retry-after"), "1")
+        self.assertEqual(response.header("connection"), "close")
+        self.assertTrue(client.closed_by_server)
+        self.assertEqual(ledger.pending, 0)
+        self.assertEqual(ledger.rejections, {Rejection.SHUTTING_DOWN: 1})
+
+    def not_allowed(self, make: Make) -> None:
+        clock = Clock()
+        ledger = Ledger(clock, max_pending=0)
+        response = (
+            InMemoryServer(make(clock, ledger), clock=clock).get("/", "BREW").response
+        )
+        assert response is not None
+        # The method is checked before admission: 405, not 503.
+        self.assertEqual(response.status, 405)
+        self.assertIn("GET", response.header("allow") or "")
+        self.assertEqual(ledger.rejected, 0)
+
+    def test_delayed_resource_refuses_past_the_limit(self) -> None:
+        self.refused_past_the_limit(WORK["delayed"])
+
+    def test_async_resource_refuses_past_the_limit(self) -> None:
+        self.refused_past_the_limit(WORK["async"])
+
+    def test_event_streams_refuse_past_the_limit(self) -> None:
+        self.refused_past_the_limit(WORK["events"])
+
+    def test_delayed_resource_refuses_during_a_drain(self) -> None:
+        self.refused_during_a_drain(WORK["delayed"])
+
+    def test_async_resource_refuses_during_a_drain(self) -> None:
+        self.refused_during_a_drain(WORK["async"])
+
+    def test_event_streams_refuse_during_a_drain(self) -> None:
+        self.refused_during_a_drain(WORK["events"])
+
+    def test_every_work_resource_checks_the_method_first(self) -> None:
+        for make in WORK.values():
+            self.not_allowed(make)
+
+
+class OutcomeStreamAdmissionTests(SynchronousTestCase):
+    """
+    The demo's outcome stream reads the ledger and is not counted in it, but
+    is turned away in the same way.
+    """
+
+    def test_refused_past_its_stream_limit(self) -> None:
+        clock, ledger = Clock(), Ledger()
+        resource = OutcomeStreamResource(ledger, clock=clock, max_streams=1)
+        server = InMemoryServer(resource, clock=clock)
+        server.get("/")
+        response = server.get("/").response
+        assert response is not None
+        self.assertEqual(response.status, 503)
+        self.assertEqual(response.header("retry-after"), "5")
+        self.assertEqual(response.body, b"too many streams; retry in 5 s\n")
+        self.assertEqual(ledger.rejected, 0)
+
+    def test_refused_during_a_drain(self) -> None:
+        clock, ledger = Clock(), Ledger()
+        server = InMemoryServer(OutcomeStreamResource(ledger, clock=clock), clock)
+        ledger.close()
+        response = server.get("/").response
+        assert response is not None
+        self.assertEqual(response.status, 503)
+        self.assertEqual(response.header("retry-after"), "5")
+        self.assertEqual(response.body, b"server shutting down; retry in 5 s\n")
+        self.assertEqual(ledger.rejected, 0)
