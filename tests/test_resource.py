@@ -13,6 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
 
 from twisted_close import (
     AsyncResource,
@@ -21,6 +22,7 @@ from twisted_close import (
     GracefulDrain,
     Ledger,
     Rejection,
+    WorkResource,
 )
 from twisted_close.closedemo.outcomes import OutcomeStreamResource
 from twisted_close.testing import InMemoryServer
@@ -136,3 +138,38 @@ class OutcomeStreamAdmissionTests(SynchronousTestCase):
         self.assertEqual(response.header("retry-after"), "5")
         self.assertEqual(response.body, b"server shutting down; retry in 5 s\n")
         self.assertEqual(ledger.rejected, 0)
+
+
+class Echo(WorkResource):
+    """
+    A user's own resource: its work is a timer that answers the method.
+    """
+
+    allowed = (b"POST",)
+
+    def begin(self, request: IRequest) -> int:
+        def answer() -> None:
+            request.write(request.method)
+            request.finish()
+
+        self.watch(request, self.clock.callLater(1, answer))
+        return NOT_DONE_YET
+
+
+class OwnResourceTests(SynchronousTestCase):
+    def test_a_subclass_gets_the_same_opening(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock, max_pending=1)
+        server = InMemoryServer(Echo(clock=clock, ledger=ledger), clock=clock)
+        wrong = server.get("/", "GET").response
+        assert wrong is not None
+        self.assertEqual((wrong.status, wrong.header("allow")), (405, "POST"))
+        first = server.get("/", "POST")
+        busy = server.get("/", "POST").response
+        assert busy is not None
+        self.assertEqual(busy.status, 503)
+        first.close()
+        self.assertEqual(ledger.interrupted, 1)
+        # The timer was cancelled; what is left is the channels' idle timeout.
+        names = [getattr(c.func, "__name__", "") for c in clock.getDelayedCalls()]
+        self.assertNotIn("answer", names)
