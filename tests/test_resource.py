@@ -171,5 +171,6 @@ class OwnResourceTests(SynchronousTestCase):
         first.close()
         self.assertEqual(ledger.interrupted, 1)
         # The timer was cancelled; what is left is the channels' idle timeout.
-        names = [getattr(c.func, "__name__", "") for c in clock.getDelayedCalls()]
+        calls = clock.getDelayedCalls()
+        names = [getattr(getattr(c, "func", None), "__name__", "") for c in calls]
         self.assertNotIn("answer", names)
