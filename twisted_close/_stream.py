@@ -280,14 +280,14 @@ class PushStream:
 class EventStream(PushStream):
     """
     One client's stream: an event every C{tick}, a heartbeat comment every
-    C{heartbeat} seconds, until the client leaves or L{end} is called.
+    C{heartbeat} seconds, until the client leaves or L{PushStream.end} is called.
 
     It is the request's push producer: while the transport's buffer is full
-    (L{pauseProducing}) no events are made and no heartbeats sent, so that
+    (L{PushStream.pauseProducing}) no events are made and no heartbeats sent, so that
     nothing piles up for a client that does not read (unsent bytes are
     waiting already, and the kernel finds a vanished peer while it retries
     them); events due meanwhile are skipped, not made up for, and after a
-    resume an overdue event or heartbeat goes at once.  L{end} finishes the
+    resume an overdue event or heartbeat goes at once.  L{PushStream.end} finishes the
     response cleanly (a graceful shutdown).  Made by L{EventStreamResource}.
 
     @ivar request: the request this stream answers.
@@ -468,7 +468,7 @@ class EventStreamResource(StreamsResource[EventStream]):
     Answer C{GET} with a C{text/event-stream}: an event from C{source} every
     C{tick} seconds and a comment every C{heartbeat} seconds, until the
     client leaves (reported and counted as interrupted, with the number of
-    events sent) or the server calls L{end_all} (counted as completed).
+    events sent) or the server calls L{StreamsResource.end_all} (counted as completed).
 
     C{HEAD} gets the headers alone at once; other methods C{405}.  The
     resource is a leaf: it answers for every path below it.  Example::
