@@ -3,7 +3,7 @@ L{AsyncResource}: write C{async def render_GET(self, request)} and have the
 coroutine cancelled when the client leaves first.
 
 The coroutine runs through C{Deferred.fromCoroutine}, so it awaits
-L{Deferred}s (and anything else that C{Deferred.fromCoroutine} accepts);
+C{Deferred}s (and anything else that C{Deferred.fromCoroutine} accepts);
 the request is watched by L{cancel_on_disconnect}, so an interruption is
 reported exactly as for L{DelayedResource}: one L{Outcome} in the L{Ledger}
 and one log event.
@@ -65,19 +65,19 @@ class AsyncResource(WorkResource):
 
     The returned bytes are sent with a C{Content-Length} and the request is
     finished, as for a plain C{render_GET}.  A coroutine that finishes the
-    request itself should return L{None}.  C{render_GET} answers C{HEAD} too
+    request itself should return C{None}.  C{render_GET} answers C{HEAD} too
     when there is no C{render_HEAD} (C{request.method} says which; no body
     is sent).  A method with no C{render_METHOD} gets C{405} with C{Allow}.
-    A C{render_METHOD} that returns a L{Deferred} (an C{@inlineCallbacks}
+    A C{render_METHOD} that returns a C{Deferred} (an C{@inlineCallbacks}
     method) is treated like a coroutine; any other return value is handed to
-    twisted.web as from a plain L{Resource}.
+    twisted.web as from a plain C{Resource}.
 
     If the client leaves first, the coroutine is cancelled: C{CancelledError}
     is raised at the C{await} it is waiting on, its C{finally} blocks run, and
     nothing is written to the dead request.  An exception becomes a C{500}
     with a one-line C{text/plain} body and is logged once with its traceback;
     the client never sees the traceback.  So does returning anything but
-    C{bytes}, or anything but L{None} after finishing the request.
+    C{bytes}, or anything but C{None} after finishing the request.
 
     Only the methods in L{cancel_methods} are cancelled: by default the safe
     ones, C{GET}, C{HEAD} and C{OPTIONS}.  C{POST}, C{PUT}, C{PATCH},

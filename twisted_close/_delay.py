@@ -26,7 +26,7 @@ def parse_delay(text: str, maximum: float | None = None, what: str = "delay") ->
     Parse decimal seconds written as digits with an optional fraction.
 
     @param text: what the user wrote, e.g. C{"2"} or C{"0.5"}.
-    @param maximum: the largest delay allowed, or L{None} for no bound.
+    @param maximum: the largest delay allowed, or C{None} for no bound.
     @param what: the noun that starts the reason, e.g. C{"grace"}.
     @return: the delay in seconds, finite, C{0 <= delay <= maximum}.
     @raise DelayError: with a one-line reason a user understands.

@@ -34,7 +34,7 @@ def _open(transport: object) -> bool:
 
 class GracefulDrain(Service):
     """
-    Add it to your application's L{MultiService} before the listening
+    Add it to your application's C{MultiService} before the listening
     services: services stop in reverse order, so the ports have stopped
     accepting when the drain begins.
 

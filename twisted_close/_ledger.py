@@ -174,7 +174,7 @@ class Ledger:
         """
         @param clock: lets the reporter rate-limit its log lines; without
             one, every interruption is logged.
-        @param max_pending: the most requests pending at once, or L{None}.
+        @param max_pending: the most requests pending at once, or C{None}.
         @param log_per_second: interruptions logged one line each per
             second; past it, one summary line a second.
         @param reporter: what logs the interruptions; one made from C{clock}
@@ -268,7 +268,7 @@ class Ledger:
 
     def admit(self) -> Rejection | None:
         """
-        Whether a new request may take on work: L{None} if so, else the
+        Whether a new request may take on work: C{None} if so, else the
         reason to refuse it.
         """
         if self._closing:

@@ -68,7 +68,7 @@ class WorkResource(Resource):
 
     def admit(self, request: IRequest) -> Rejection | None:
         """
-        Whether C{request} may take on work: L{None}, or why not.
+        Whether C{request} may take on work: C{None}, or why not.
         """
         return self.ledger.admit()
 

@@ -69,11 +69,11 @@ class ServerSentEvent:
 
     @ivar data: the text the client's C{onmessage} gets as C{event.data}.
     @ivar event: the event type (C{addEventListener(event, ...)}), or
-        L{None} for C{"message"}.
+        C{None} for C{"message"}.
     @ivar id: the id a reconnecting client sends back as C{Last-Event-ID},
-        or L{None} for none.
+        or C{None} for none.
     @ivar retry: how many milliseconds a client waits before it reconnects,
-        or L{None} to leave it as it is.
+        or C{None} to leave it as it is.
     @raise ValueError: if C{event} or C{id} holds a line end (or C{id} a
         NUL), or C{retry} is negative.
     """
@@ -129,7 +129,7 @@ StreamSource = Callable[[int, float], ServerSentEvent | str | None]
 What a stream asks for an event at every tick: C{source(n, now)}, with
 C{n} the tick's number (1, 2, 3...) in this stream and C{now} the clock's
 time in seconds.  It returns a L{ServerSentEvent}, a C{str} (the data of an
-event without type or id), or L{None} to send nothing at this tick.
+event without type or id), or C{None} to send nothing at this tick.
 """
 
 
@@ -280,14 +280,14 @@ class PushStream:
 class EventStream(PushStream):
     """
     One client's stream: an event every C{tick}, a heartbeat comment every
-    C{heartbeat} seconds, until the client leaves or L{end} is called.
+    C{heartbeat} seconds, until the client leaves or L{PushStream.end} is called.
 
     It is the request's push producer: while the transport's buffer is full
-    (L{pauseProducing}) no events are made and no heartbeats sent, so that
+    (L{PushStream.pauseProducing}) no events are made and no heartbeats sent, so that
     nothing piles up for a client that does not read (unsent bytes are
     waiting already, and the kernel finds a vanished peer while it retries
     them); events due meanwhile are skipped, not made up for, and after a
-    resume an overdue event or heartbeat goes at once.  L{end} finishes the
+    resume an overdue event or heartbeat goes at once.  L{PushStream.end} finishes the
     response cleanly (a graceful shutdown).  Made by L{EventStreamResource}.
 
     @ivar request: the request this stream answers.
@@ -468,7 +468,7 @@ class EventStreamResource(StreamsResource[EventStream]):
     Answer C{GET} with a C{text/event-stream}: an event from C{source} every
     C{tick} seconds and a comment every C{heartbeat} seconds, until the
     client leaves (reported and counted as interrupted, with the number of
-    events sent) or the server calls L{end_all} (counted as completed).
+    events sent) or the server calls L{StreamsResource.end_all} (counted as completed).
 
     C{HEAD} gets the headers alone at once; other methods C{405}.  The
     resource is a leaf: it answers for every path below it.  Example::
@@ -496,7 +496,7 @@ class EventStreamResource(StreamsResource[EventStream]):
             L{demo_events} by default.
         @param tick: seconds between events, C{> 0}.
         @param heartbeat: seconds between heartbeat comments, C{> 0}, or
-            L{None} for none.
+            C{None} for none.
         @param clock: schedules the events; the global reactor by default.
         @param ledger: where streams are counted; a new one by default.
         @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.

@@ -45,7 +45,7 @@ def request_state(request: IRequest) -> tuple[bool, bool]:
 def channel_of(request: IRequest) -> object:
     """
     The channel of C{request}: its C{HTTPChannel}, or for HTTP/2 its
-    C{H2Stream}; L{None} once the connection is lost.
+    C{H2Stream}; C{None} once the connection is lost.
 
     C{Request.connectionLost} drops C{request.channel} before the
     C{notifyFinish()} errback runs: keep what this returns while the request
@@ -59,7 +59,7 @@ def transport_of(channel: object) -> object:
     The transport of C{channel}'s connection.
 
     Relies on C{H2Stream._conn}: an HTTP/2 stream's own C{transport} is
-    L{None}; its connection (C{H2Connection}) holds the socket's.
+    C{None}; its connection (C{H2Connection}) holds the socket's.
     """
     transport = getattr(channel, "transport", None)
     if transport is None:

@@ -1,5 +1,5 @@
 """
-Drive a twisted.web C{Site} in memory, with a L{Clock}, and make clients
+Drive a twisted.web C{Site} in memory, with a C{Clock}, and make clients
 leave at any moment: cleanly (C{ConnectionDone}) or with a reset
 (C{ConnectionLost}).  Twisted's C{DummyRequest} cannot lose its connection;
 this goes through a real C{HTTPChannel}, so what a client sees is what a
@@ -53,7 +53,7 @@ class Response:
 
     def header(self, name: str) -> str | None:
         """
-        The first value of header C{name}, or L{None}.
+        The first value of header C{name}, or C{None}.
         """
         values = self.headers.getRawHeaders(name)
         return None if not values else values[0]
@@ -220,7 +220,7 @@ class Connection:
     @property
     def response(self) -> Response | None:
         """
-        The first complete response, or L{None} while there is none.
+        The first complete response, or C{None} while there is none.
         """
         responses = self.responses
         return responses[0] if responses else None
@@ -283,7 +283,7 @@ class Connection:
 
 class InMemoryServer:
     """
-    A C{Site} served in memory on a L{Clock}.
+    A C{Site} served in memory on a C{Clock}.
 
     @ivar clock: advance it with L{advance} so that closed connections are
         noticed too.

@@ -66,10 +66,10 @@ def _counter(outcome: Outcome) -> str:
 class OutcomeStream(PushStream):
     """
     One client's stream of outcomes and counters, until the client leaves
-    or L{end} is called.  Made by L{OutcomeStreamResource}.
+    or L{PushStream.end} is called.  Made by L{OutcomeStreamResource}.
 
     Backpressure: the stream is the request's push producer.  While the
-    transport's buffer is full (L{pauseProducing}) nothing is written and
+    transport's buffer is full (L{PushStream.pauseProducing}) nothing is written and
     nothing is queued: outcomes that happen meanwhile are dropped for this
     client and only counted, and the counters are not sent.  On resume the
     client gets one C{dropped} event saying how many it missed, then the
@@ -245,7 +245,7 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         """
         @param every: seconds between checks of the counters, C{> 0}.
         @param heartbeat: seconds of quiet before a heartbeat comment,
-            C{> 0}, or L{None} for none.
+            C{> 0}, or C{None} for none.
         @param max_streams: the most streams open at once.
         """
         super().__init__(clock=clock, ledger=ledger)

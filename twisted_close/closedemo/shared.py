@@ -54,7 +54,7 @@ class SharedCounters:
 
     def read(self, slot: int) -> dict[str, Any] | None:
         """
-        The state last published in C{slot}, or L{None} if none was.
+        The state last published in C{slot}, or C{None} if none was.
         """
         base = slot * SLOT
         for _ in range(1000):
@@ -71,7 +71,7 @@ class SharedCounters:
 
     def states(self) -> list[dict[str, Any] | None]:
         """
-        Every slot's state, L{None} where none was published.
+        Every slot's state, C{None} where none was published.
         """
         return [self.read(slot) for slot in range(self.slots)]
 

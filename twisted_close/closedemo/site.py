@@ -60,7 +60,7 @@ class StatsResource(Resource):
 def optional_metrics(source: CountsSource) -> IResource | None:
     """
     C{/metrics} for C{source} if prometheus-client is installed; else
-    L{None}, and a log line that says how to turn it on.
+    C{None}, and a log line that says how to turn it on.
     """
     try:
         from ..metrics import metrics_registry, metrics_resource
@@ -147,9 +147,9 @@ def build_site(
 
     @param tick: seconds between C{/events} events.
     @param heartbeat: seconds between C{/events} heartbeat comments, or
-        L{None} for none.
+        C{None} for none.
     @param idle_timeout: seconds an idle connection is kept open, or
-        L{None} for ever.  twisted.web stops this timer while a request is
+        C{None} for ever.  twisted.web stops this timer while a request is
         in hand over HTTP/1.1, so it never cuts a pending answer or a
         stream short there; HTTP/2 connections time out on quiet alone.
     @param metrics: served at C{/metrics} if given (see
@@ -157,7 +157,7 @@ def build_site(
         to turn it on.
     @param counts: what C{/stats} shows; C{ledger} by default, the shared
         counters of all workers when there are several.
-    @param access_log: L{None} for no access log (the outcome records
+    @param access_log: C{None} for no access log (the outcome records
         already say what matters, and a line per request costs a fifth of
         the throughput), C{"-"} for twisted.web's lines in the server's
         log, or a file's path.
