@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from twisted_close import Ending, Ledger, Outcome
+from twisted_close import Ending, HostCheck, Ledger, Limits, Outcome, Rejection
 from twisted_close._ledger import Totals
 from twisted_close.closedemo.outcomes import OutcomeStream, OutcomeStreamResource
 from twisted_close.closedemo.page import DemoPage, page_html
@@ -38,7 +38,9 @@ ZERO = {
 
 
 def outcomes_of(server: InMemoryServer) -> OutcomeStreamResource:
-    root = server.site.resource
+    check = server.site.resource
+    assert isinstance(check, HostCheck)
+    root = check.resource
     assert isinstance(root, DemoRoot)
     return root.outcomes
 
@@ -282,22 +284,27 @@ class OutcomeStreamTests(SynchronousTestCase):
         server.advance(0.5)
         client.transport.clear()  # only what comes next
         leaving.close()
+        server.advance(0)
         [(kind, data)] = events_in(client.transport.value())
-        self.assertEqual(kind, "outcome")
+        self.assertEqual(kind, "outcomes")
         self.assertEqual(
             data,
             {
-                "outcome": {
-                    "method": "GET",
-                    "path": "/slow/one",
-                    "client": "127.0.0.1:53111",
-                    "elapsed": 0.5,
-                    "ending": "client_closed",
-                    "reason": "client closed the connection",
-                    "cancelled": 1,
-                    "detail": "",
-                },
-                "counter": "interrupted",
+                "outcomes": [
+                    {
+                        "outcome": {
+                            "method": "GET",
+                            "path": "/slow/one",
+                            "client": "127.0.0.1:53111",
+                            "elapsed": 0.5,
+                            "ending": "client_closed",
+                            "reason": "client closed the connection",
+                            "cancelled": 1,
+                            "detail": "",
+                        },
+                        "counter": "interrupted",
+                    }
+                ],
                 "counters": {**ZERO, "interrupted": 1},
             },
         )
@@ -306,15 +313,17 @@ class OutcomeStreamTests(SynchronousTestCase):
         server, _ = demo_server(delay=2)
         client = server.get("/outcomes")
         server.get("/done")
-        server.advance(2)
-        kinds = [(kind, data.get("counter")) for kind, data in events(client)]
+        server.advance(1.9)
+        server.advance(0.1)
+        kinds = [kind for kind, _ in events(client)]
         # The counters as the request began, then its outcome.
-        self.assertEqual(
-            kinds, [("counters", None), ("counters", None), ("outcome", "completed")]
-        )
+        self.assertEqual(kinds[:2], ["counters", "counters"])
+        self.assertEqual(kinds[-1], "outcomes")
         self.assertEqual(events(client)[1][1], {**ZERO, "pending": 1})
         _, data = events(client)[-1]
-        self.assertEqual(data["outcome"]["ending"], "completed")
+        [item] = data["outcomes"]
+        self.assertEqual(item["counter"], "completed")
+        self.assertEqual(item["outcome"]["ending"], "completed")
         self.assertEqual(data["counters"], {**ZERO, "completed": 1})
 
     def test_server_ended_outcomes_say_so(self) -> None:
@@ -323,9 +332,11 @@ class OutcomeStreamTests(SynchronousTestCase):
         server.get("/slow")
         [pending] = ledger.live()
         pending.end_by_server(Ending.SHUTDOWN)
+        server.advance(0)
         _, data = events(client)[-1]
-        self.assertEqual(data["counter"], "server_ended")
-        self.assertEqual(data["outcome"]["ending"], "shutdown")
+        [item] = data["outcomes"]
+        self.assertEqual(item["counter"], "server_ended")
+        self.assertEqual(item["outcome"]["ending"], "shutdown")
 
     def test_counters_when_only_the_counters_change(self) -> None:
         # A rejection or a request that begins makes no Outcome: the counters
@@ -373,7 +384,8 @@ class OutcomeStreamTests(SynchronousTestCase):
         baseline = observers(ledger)
         resource = outcomes_of(server)
         closing, resetting = server.get("/outcomes"), server.get("/outcomes")
-        self.assertEqual(observers(ledger), baseline + 2)
+        # One observer for all the streams.
+        self.assertEqual(observers(ledger), baseline + 1)
         self.assertEqual(len(resource.streams), 2)
         closing.close()
         resetting.reset()
@@ -423,16 +435,19 @@ class OutcomeStreamTests(SynchronousTestCase):
         self.assertEqual(observers(ledger), baseline)
         self.assertEqual(outcomes_of(server).streams, [])
 
-    def test_too_many_streams_get_503_uncounted(self) -> None:
-        clock, ledger = Clock(), Ledger()
-        resource = OutcomeStreamResource(ledger, clock=clock, max_streams=2)
+    def test_too_many_streams_get_503_counted(self) -> None:
+        clock, ledger = Clock(), Ledger(limits=Limits(max_streams=2))
+        resource = OutcomeStreamResource(ledger, clock=clock)
         server = InMemoryServer(resource, clock=clock)
         server.get("/"), server.get("/")
         refused = server.get("/").response
         assert refused is not None
         self.assertEqual(refused.status, 503)
         self.assertEqual(refused.header("retry-after"), "5")
-        self.assertEqual(ledger.snapshot(), ZERO)
+        self.assertEqual(refused.body, b"too many streams; retry in 5 s\n")
+        self.assertEqual(ledger.snapshot(), {**ZERO, "rejected": 1})
+        self.assertEqual(ledger.rejections[Rejection.TOO_MANY_STREAMS], 1)
+        self.assertEqual(ledger.limits.streams, 2)
 
     def test_counters_come_from_what_stats_shows(self) -> None:
         # With several workers, /stats shows their shared totals.
@@ -460,6 +475,7 @@ class OutcomeStreamTests(SynchronousTestCase):
 
         stream.request.write = broken  # type: ignore[method-assign]
         server.get("/slow").close()
+        server.advance(0)
         # The request that ended is counted all the same, and the stream
         # ended cleanly.
         self.assertEqual(ledger.snapshot(), {**ZERO, "interrupted": 1})
@@ -532,7 +548,7 @@ class BackpressureTests(SynchronousTestCase):
         # Then outcomes flow again, and the count is not repeated.
         server.get("/again").close()
         server.advance(1)
-        self.assertEqual([k for k, _ in events(client)[3:]], ["outcome"])
+        self.assertEqual([k for k, _ in events(client)[3:]], ["outcomes"])
         self.assertEqual((stream.sent, stream.dropped), (1, 101))
 
     def test_a_stream_that_begins_paused_waits_for_its_counters(self) -> None:
@@ -546,6 +562,7 @@ class BackpressureTests(SynchronousTestCase):
         self.assertIn(b"text/event-stream", client.transport.value())
         self.assertEqual(events(client), [])
         server.get("/gone").close()
+        server.advance(0)
         channel(client).resumeProducing()
         server.advance(0)
         self.assertEqual(

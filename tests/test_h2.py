@@ -73,7 +73,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from twisted_close import DelayedResource, Ending, Ledger, Outcome, classify
+from twisted_close import (
+    DelayedResource,
+    Ending,
+    HostCheck,
+    Ledger,
+    Outcome,
+    classify,
+)
 from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
@@ -364,7 +371,7 @@ async def serving(tls: TLSFiles, delay: float = 5.0) -> AsyncIterator[Server]:
     connection and stop listening, so that the reactor is left clean.
     """
     site: Site = build_site(clock=clock, ledger=Ledger(), delay=delay)
-    delayed = cast(DemoRoot, site.resource).delayed
+    delayed = cast(DemoRoot, cast(HostCheck, site.resource).resource).delayed
     port = await serverFromString(_reactor, tls.listen).listen(site)
     server = Server(tls, delayed, port)
     delayed.ledger.observe(server.outcomes.append)
