@@ -79,7 +79,9 @@ class AllowedHosts:
         self._suffixes: list[str] = [".localhost"]
         self._addresses: set[_IP] = set()
         for given in self.allowed:
-            pattern = given.strip().lower().rstrip(".") if isinstance(given, str) else ""
+            pattern = given.strip().lower() if isinstance(given, str) else ""
+            # A name may end with the root's dot; "*." is no pattern.
+            pattern = "" if pattern.endswith("*.") else pattern.removesuffix(".")
             if not _PATTERN.fullmatch(pattern):
                 raise ValueError(
                     f"{given!r} is not a host name, *.name, an address or *"
