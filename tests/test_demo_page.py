@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
@@ -622,3 +622,115 @@ class LedgerObserverTests(SynchronousTestCase):
         server.get("/").close()
         # The second observer is not skipped when the first leaves.
         self.assertEqual(seen, ["first", "second", "second"])
+
+
+class FanOutTests(SynchronousTestCase):
+    """
+    The cost of the outcome stream does not grow with the request rate
+    times the subscribers.
+    """
+
+    def outcomes_events(self, client: Connection) -> list[Any]:
+        return [data for kind, data in events(client) if kind == "outcomes"]
+
+    def json_calls(self, subscribers: int) -> tuple[int, list[bytes]]:
+        server, _ = demo_server(delay=5)
+        clients = [server.get("/outcomes") for _ in range(subscribers)]
+        for client in clients:
+            client.transport.clear()
+        from twisted_close.closedemo import outcomes
+
+        calls = []
+        real = outcomes._json
+
+        def counting(value: object) -> str:
+            calls.append(value)
+            return real(value)
+
+        self.patch(outcomes, "_json", counting)
+        for n in range(30):
+            server.get(f"/{n}").close()
+            server.advance(0.01)
+        server.advance(1)
+        return len(calls), [c.transport.value() for c in clients]
+
+    def test_each_outcome_is_serialised_once(self) -> None:
+        one, [alone] = self.json_calls(1)
+        many, written = self.json_calls(40)
+        self.assertEqual(one, many)
+        # 30 outcomes, a few batches' counters.
+        self.assertLess(many, 30 + 10)
+        # Every subscriber got the same bytes.
+        self.assertEqual(len(set(written)), 1)
+        self.assertEqual(len(alone), len(written[0]))
+
+    def test_at_most_one_event_per_100_ms_with_every_outcome(self) -> None:
+        server, _ = demo_server(delay=5)
+        client = server.get("/outcomes")
+        seen: list[tuple[float, int]] = []
+        for n in range(30):
+            server.get(f"/{n}").close()
+            server.advance(0.01)
+            found = self.outcomes_events(client)
+            if len(found) > len(seen):
+                seen.append((server.clock.seconds(), len(found[-1]["outcomes"])))
+        server.advance(0.1)
+        found = self.outcomes_events(client)
+        if len(found) > len(seen):
+            seen.append((server.clock.seconds(), len(found[-1]["outcomes"])))
+        paths = [i["outcome"]["path"] for e in found for i in e["outcomes"]]
+        self.assertEqual(paths, [f"/{n}" for n in range(30)])
+        self.assertLessEqual(len(found), 4)
+        times = [t for t, _ in seen]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        self.assertTrue(all(gap >= 0.1 - 1e-9 for gap in gaps), times)
+        self.assertEqual(found[-1]["counters"], {**ZERO, "interrupted": 30})
+
+    def test_a_subscriber_that_reads_nothing_is_dropped_and_counted(self) -> None:
+        server, ledger = demo_server()
+        stalled = server.connect(port=50111).request("/outcomes")
+        reading = server.get("/outcomes")
+        channel(stalled).pauseProducing()
+        # --heartbeat (15 s) x 4: not yet at 59.75 s.
+        for _ in range(239):
+            server.advance(0.25)
+        self.assertFalse(stalled.closed_by_server)
+        with capturedLogs() as logged:
+            server.advance(0.25)
+        self.assertTrue(stalled.transport.disconnecting)
+        self.assertEqual(len(outcomes_of(server).streams), 1)
+        self.assertEqual(ledger.server_endings, {Ending.STALLED: 1})
+        self.assertEqual(ledger.snapshot(), {**ZERO, "server_ended": 1})
+        [line] = [formatEvent(e) for e in logged if "outcome" in e]
+        self.assertEqual(
+            line,
+            "Ended by the server: GET /outcomes from 127.0.0.1:50111 after 60.00 s "
+            "(dropped: the client read nothing; read nothing for 60 s; "
+            "0 outcomes sent)",
+        )
+        # The reader is told, like of any outcome.
+        server.advance(0.1)
+        [last] = self.outcomes_events(reading)
+        self.assertEqual(last["outcomes"][0]["outcome"]["ending"], "stalled")
+        self.assertFalse(reading.closed_by_server)
+
+    def test_a_slow_reader_is_not_dropped(self) -> None:
+        server, ledger = demo_server()
+        client = server.get("/outcomes")
+        for _ in range(3):
+            channel(client).pauseProducing()
+            server.advance(50)
+            channel(client).resumeProducing()
+            server.advance(1)
+        self.assertFalse(client.closed_by_server)
+        self.assertEqual(ledger.server_ended, 0)
+
+    def test_no_heartbeat_no_drop(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock)
+        resource = OutcomeStreamResource(ledger, clock=clock, heartbeat=None)
+        server = InMemoryServer(resource, clock=clock)
+        client = server.get("/")
+        channel(client).pauseProducing()
+        server.advance(3600)
+        self.assertFalse(client.closed_by_server)
