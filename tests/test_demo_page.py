@@ -734,3 +734,18 @@ class FanOutTests(SynchronousTestCase):
         channel(client).pauseProducing()
         server.advance(3600)
         self.assertFalse(client.closed_by_server)
+
+
+class OutcomeJsonTests(SynchronousTestCase):
+    def test_the_hand_made_json_is_the_records(self) -> None:
+        from twisted_close.closedemo.outcomes import _counter, _outcome_json
+
+        for outcome in (
+            Outcome("GET", "/a b\"\\\n\u2028é", "[::1]:5", 1e-05, Ending.CLIENT_RESET),
+            Outcome("POST", "/", "1.2.3.4:5", 12.5, Ending.STALLED, 3, "x \"y\""),
+            Outcome("GET", "/", "1.2.3.4:5", 0.0, Ending.COMPLETED),
+        ):
+            self.assertEqual(
+                json.loads(_outcome_json(outcome)),
+                {"outcome": outcome.as_dict(), "counter": _counter(outcome)},
+            )
