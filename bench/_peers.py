@@ -82,7 +82,9 @@ def _closedemo_limits() -> list[str]:
 def get_stats(port: int, timeout: float = 30.0) -> dict[str, int]:
     """C{GET /stats} on a fresh connection; the JSON counters."""
     with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        s.sendall(
+            b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
         data = b""
         while chunk := s.recv(65536):
             data += chunk

@@ -57,7 +57,9 @@ def open_stream(
     return connection.getresponse()
 
 
-def get(port: int, path: str, source: str = "127.0.0.1", host: str = "") -> tuple[int, bytes]:
+def get(
+    port: int, path: str, source: str = "127.0.0.1", host: str = ""
+) -> tuple[int, bytes]:
     connection = connect(port, source)
     try:
         if host:

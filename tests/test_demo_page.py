@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import re
 from html.parser import HTMLParser
@@ -682,7 +683,7 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual(paths, [f"/{n}" for n in range(30)])
         self.assertLessEqual(len(found), 4)
         times = [t for t, _ in seen]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         self.assertTrue(all(gap >= 0.1 - 1e-9 for gap in gaps), times)
         self.assertEqual(found[-1]["counters"], {**ZERO, "interrupted": 30})
 
@@ -741,8 +742,8 @@ class OutcomeJsonTests(SynchronousTestCase):
         from twisted_close.closedemo.outcomes import _counter, _outcome_json
 
         for outcome in (
-            Outcome("GET", "/a b\"\\\n\u2028é", "[::1]:5", 1e-05, Ending.CLIENT_RESET),
-            Outcome("POST", "/", "1.2.3.4:5", 12.5, Ending.STALLED, 3, "x \"y\""),
+            Outcome("GET", '/a b"\\\n\u2028é', "[::1]:5", 1e-05, Ending.CLIENT_RESET),
+            Outcome("POST", "/", "1.2.3.4:5", 12.5, Ending.STALLED, 3, 'x "y"'),
             Outcome("GET", "/", "1.2.3.4:5", 0.0, Ending.COMPLETED),
         ):
             self.assertEqual(

@@ -60,7 +60,7 @@ class StreamPoolTests(SynchronousTestCase):
         self.assertEqual(server.get("/outcomes").response.status, 503)  # type: ignore[union-attr]
         first.close()
         self.assertEqual(status(server.get("/outcomes")), 200)
-        root = server.site.resource.resource  # type: ignore[attr-defined]
+        root = server.site.resource.resource
         root.outcomes.end_all()
         self.assertEqual(status(server.get("/events")), 200)
         self.assertEqual(ledger.limits.streams, 1)

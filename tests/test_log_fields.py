@@ -32,7 +32,9 @@ class EscapeTests(SynchronousTestCase):
         self.assertEqual(_log_text("/plain/path?q=1"), "/plain/path?q=1")
         self.assertEqual(_log_text("/a b"), "/a\\x20b")
         self.assertEqual(_log_text("/a\\x20b"), "/a\\\\x20b")
-        self.assertEqual(_log_text("/a\tb\nc\u00a0d\u2028e"), "/a\\tb\\nc\\xa0d\\u2028e")
+        self.assertEqual(
+            _log_text("/a\tb\nc\u00a0d\u2028e"), "/a\\tb\\nc\\xa0d\\u2028e"
+        )
         self.assertEqual(_printable(b"/\xff x"), "/\\xff\\x20x")
         for text in (FORGED, "a\\ b", "\\\\", " ", "\x1b[31m"):
             self.assertNotRegex(_log_text(text), r"\s")
@@ -96,7 +98,9 @@ class LogLineTests(SynchronousTestCase):
         server, ledger = demo_server(delay=5)
         for path in (b"/x\xc2\xa0from", b"/x\x0bfrom"):
             client = server.connect()
-            client.send(b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", b"GET")
+            client.send(
+                b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", b"GET"
+            )
             self.assertTrue(client.transport.value().startswith(b"HTTP/1.1 400 "))
         self.assertEqual(ledger.pending, 0)
 

@@ -38,7 +38,14 @@ TICK = 0.2
 GRACE = 3
 # As docs/nginx.conf says: behind nginx, the instances' per-client caps off.
 PER_CLIENT_OFF = ("--max-streams-per-client", "0", "--max-pending-per-client", "0")
-OPTIONS = (*LISTEN, "--tick", str(TICK), "--shutdown-grace", str(GRACE), *PER_CLIENT_OFF)
+OPTIONS = (
+    *LISTEN,
+    "--tick",
+    str(TICK),
+    "--shutdown-grace",
+    str(GRACE),
+    *PER_CLIENT_OFF,
+)
 ZERO = {
     "pending": 0,
     "completed": 0,
@@ -539,3 +546,25 @@ def test_nginx_limits_each_clients_request_rate(cluster: Cluster) -> None:
         assert connection.getresponse().status == 200
     finally:
         connection.close()
+
+
+def test_nginx_caps_each_clients_requests_in_hand(cluster: Cluster) -> None:
+    # 100 held from one client; the 101st is refused by nginx at once.
+    held = []
+    try:
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", cluster.port), timeout=10)
+            held.append(s)
+            s.sendall(
+                f"GET /held/{i}?delay=30 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+            )
+        wait_until(lambda: sum(cluster.pending()) == 100, "100 held requests")
+        assert answer(cluster.port, "/one-more?delay=0")[0] == 429
+        connection = request(cluster.port, "/other?delay=0", source="127.0.0.2")
+        try:
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+    finally:
+        for s in held:
+            s.close()

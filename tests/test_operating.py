@@ -156,9 +156,13 @@ class LimitTests(SynchronousTestCase):
     def test_streams_are_not_pending_work(self) -> None:
         # Twenty open streams take none of the three pending answers.
         server, ledger = serve(max_pending=3)
-        streams = [server.connect(f"127.0.0.{n % 5 + 1}").request("/events") for n in range(20)]
+        streams = [
+            server.connect(f"127.0.0.{n % 5 + 1}").request("/events") for n in range(20)
+        ]
         held = [server.get(f"/{n}") for n in range(3)]
-        self.assertEqual([c.transport.value()[:12] for c in streams], [b"HTTP/1.1 200"] * 20)
+        self.assertEqual(
+            [c.transport.value()[:12] for c in streams], [b"HTTP/1.1 200"] * 20
+        )
         self.assertEqual(held[0].response, None)
         refused = server.get("/4").response
         assert refused is not None

@@ -105,7 +105,8 @@ class AllowedHosts:
         """
         hosts = request.requestHeaders.getRawHeaders(b"host")
         if not hosts:
-            if request.clientproto in (b"HTTP/1.0", b"HTTP/0.9"):
+            # IRequest lacks clientproto; every twisted.web request has it.
+            if getattr(request, "clientproto", None) in (b"HTTP/1.0", b"HTTP/0.9"):
                 return None
             return 400, "a Host header is required"
         if len(hosts) > 1:
@@ -158,13 +159,16 @@ class HostCheck(Resource):
         """
         super().__init__()  # type: ignore[no-untyped-call]
         self.resource = resource
-        self.hosts = allowed if isinstance(allowed, AllowedHosts) else AllowedHosts(allowed)
+        self.hosts = (
+            allowed if isinstance(allowed, AllowedHosts) else AllowedHosts(allowed)
+        )
         self.isLeaf = resource.isLeaf
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
         if (refused := self.hosts.check(request)) is not None:
             return _Refused(*refused)
-        return self.resource.getChildWithDefault(path, request)
+        child: IResource = self.resource.getChildWithDefault(path, request)
+        return child
 
     def render(self, request: IRequest) -> bytes | int:
         if (refused := self.hosts.check(request)) is not None:

@@ -137,10 +137,9 @@ def abort_request(request: IRequest) -> bool:
     having C{abortConnection} and C{streamID}, which C{HTTPChannel} lacks.
     """
     channel = channel_of(request)
-    if hasattr(channel, "streamID") and callable(
-        getattr(channel, "abortConnection", None)
-    ):
-        channel.abortConnection()  # type: ignore[union-attr]
+    abort = getattr(channel, "abortConnection", None)
+    if hasattr(channel, "streamID") and callable(abort):
+        abort()
         return True
     return abort_connection(request)
 

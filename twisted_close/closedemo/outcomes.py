@@ -167,7 +167,9 @@ class OutcomeStream(PushStream):
         )
         self.end()
 
-    def send_counters(self, counters: dict[str, int], data: bytes | None = None) -> None:
+    def send_counters(
+        self, counters: dict[str, int], data: bytes | None = None
+    ) -> None:
         """
         Write C{counters} (encoded as C{data} if given), unless paused.
         """
@@ -176,7 +178,9 @@ class OutcomeStream(PushStream):
         if data is None or self.shown is None:
             # The first event also sets how soon the browser reconnects.
             retry = RETRY_MS if self.shown is None else None
-            data = ServerSentEvent(_json(counters), event="counters", retry=retry).encode()
+            data = ServerSentEvent(
+                _json(counters), event="counters", retry=retry
+            ).encode()
         self.shown = counters
         try:
             self._write(data)
