@@ -1,7 +1,10 @@
 """python -m bench [--quick] [--held N] [--due M] [--duration S] [--peers a,b]
+python -m bench --scenario subscribers [--subscribers N] [--duration S]
 
 Start the peers, measure each with the same load, print a table with ratios
-against bare Twisted and the closedemo targets, and write JSON.
+against bare Twisted and the closedemo targets, and write JSON.  The
+subscribers scenario, run alone, measures what idle /outcomes subscribers
+add to closedemo's CPU per request.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _load as load
-from . import _peers
+from . import _peers, _subscribers
 from ._peers import BASELINE, HERE, PEER_NAMES, HarnessError, Peer, get_stats
 
 FIGURES = [  # key, label, format
@@ -55,12 +58,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conns", type=int, default=50, help="req/s connections")
     p.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list")
     p.add_argument("--load", choices=("auto", "wrk", "asyncio"), default="auto")
-    p.add_argument("--json", type=Path, default=HERE / "results.json")
+    p.add_argument("--json", type=Path, help="where to write (results.json)")
+    p.add_argument(
+        "--scenario",
+        choices=("peers", "subscribers"),
+        default="peers",
+        help="peers: the table (default); subscribers: CPU per request with "
+        "idle /outcomes subscribers, closedemo alone",
+    )
+    p.add_argument("--subscribers", type=int, default=40, help="idle subscribers")
     p.add_argument("--profile", type=Path, metavar="DIR", help="then py-spy them")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.json is None:
+        name = "subscribers.json" if args.scenario == "subscribers" else "results.json"
+        args.json = HERE / name
     args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
     if unknown := set(args.peers) - set(PEER_NAMES):
         p.error(f"unknown peers {sorted(unknown)}; choose from {PEER_NAMES}")
@@ -240,7 +254,23 @@ def summarize(data: dict[str, Any]) -> None:
         )
 
 
+def run_subscribers(args: argparse.Namespace) -> int:
+    tool = load.load_generator(args.load)
+    data: dict[str, Any] = {"machine": _peers.versions(), "load_generator": tool}
+    data["sizes"] = {k: getattr(args, k) for k in ("duration", "rounds", "conns")}
+    say(f"subscribers scenario; load generator: {tool}; machine: {data['machine']}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        data["subscribers"] = _subscribers.run(args, tool, Path(tmp), say)
+    _subscribers.report(data["subscribers"])
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == "subscribers":
+        return run_subscribers(args)
     tool = load.load_generator(args.load)
     raise_nofile(args.held + args.due + 1000)
     data: dict[str, Any] = {"machine": _peers.versions(), "skipped": {}, "checks": []}

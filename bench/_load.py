@@ -46,7 +46,7 @@ def requests_per_second(port: int, seconds: float, conns: int, tool: str) -> flo
 
 async def _asyncio_rps(port: int, seconds: float, conns: int) -> float:
     loop = asyncio.get_running_loop()
-    request = b"GET /rps?delay=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = b"GET /rps?delay=0 HTTP/1.1\r\nHost: localhost\r\n\r\n"
     done = 0
     deadline = loop.time() + seconds
 
@@ -85,7 +85,7 @@ def open_requests(
             s.settimeout(10.0)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
             s.connect((HOST, port))
-            s.sendall(f"GET {path_for()} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            s.sendall(f"GET {path_for()} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
             if i % batch == 0 and i > ahead:
                 wait_until(port, "pending", base + i - ahead, 60.0, what)
         wait_until(port, "pending", base + n, 60.0, what)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import re
 from html.parser import HTMLParser
@@ -14,12 +15,12 @@ from typing import Any, cast
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from twisted_close import Ending, Ledger, Outcome
+from twisted_close import Ending, HostCheck, Ledger, Limits, Outcome, Rejection
 from twisted_close._ledger import Totals
 from twisted_close.closedemo.outcomes import OutcomeStream, OutcomeStreamResource
 from twisted_close.closedemo.page import DemoPage, page_html
@@ -38,7 +39,9 @@ ZERO = {
 
 
 def outcomes_of(server: InMemoryServer) -> OutcomeStreamResource:
-    root = server.site.resource
+    check = server.site.resource
+    assert isinstance(check, HostCheck)
+    root = check.resource
     assert isinstance(root, DemoRoot)
     return root.outcomes
 
@@ -263,22 +266,27 @@ class OutcomeStreamTests(SynchronousTestCase):
         server.advance(0.5)
         client.transport.clear()  # only what comes next
         leaving.close()
+        server.advance(0)
         [(kind, data)] = events_in(client.transport.value())
-        self.assertEqual(kind, "outcome")
+        self.assertEqual(kind, "outcomes")
         self.assertEqual(
             data,
             {
-                "outcome": {
-                    "method": "GET",
-                    "path": "/slow/one",
-                    "client": "127.0.0.1:53111",
-                    "elapsed": 0.5,
-                    "ending": "client_closed",
-                    "reason": "client closed the connection",
-                    "cancelled": 1,
-                    "detail": "",
-                },
-                "counter": "interrupted",
+                "outcomes": [
+                    {
+                        "outcome": {
+                            "method": "GET",
+                            "path": "/slow/one",
+                            "client": "127.0.0.1:53111",
+                            "elapsed": 0.5,
+                            "ending": "client_closed",
+                            "reason": "client closed the connection",
+                            "cancelled": 1,
+                            "detail": "",
+                        },
+                        "counter": "interrupted",
+                    }
+                ],
                 "counters": {**ZERO, "interrupted": 1},
             },
         )
@@ -287,15 +295,17 @@ class OutcomeStreamTests(SynchronousTestCase):
         server, _ = demo_server(delay=2)
         client = server.get("/outcomes")
         server.get("/done")
-        server.advance(2)
-        kinds = [(kind, data.get("counter")) for kind, data in events(client)]
+        server.advance(1.9)
+        server.advance(0.1)
+        kinds = [kind for kind, _ in events(client)]
         # The counters as the request began, then its outcome.
-        self.assertEqual(
-            kinds, [("counters", None), ("counters", None), ("outcome", "completed")]
-        )
+        self.assertEqual(kinds[:2], ["counters", "counters"])
+        self.assertEqual(kinds[-1], "outcomes")
         self.assertEqual(events(client)[1][1], {**ZERO, "pending": 1})
         _, data = events(client)[-1]
-        self.assertEqual(data["outcome"]["ending"], "completed")
+        [item] = data["outcomes"]
+        self.assertEqual(item["counter"], "completed")
+        self.assertEqual(item["outcome"]["ending"], "completed")
         self.assertEqual(data["counters"], {**ZERO, "completed": 1})
 
     def test_server_ended_outcomes_say_so(self) -> None:
@@ -304,9 +314,11 @@ class OutcomeStreamTests(SynchronousTestCase):
         server.get("/slow")
         [pending] = ledger.live()
         pending.end_by_server(Ending.SHUTDOWN)
+        server.advance(0)
         _, data = events(client)[-1]
-        self.assertEqual(data["counter"], "server_ended")
-        self.assertEqual(data["outcome"]["ending"], "shutdown")
+        [item] = data["outcomes"]
+        self.assertEqual(item["counter"], "server_ended")
+        self.assertEqual(item["outcome"]["ending"], "shutdown")
 
     def test_counters_when_only_the_counters_change(self) -> None:
         # A rejection or a request that begins makes no Outcome: the counters
@@ -354,7 +366,8 @@ class OutcomeStreamTests(SynchronousTestCase):
         baseline = observers(ledger)
         resource = outcomes_of(server)
         closing, resetting = server.get("/outcomes"), server.get("/outcomes")
-        self.assertEqual(observers(ledger), baseline + 2)
+        # One observer for all the streams.
+        self.assertEqual(observers(ledger), baseline + 1)
         self.assertEqual(len(resource.streams), 2)
         closing.close()
         resetting.reset()
@@ -404,16 +417,19 @@ class OutcomeStreamTests(SynchronousTestCase):
         self.assertEqual(observers(ledger), baseline)
         self.assertEqual(outcomes_of(server).streams, [])
 
-    def test_too_many_streams_get_503_uncounted(self) -> None:
-        clock, ledger = Clock(), Ledger()
-        resource = OutcomeStreamResource(ledger, clock=clock, max_streams=2)
+    def test_too_many_streams_get_503_counted(self) -> None:
+        clock, ledger = Clock(), Ledger(limits=Limits(max_streams=2))
+        resource = OutcomeStreamResource(ledger, clock=clock)
         server = InMemoryServer(resource, clock=clock)
         server.get("/"), server.get("/")
         refused = server.get("/").response
         assert refused is not None
         self.assertEqual(refused.status, 503)
         self.assertEqual(refused.header("retry-after"), "5")
-        self.assertEqual(ledger.snapshot(), ZERO)
+        self.assertEqual(refused.body, b"too many streams; retry in 5 s\n")
+        self.assertEqual(ledger.snapshot(), {**ZERO, "rejected": 1})
+        self.assertEqual(ledger.rejections[Rejection.TOO_MANY_STREAMS], 1)
+        self.assertEqual(ledger.limits.streams, 2)
 
     def test_counters_come_from_what_stats_shows(self) -> None:
         # With several workers, /stats shows their shared totals.
@@ -441,6 +457,7 @@ class OutcomeStreamTests(SynchronousTestCase):
 
         stream.request.write = broken  # type: ignore[method-assign]
         server.get("/slow").close()
+        server.advance(0)
         # The request that ended is counted all the same, and the stream
         # ended cleanly.
         self.assertEqual(ledger.snapshot(), {**ZERO, "interrupted": 1})
@@ -506,7 +523,7 @@ class BackpressureTests(SynchronousTestCase):
         # Then outcomes flow again, and the count is not repeated.
         server.get("/again").close()
         server.advance(1)
-        self.assertEqual([k for k, _ in events(client)[3:]], ["outcome"])
+        self.assertEqual([k for k, _ in events(client)[3:]], ["outcomes"])
         self.assertEqual((stream.sent, stream.dropped), (1, 101))
 
     def test_a_stream_that_begins_paused_waits_for_its_counters(self) -> None:
@@ -520,6 +537,7 @@ class BackpressureTests(SynchronousTestCase):
         self.assertIn(b"text/event-stream", client.transport.value())
         self.assertEqual(events(client), [])
         server.get("/gone").close()
+        server.advance(0)
         channel(client).resumeProducing()
         server.advance(0)
         self.assertEqual(
@@ -579,3 +597,130 @@ class LedgerObserverTests(SynchronousTestCase):
         server.get("/").close()
         # The second observer is not skipped when the first leaves.
         self.assertEqual(seen, ["first", "second", "second"])
+
+
+class FanOutTests(SynchronousTestCase):
+    """
+    The cost of the outcome stream does not grow with the request rate
+    times the subscribers.
+    """
+
+    def outcomes_events(self, client: Connection) -> list[Any]:
+        return [data for kind, data in events(client) if kind == "outcomes"]
+
+    def json_calls(self, subscribers: int) -> tuple[int, list[bytes]]:
+        server, _ = demo_server(delay=5)
+        clients = [server.get("/outcomes") for _ in range(subscribers)]
+        for client in clients:
+            client.transport.clear()
+        from twisted_close.closedemo import outcomes
+
+        calls = []
+        real = outcomes._json
+
+        def counting(value: object) -> str:
+            calls.append(value)
+            return real(value)
+
+        self.patch(outcomes, "_json", counting)
+        for n in range(30):
+            server.get(f"/{n}").close()
+            server.advance(0.01)
+        server.advance(1)
+        return len(calls), [c.transport.value() for c in clients]
+
+    def test_each_outcome_is_serialised_once(self) -> None:
+        one, [alone] = self.json_calls(1)
+        many, written = self.json_calls(40)
+        self.assertEqual(one, many)
+        # 30 outcomes, a few batches' counters.
+        self.assertLess(many, 30 + 10)
+        # Every subscriber got the same bytes.
+        self.assertEqual(len(set(written)), 1)
+        self.assertEqual(len(alone), len(written[0]))
+
+    def test_at_most_one_event_per_100_ms_with_every_outcome(self) -> None:
+        server, _ = demo_server(delay=5)
+        client = server.get("/outcomes")
+        seen: list[tuple[float, int]] = []
+        for n in range(30):
+            server.get(f"/{n}").close()
+            server.advance(0.01)
+            found = self.outcomes_events(client)
+            if len(found) > len(seen):
+                seen.append((server.clock.seconds(), len(found[-1]["outcomes"])))
+        server.advance(0.1)
+        found = self.outcomes_events(client)
+        if len(found) > len(seen):
+            seen.append((server.clock.seconds(), len(found[-1]["outcomes"])))
+        paths = [i["outcome"]["path"] for e in found for i in e["outcomes"]]
+        self.assertEqual(paths, [f"/{n}" for n in range(30)])
+        self.assertLessEqual(len(found), 4)
+        times = [t for t, _ in seen]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        self.assertTrue(all(gap >= 0.1 - 1e-9 for gap in gaps), times)
+        self.assertEqual(found[-1]["counters"], {**ZERO, "interrupted": 30})
+
+    def test_a_subscriber_that_reads_nothing_is_dropped_and_counted(self) -> None:
+        server, ledger = demo_server()
+        stalled = server.connect(port=50111).request("/outcomes")
+        reading = server.get("/outcomes")
+        channel(stalled).pauseProducing()
+        # --heartbeat (15 s) x 4: not yet at 59.75 s.
+        for _ in range(239):
+            server.advance(0.25)
+        self.assertFalse(stalled.closed_by_server)
+        with capturedLogs() as logged:
+            server.advance(0.25)
+        self.assertTrue(stalled.transport.disconnecting)
+        self.assertEqual(len(outcomes_of(server).streams), 1)
+        self.assertEqual(ledger.server_endings, {Ending.STALLED: 1})
+        self.assertEqual(ledger.snapshot(), {**ZERO, "server_ended": 1})
+        [line] = [formatEvent(e) for e in logged if "outcome" in e]
+        self.assertEqual(
+            line,
+            "Ended by the server: GET /outcomes from 127.0.0.1:50111 after 60.00 s "
+            "(dropped: the client read nothing; read nothing for 60 s; "
+            "0 outcomes sent)",
+        )
+        # The reader is told, like of any outcome.
+        server.advance(0.1)
+        [last] = self.outcomes_events(reading)
+        self.assertEqual(last["outcomes"][0]["outcome"]["ending"], "stalled")
+        self.assertFalse(reading.closed_by_server)
+
+    def test_a_slow_reader_is_not_dropped(self) -> None:
+        server, ledger = demo_server()
+        client = server.get("/outcomes")
+        for _ in range(3):
+            channel(client).pauseProducing()
+            server.advance(50)
+            channel(client).resumeProducing()
+            server.advance(1)
+        self.assertFalse(client.closed_by_server)
+        self.assertEqual(ledger.server_ended, 0)
+
+    def test_no_heartbeat_no_drop(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock)
+        resource = OutcomeStreamResource(ledger, clock=clock, heartbeat=None)
+        server = InMemoryServer(resource, clock=clock)
+        client = server.get("/")
+        channel(client).pauseProducing()
+        server.advance(3600)
+        self.assertFalse(client.closed_by_server)
+
+
+class OutcomeJsonTests(SynchronousTestCase):
+    def test_the_hand_made_json_is_the_records(self) -> None:
+        from twisted_close.closedemo.outcomes import _counter, _outcome_json
+
+        for outcome in (
+            Outcome("GET", '/a b"\\\n\u2028é', "[::1]:5", 1e-05, Ending.CLIENT_RESET),
+            Outcome("POST", "/", "1.2.3.4:5", 12.5, Ending.STALLED, 3, 'x "y"'),
+            Outcome("GET", "/", "1.2.3.4:5", 0.0, Ending.COMPLETED),
+        ):
+            self.assertEqual(
+                json.loads(_outcome_json(outcome)),
+                {"outcome": outcome.as_dict(), "counter": _counter(outcome)},
+            )

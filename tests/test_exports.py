@@ -19,6 +19,7 @@ import twisted_close
 LIBRARY = Path(twisted_close.__file__).parent
 
 PUBLIC = [
+    "AllowedHosts",
     "HEARTBEAT",
     "SAFE_METHODS",
     "AsyncResource",
@@ -29,7 +30,9 @@ PUBLIC = [
     "EventStream",
     "EventStreamResource",
     "GracefulDrain",
+    "HostCheck",
     "Ledger",
+    "Limits",
     "Outcome",
     "Rejection",
     "RequestWatch",
@@ -125,7 +128,11 @@ class LayersTests(SynchronousTestCase):
     def test_the_lower_layers_import_nothing_of_ours_above_them(self) -> None:
         graph = _library_modules()
         self.assertEqual(graph["twisted_close._outcome"], set())
-        self.assertEqual(graph["twisted_close._report"], {"twisted_close._outcome"})
+        self.assertEqual(graph["twisted_close._text"], set())
+        self.assertEqual(
+            graph["twisted_close._report"],
+            {"twisted_close._outcome", "twisted_close._text"},
+        )
 
 
 EMBEDDING = textwrap.dedent(

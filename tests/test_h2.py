@@ -73,7 +73,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
-from twisted_close import DelayedResource, Ending, Ledger, Outcome, classify
+from twisted_close import (
+    DelayedResource,
+    Ending,
+    HostCheck,
+    Ledger,
+    Outcome,
+    classify,
+)
 from twisted_close.closedemo.site import DemoRoot, build_site
 from twisted_close.testing import outcome_events
 
@@ -241,7 +248,7 @@ class Client(Protocol):
         if data:
             self.tls.write(data)
 
-    def get(self, path: str) -> int:
+    def get(self, path: str, authority: bytes = b"localhost") -> int:
         """
         Send C{GET path} on a new stream; return the stream's id.
         """
@@ -251,8 +258,8 @@ class Client(Protocol):
             [
                 (b":method", b"GET"),
                 (b":scheme", b"https"),
-                (b":authority", b"localhost"),
-                (b":path", path.encode("ascii")),
+                (b":authority", authority),
+                (b":path", path.encode("utf-8")),
             ],
             end_stream=True,
         )
@@ -359,13 +366,15 @@ class Server:
 
 
 @asynccontextmanager
-async def serving(tls: TLSFiles, delay: float = 5.0) -> AsyncIterator[Server]:
+async def serving(
+    tls: TLSFiles, delay: float = 5.0, **options: Any
+) -> AsyncIterator[Server]:
     """
     Serve the closedemo site over TLS until the block ends, then close every
     connection and stop listening, so that the reactor is left clean.
     """
-    site: Site = build_site(clock=clock, ledger=Ledger(), delay=delay)
-    delayed = cast(DemoRoot, site.resource).delayed
+    site: Site = build_site(clock=clock, ledger=Ledger(), delay=delay, **options)
+    delayed = cast(DemoRoot, cast(HostCheck, site.resource).resource).delayed
     port = await serverFromString(_reactor, tls.listen).listen(site)
     server = Server(tls, delayed, port)
     delayed.ledger.observe(server.outcomes.append)
@@ -633,3 +642,68 @@ def test_an_idle_timeout_of_the_connection_is_the_servers_doing() -> None:
     assert ledger.server_endings[Ending.SERVER_CLOSED] == 1
     assert ledger.interrupted == 0
     assert ledger.pending == 0
+
+
+# -- One client, one connection: limits, Host, log lines ----------------------
+
+
+@twisted_test
+async def test_one_connection_gets_its_share_of_pending_answers(tls: TLSFiles) -> None:
+    # The client is the connection's peer address, however many streams.
+    async with serving(tls, max_pending_per_client=3) as server:
+        client = await server.connect()
+        held = [client.get(f"/held/{n}?delay=5") for n in range(3)]
+        await wait_for(lambda: server.ledger.pending == 3, "3 pending answers")
+        refused = client.get("/fourth?delay=5")
+        await wait_for(lambda: client.streams[refused].ended, "the 503")
+        assert client.streams[refused].status == 503
+        assert client.streams[refused].body == (
+            b"too many pending requests from this client; retry in 1 s\n"
+        )
+        assert server.ledger.rejected == 1
+        # A reset gives its place back.
+        client.reset(held[0])
+        await wait_for(lambda: server.ledger.pending == 2, "the reset")
+        again = client.get("/again?delay=0")
+        await wait_for(lambda: client.streams[again].ended, "the answer")
+        assert client.streams[again].status == 200
+
+
+@twisted_test
+async def test_authority_is_the_host_checked(tls: TLSFiles) -> None:
+    async with serving(tls) as server:
+        client = await server.connect()
+        refused = client.get("/stats", authority=b"attacker.example")
+        allowed = [
+            client.get("/stats", authority=name)
+            for name in (b"localhost", b"b3.localhost:8443", b"127.0.0.1:8443")
+        ]
+        await wait_for(
+            lambda: all(client.streams[s].ended for s in [refused, *allowed]),
+            "every answer",
+        )
+        assert client.streams[refused].status == 421
+        assert client.streams[refused].body == (
+            b"host attacker.example is not served here\n"
+        )
+        assert [client.streams[s].status for s in allowed] == [200] * 3
+
+
+@twisted_test
+async def test_a_forged_path_cannot_pass_for_other_fields(tls: TLSFiles) -> None:
+    # HTTP/2 carries a path with spaces as it is.
+    forged = "/admin from 203.0.113.9:4444 after 0.01 s (client closed the connection)"
+    async with serving(tls) as server:
+        client = await server.connect()
+        stream = client.get(forged)
+        await wait_for(lambda: server.ledger.pending == 1, "the request to be pending")
+        client.reset(stream)
+        await wait_for(lambda: server.interruptions(), "the reset to be reported")
+        [event] = server.interruptions()
+        line = formatEvent(event)
+        escaped = forged.replace(" ", "\\x20")
+        assert line.startswith(f"Connection interrupted: GET {escaped} from 127.0.0.1:")
+        assert line.endswith("(client reset the stream)")
+        assert line.count(" from ") == 1
+        [outcome] = server.outcomes
+        assert outcome.path == forged

@@ -8,12 +8,15 @@ import io
 import sys
 
 from prometheus_client import generate_latest
+from twisted.internet.task import Clock
 from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close.closedemo.site import optional_metrics
+from twisted_close import Ledger
+from twisted_close.closedemo.site import build_site, optional_metrics
 from twisted_close.logs import json_observer
 from twisted_close.metrics import metrics_registry
+from twisted_close.testing import InMemoryServer
 
 from .helpers import demo_server
 
@@ -112,3 +115,36 @@ class JSONLogTests(SynchronousTestCase):
         )
         self.assertEqual(event["ending"], "client_closed")
         self.assertIn("unrelated {n}", [e["log_format"] for e in events])
+
+
+class LimitMetricsTests(SynchronousTestCase):
+    def test_refusals_by_a_limit_are_counted_by_reason(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock)
+        site = build_site(
+            clock=clock,
+            ledger=ledger,
+            max_streams=3,
+            max_streams_per_client=2,
+            max_pending_per_client=1,
+        )
+        server = InMemoryServer(site, clock=clock)
+        registry = metrics_registry(ledger)
+        server.get("/events"), server.get("/outcomes"), server.get("/events")
+        server.connect("127.0.0.2").request("/events")
+        server.connect("127.0.0.2").request("/events")
+        server.get("/slow"), server.get("/slow")
+        text = generate_latest(registry).decode()
+        for reason, n in (
+            ("client_streams", 1),
+            ("too_many_streams", 1),
+            ("client_pending", 1),
+            ("overloaded", 0),
+        ):
+            self.assertIn(
+                f'twisted_close_requests_rejected_total{{reason="{reason}"}} {n}.0\n',
+                text,
+            )
+        self.assertIn(
+            'twisted_close_requests_server_ended_total{ending="stalled"} 0.0\n', text
+        )

@@ -12,6 +12,7 @@ stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import os
@@ -35,7 +36,16 @@ from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
 TICK = 0.2
 GRACE = 3
-OPTIONS = (*LISTEN, "--tick", str(TICK), "--shutdown-grace", str(GRACE))
+# As docs/nginx.conf says: behind nginx, the instances' per-client caps off.
+PER_CLIENT_OFF = ("--max-streams-per-client", "0", "--max-pending-per-client", "0")
+OPTIONS = (
+    *LISTEN,
+    "--tick",
+    str(TICK),
+    "--shutdown-grace",
+    str(GRACE),
+    *PER_CLIENT_OFF,
+)
 ZERO = {
     "pending": 0,
     "completed": 0,
@@ -87,6 +97,7 @@ def render(
         "server 127.0.0.1:8001;": f"server 127.0.0.1:{upstreams[0]};",
         "server 127.0.0.1:8002;": f"server 127.0.0.1:{upstreams[1]};",
         "listen 80;": f"listen 127.0.0.1:{listen};",
+        "listen 80 default_server;": f"listen 127.0.0.1:{listen} default_server;",
     }
     for old, new in replacements.items():
         assert conf.count(old) == 1, f"docs/nginx.conf should have {old!r} once"
@@ -448,3 +459,112 @@ def test_every_request_is_served_once(stop: Stop) -> None:
     in_flight = [line for line in stop.log if "/inflight/" in line["request"]]
     assert [line for line in in_flight if "," in line["upstream"]] == []
     assert stop.b_counters == {**ZERO, "completed": stop.b_pending + 15}
+
+
+def request(
+    port: int, path: str, *, host: str = "", source: str = "127.0.0.1"
+) -> http.client.HTTPConnection:
+    """
+    A GET sent from C{source}, with C{Host: host} if given; the connection,
+    for its response.
+    """
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=10, source_address=(source, 0)
+    )
+    connection.putrequest("GET", path, skip_host=bool(host))
+    if host:
+        connection.putheader("Host", host)
+    connection.endheaders()
+    return connection
+
+
+def answer(port: int, path: str, host: str = "") -> tuple[int, bytes]:
+    connection = request(port, path, host=host)
+    try:
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_nginx_answers_only_its_names(cluster: Cluster) -> None:
+    for host in ("localhost", "127.0.0.1", f"127.0.0.1:{cluster.port}", "b3.localhost"):
+        assert answer(cluster.port, "/?delay=0", host) == (200, b"hello"), host
+    for host in ("attacker.example", f"attacker.example:{cluster.port}"):
+        status, _ = answer(cluster.port, "/?delay=0", host)
+        assert status == 421, host
+    # The refused never reached an instance; the others were all answered.
+    a, b = stats(cluster.a_port), stats(cluster.b_port)
+    assert a["completed"] + b["completed"] == 4
+    assert a["rejected"] + b["rejected"] == 0
+
+
+def test_the_instances_allow_the_host_nginx_passes(cluster: Cluster) -> None:
+    # What nginx passes, "Host: localhost", is the one instances answer to;
+    # a name only nginx allows would be refused by them directly.
+    assert answer(cluster.a_port, "/stats", "b3.localhost")[0] == 200
+    assert answer(cluster.a_port, "/stats", "attacker.example")[0] == 421
+
+
+def open_streams(
+    stack: contextlib.ExitStack, port: int, source: str, n: int
+) -> list[int]:
+    statuses = []
+    for i in range(n):
+        connection = request(port, "/events" if i % 2 else "/outcomes", source=source)
+        stack.callback(connection.close)
+        statuses.append(connection.getresponse().status)
+    return statuses
+
+
+def test_nginx_caps_each_clients_streams_and_only_nginx(cluster: Cluster) -> None:
+    with contextlib.ExitStack() as stack:
+        assert open_streams(stack, cluster.port, "127.0.0.1", 8) == [200] * 8
+        # The ninth from the same client: nginx's limit_conn.
+        assert open_streams(stack, cluster.port, "127.0.0.1", 1) == [429]
+        # Two more clients get theirs: 24 streams from nginx's one address
+        # to the instances, which have their per-client caps off.
+        for source in ("127.0.0.2", "127.0.0.3"):
+            assert open_streams(stack, cluster.port, source, 8) == [200] * 8
+        assert answer(cluster.port, "/?delay=0") == (200, b"hello")
+    a, b = stats(cluster.a_port), stats(cluster.b_port)
+    assert a["rejected"] + b["rejected"] == 0
+
+
+def test_nginx_limits_each_clients_request_rate(cluster: Cluster) -> None:
+    # 50 a second with bursts of 100: 300 at once from one client are
+    # more than that; another client is not held back by it.
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = Counter(
+            pool.map(lambda i: answer(cluster.port, f"/r/{i}?delay=0")[0], range(300))
+        )
+    assert statuses[429] > 0, statuses
+    assert statuses[200] >= 100, statuses
+    assert set(statuses) == {200, 429}
+    connection = request(cluster.port, "/other?delay=0", source="127.0.0.2")
+    try:
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
+def test_nginx_caps_each_clients_requests_in_hand(cluster: Cluster) -> None:
+    # 100 held from one client; the 101st is refused by nginx at once.
+    held = []
+    try:
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", cluster.port), timeout=10)
+            held.append(s)
+            s.sendall(
+                f"GET /held/{i}?delay=30 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+            )
+        wait_until(lambda: sum(cluster.pending()) == 100, "100 held requests")
+        assert answer(cluster.port, "/one-more?delay=0")[0] == 429
+        connection = request(cluster.port, "/other?delay=0", source="127.0.0.2")
+        try:
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+    finally:
+        for s in held:
+            s.close()

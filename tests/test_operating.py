@@ -147,14 +147,32 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(refused.status, 503)
         self.assertEqual(refused.header("retry-after"), "1")
         self.assertEqual(refused.body, b"server overloaded; retry in 1 s\n")
-        stream = server.get("/events").response
-        assert stream is not None
-        self.assertEqual(stream.status, 503)
-        self.assertEqual(ledger.snapshot()["rejected"], 2)
-        self.assertEqual(ledger.rejections[Rejection.OVERLOADED], 2)
+        self.assertEqual(ledger.snapshot()["rejected"], 1)
+        self.assertEqual(ledger.rejections[Rejection.OVERLOADED], 1)
         held[0].close()
         server.get("/5")
         self.assertEqual(ledger.pending, 3)
+
+    def test_streams_are_not_pending_work(self) -> None:
+        # Twenty open streams take none of the three pending answers.
+        server, ledger = serve(max_pending=3)
+        streams = [
+            server.connect(f"127.0.0.{n % 5 + 1}").request("/events") for n in range(20)
+        ]
+        held = [server.get(f"/{n}") for n in range(3)]
+        self.assertEqual(
+            [c.transport.value()[:12] for c in streams], [b"HTTP/1.1 200"] * 20
+        )
+        self.assertEqual(held[0].response, None)
+        refused = server.get("/4").response
+        assert refused is not None
+        self.assertEqual(refused.status, 503)
+        # Still pending in /stats: open streams and answers alike.
+        self.assertEqual(ledger.pending, 23)
+        self.assertEqual(ledger.rejected, 1)
+        server.advance(2)
+        self.assertEqual(ledger.completed, 3)
+        self.assertEqual(server.get("/5").response, None)
 
     def test_a_flood_holds_no_state_for_refused_requests(self) -> None:
         server, ledger = serve(max_pending=10)

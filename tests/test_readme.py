@@ -38,6 +38,7 @@ class ReadmeTests(SynchronousTestCase):
             "def prices",
             "app = Klein()",
             "finished = server.get",
+            "limits=Limits(",
         ]
         self.assertEqual(len(SAMPLES), len(markers))
         for marker in markers:
@@ -122,6 +123,27 @@ class ReadmeTests(SynchronousTestCase):
         ledger: Ledger = sample["ledger"]
         self.assertEqual((ledger.completed, ledger.interrupted), (1, 1))
         self.assertEqual(ledger.interruptions[Ending.CLIENT_RESET], 1)
+
+    def test_limits_and_host_check_sample(self) -> None:
+        sample = run("limits=Limits(")
+        clock = Clock()
+        events = sample["root"].children[b"events"]
+        events.clock = clock
+        server = InMemoryServer(sample["site"], clock=clock)
+        opened = [server.get("/events") for _ in range(4)]
+        self.assertTrue(all(c.transport.value()[9:12] == b"200" for c in opened))
+        refused = server.get("/events").response
+        assert refused is not None
+        self.assertEqual(refused.status, 503)
+        other = server.connect("127.0.0.2").request("/events", host="a.example.com")
+        self.assertEqual(other.transport.value()[9:12], b"200")
+        elsewhere = server.connect("127.0.0.3").request(
+            "/events", host="attacker.example"
+        )
+        self.assertEqual(elsewhere.transport.value()[9:12], b"421")
+        self.assertEqual(sample["ledger"].limits.streams, 5)
+        for client in [*opened, other]:
+            client.close()
 
     def test_testing_sample_runs_its_own_assertions(self) -> None:
         sample = run("finished = server.get")

@@ -21,6 +21,7 @@ from twisted_close import (
     EventStreamResource,
     GracefulDrain,
     Ledger,
+    Limits,
     Rejection,
     WorkResource,
 )
@@ -46,9 +47,15 @@ WORK: dict[str, Make] = {
 
 
 class AdmissionTests(SynchronousTestCase):
-    def refused_past_the_limit(self, make: Make) -> None:
+    def refused_past_the_limit(
+        self,
+        make: Make,
+        ledger: Ledger | None = None,
+        reason: Rejection = Rejection.OVERLOADED,
+        words: bytes = b"server overloaded",
+    ) -> None:
         clock = Clock()
-        ledger = Ledger(clock, max_pending=1)
+        ledger = Ledger(clock, max_pending=1) if ledger is None else ledger
         server = InMemoryServer(make(clock, ledger), clock=clock)
         server.get("/")
         self.assertEqual(ledger.pending, 1)
@@ -56,9 +63,9 @@ class AdmissionTests(SynchronousTestCase):
         assert response is not None
         self.assertEqual(response.status, 503)
         self.assertEqual(response.header("retry-after"), "1")
-        self.assertEqual(response.body, b"server overloaded; retry in 1 s\n")
+        self.assertEqual(response.body, words + b"; retry in 1 s\n")
         self.assertEqual(ledger.pending, 1)
-        self.assertEqual(ledger.rejections, {Rejection.OVERLOADED: 1})
+        self.assertEqual(ledger.rejections, {reason: 1})
 
     def refused_during_a_drain(self, make: Make) -> None:
         clock = Clock()
@@ -93,8 +100,14 @@ class AdmissionTests(SynchronousTestCase):
     def test_async_resource_refuses_past_the_limit(self) -> None:
         self.refused_past_the_limit(WORK["async"])
 
-    def test_event_streams_refuse_past_the_limit(self) -> None:
-        self.refused_past_the_limit(WORK["events"])
+    def test_event_streams_refuse_past_the_stream_limit(self) -> None:
+        # Streams are not pending work: they have their own pool.
+        self.refused_past_the_limit(
+            WORK["events"],
+            Ledger(max_pending=0, limits=Limits(max_streams=1)),
+            Rejection.TOO_MANY_STREAMS,
+            b"too many streams",
+        )
 
     def test_delayed_resource_refuses_during_a_drain(self) -> None:
         self.refused_during_a_drain(WORK["delayed"])
@@ -112,21 +125,19 @@ class AdmissionTests(SynchronousTestCase):
 
 class OutcomeStreamAdmissionTests(SynchronousTestCase):
     """
-    The demo's outcome stream reads the ledger and is not counted in it, but
-    is turned away in the same way.
+    The demo's outcome stream is turned away in the same way.
     """
 
-    def test_refused_past_its_stream_limit(self) -> None:
-        clock, ledger = Clock(), Ledger()
-        resource = OutcomeStreamResource(ledger, clock=clock, max_streams=1)
-        server = InMemoryServer(resource, clock=clock)
+    def test_refused_past_the_stream_limit(self) -> None:
+        clock, ledger = Clock(), Ledger(limits=Limits(max_streams=1))
+        server = InMemoryServer(OutcomeStreamResource(ledger, clock=clock), clock)
         server.get("/")
         response = server.get("/").response
         assert response is not None
         self.assertEqual(response.status, 503)
         self.assertEqual(response.header("retry-after"), "5")
         self.assertEqual(response.body, b"too many streams; retry in 5 s\n")
-        self.assertEqual(ledger.rejected, 0)
+        self.assertEqual(ledger.rejections, {Rejection.TOO_MANY_STREAMS: 1})
 
     def test_refused_during_a_drain(self) -> None:
         clock, ledger = Clock(), Ledger()
@@ -137,7 +148,7 @@ class OutcomeStreamAdmissionTests(SynchronousTestCase):
         self.assertEqual(response.status, 503)
         self.assertEqual(response.header("retry-after"), "5")
         self.assertEqual(response.body, b"server shutting down; retry in 5 s\n")
-        self.assertEqual(ledger.rejected, 0)
+        self.assertEqual(ledger.rejections, {Rejection.SHUTTING_DOWN: 1})
 
 
 class Echo(WorkResource):

@@ -141,3 +141,48 @@ class PluginTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IServiceMaker, maker))
         self.assertTrue(verifyObject(IPlugin, maker))
         self.assertIs(maker.options, tap.Options)
+
+
+class LimitOptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        options = parse()
+        self.assertEqual(options["max-streams"], 1000)
+        self.assertEqual(options["max-streams-per-client"], 8)
+        self.assertEqual(options["max-pending-per-client"], 1000)
+        self.assertEqual(options["allowed-host"], [])
+        self.assertEqual(parse("--max-pending", "7")["max-pending-per-client"], 1)
+        self.assertEqual(parse("--max-pending", "50")["max-pending-per-client"], 5)
+
+    def test_zero_turns_a_per_client_cap_off(self) -> None:
+        options = parse(
+            "--max-streams-per-client", "0", "--max-pending-per-client", "0"
+        )
+        self.assertIsNone(options["max-streams-per-client"])
+        self.assertIsNone(options["max-pending-per-client"])
+
+    def test_they_reach_the_site(self) -> None:
+        options = parse(
+            "--max-streams", "9", "--allowed-host", "a.example", "--allowed-host", "*"
+        )
+        settings = tap.site_settings(options)
+        self.assertEqual(settings["max_streams"], 9)
+        self.assertEqual(settings["max_streams_per_client"], 8)
+        self.assertEqual(settings["max_pending_per_client"], 1000)
+        self.assertEqual(settings["allowed_hosts"], ["a.example", "*"])
+
+    def test_bad_values_name_the_option(self) -> None:
+        cases = {
+            ("--max-streams", "0"): "--max-streams",
+            ("--max-streams", "x"): "--max-streams",
+            ("--max-streams-per-client", "-1"): "--max-streams-per-client",
+            ("--max-pending-per-client", "1.5"): "--max-pending-per-client",
+            ("--allowed-host", "a b"): "--allowed-host",
+            ("--allowed-host", "example.com:80"): "--allowed-host",
+        }
+        for argv, option in cases.items():
+            with self.subTest(argv=argv):
+                with self.assertRaises(UsageError) as caught:
+                    parse(*argv)
+                message = str(caught.exception)
+                self.assertTrue(message.startswith(option + ":"), message)
+                self.assertNotIn("\n", message)

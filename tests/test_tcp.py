@@ -33,7 +33,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
-from twisted_close import DelayedResource, Ending, Ledger, Outcome
+from twisted_close import DelayedResource, Ending, HostCheck, Ledger, Outcome
 from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
@@ -253,7 +253,7 @@ async def serving(
 
 def demo(delay: float) -> tuple[Site, DelayedResource]:
     site = build_site(clock=clock, ledger=Ledger(), delay=delay)
-    return site, cast(DemoRoot, site.resource).delayed
+    return site, cast(DemoRoot, cast(HostCheck, site.resource).resource).delayed
 
 
 @twisted_test

@@ -146,8 +146,8 @@ def sigterm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shutdown]:
         quick = socket.create_connection(("127.0.0.1", port), timeout=10)
         slow = socket.create_connection(("127.0.0.1", port), timeout=10)
         with quick, slow:
-            quick.sendall(b"GET /quick?delay=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            slow.sendall(b"GET /slow?delay=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+            quick.sendall(b"GET /quick?delay=0.5 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            slow.sendall(b"GET /slow?delay=30 HTTP/1.1\r\nHost: localhost\r\n\r\n")
             wait_until(lambda: stats(port)["pending"] == 2, "both to be pending")
             started = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
@@ -223,7 +223,7 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
         match = server.wait_for_line(r'"address": "127\.0\.0\.1:(\d+)"', timeout=30)
         port = int(match.group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-            client.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.sendall(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
             wait_until(lambda: stats(port)["pending"] == 1, "the request to be pending")
             own_port = client.getsockname()[1]
         server.wait_for_line(r'"ending": "client_closed"')

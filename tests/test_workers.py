@@ -123,7 +123,7 @@ def test_a_worker_that_dies_is_reported_and_started_again(
 def test_a_stop_drains_every_worker(pool: tuple[Twistd, int]) -> None:
     server, port = pool
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(b"GET /slow?delay=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.sendall(b"GET /slow?delay=30 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         wait_until(lambda: stats(port)["pending"] == 1, "the request to be pending")
         pids = list(worker_pids(server).values())
         server.process.send_signal(signal.SIGTERM)

@@ -9,7 +9,9 @@ from ._async import SAFE_METHODS, AsyncResource
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
+from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
+from ._limits import Limits
 from ._outcome import Ending, Outcome, Rejection
 from ._resource import WorkResource
 from ._stream import (
@@ -26,6 +28,7 @@ from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
 __all__ = [
     "HEARTBEAT",
     "SAFE_METHODS",
+    "AllowedHosts",
     "AsyncResource",
     "Cancellable",
     "DelayError",
@@ -34,7 +37,9 @@ __all__ = [
     "EventStream",
     "EventStreamResource",
     "GracefulDrain",
+    "HostCheck",
     "Ledger",
+    "Limits",
     "Outcome",
     "Rejection",
     "RequestWatch",

@@ -51,9 +51,6 @@ def refusal(
     if close:
         request.setHeader(b"Connection", b"close")
         keep_alive_off(request)
-    what = (
-        reason.value
-        if reason is Rejection.TOO_MANY_STREAMS
-        else f"server {reason.value}"
-    )
+    server_wide = reason in (Rejection.OVERLOADED, Rejection.SHUTTING_DOWN)
+    what = f"server {reason.value}" if server_wide else reason.value
     return plain_error(request, 503, f"{what}; retry in {retry_after} s")

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
 
+from ._limits import Limits, client_key
 from ._outcome import Ending, Outcome, Pending, Rejection
 from ._report import Reporter
 
@@ -26,6 +28,10 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 
 _ENDINGS = {e.code: e for e in Ending}
 _REJECTIONS = {r.code: r for r in Rejection}
+
+# What the ledger counted a live request as, besides pending: an endless
+# stream (not pending work for admission), or nothing more.
+_ENDLESS = "\0endless"
 
 
 def _no_waits() -> list[int]:
@@ -141,6 +147,22 @@ class Totals:
         )
 
 
+class _Ended:
+    # A finished request's outcome, as the reporter and observers read it.
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    endless = False
+
+    def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
+        pass
+
+    def close_when_done(self) -> None:
+        pass
+
+
 class CountsSource(Protocol):
     """
     A L{Ledger}, or anything else that can sum counters up (the shared
@@ -161,6 +183,10 @@ class Ledger:
     request refused before any work was taken on.  Every end but a
     completion is reported to the L{Reporter} (the log); L{observe}rs get
     every L{Outcome}.  After L{close}, L{admit} refuses new work.
+
+    Endless requests (event streams) are pending too, as C{/stats} shows,
+    but not pending work: C{max_pending} does not count them; L{limits}
+    caps them, and what one client holds.
     """
 
     def __init__(
@@ -170,6 +196,7 @@ class Ledger:
         max_pending: int | None = None,
         log_per_second: int = 50,
         reporter: Reporter | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """
         @param clock: lets the reporter rate-limit its log lines; without
@@ -179,8 +206,13 @@ class Ledger:
             second; past it, one summary line a second.
         @param reporter: what logs the interruptions; one made from C{clock}
             and C{log_per_second} by default.
+        @param limits: the caps on streams and on one client's share, shared
+            with the resources counting into this ledger; none by default.
         """
-        self._live: dict[Pending, None] = {}
+        # Each live request, with the client it counts against in limits
+        # (None: not counted per client; _ENDLESS: a stream).
+        self._live: dict[Pending, str | None] = {}
+        self._endless = 0
         self._counts = Totals()
         self._closing = False
         self._reporter = (
@@ -189,6 +221,7 @@ class Ledger:
         self._observers: list[Callable[[Outcome], None]] = []
         self._idle: list[Deferred[None]] = []
         self.max_pending = max_pending
+        self.limits = Limits() if limits is None else limits
 
     @property
     def pending(self) -> int:
@@ -266,29 +299,71 @@ class Ledger:
         """
         return list(self._live)
 
-    def admit(self) -> Rejection | None:
+    def admit(
+        self, request: IRequest | None = None, *, stream: bool = False
+    ) -> Rejection | None:
         """
         Whether a new request may take on work: C{None} if so, else the
         reason to refuse it.
+
+        @param request: the request, so that its client's share is checked
+            against L{limits}; without it, only the totals are.
+        @param stream: whether it asks for an endless stream, checked
+            against the streams' own caps instead of C{max_pending}.
         """
         if self._closing:
             return Rejection.SHUTTING_DOWN
-        if self.max_pending is not None and len(self._live) >= self.max_pending:
+        limits = self.limits
+        if stream:
+            if request is None:
+                return limits.admit_stream("")
+            return limits.admit_stream(client_key(request))
+        if (
+            self.max_pending is not None
+            and len(self._live) - self._endless >= self.max_pending
+        ):
             return Rejection.OVERLOADED
+        if request is not None and limits.max_pending_per_client is not None:
+            return limits.admit_pending(client_key(request))
         return None
 
-    def begin(self, token: Pending) -> None:
+    def begin(self, token: Pending, request: IRequest | None = None) -> None:
         """
-        Count C{token} as pending until L{end} is called with it.
+        Count C{token} as pending until L{end} is called with it; with its
+        C{request}, against its client's share too (see L{limits}).  A
+        token that is C{endless} already is counted as a stream.
         """
-        self._live[token] = None
+        if token.endless:
+            self._endless += 1
+            self._live[token] = _ENDLESS
+        elif request is not None and self.limits.max_pending_per_client is not None:
+            client = client_key(request)
+            self.limits.pending_began(client)
+            self._live[token] = client
+        else:
+            self._live[token] = None
 
     def end(self, token: Pending, ending: Ending, elapsed: float) -> None:
         """
         Record that the pending request C{token} ended, how and after how
         many seconds; report it and tell the observers its L{Outcome}.
         """
-        self._live.pop(token, None)
+        counted = self._live.pop(token, None)
+        if counted is not None:
+            if counted is _ENDLESS:
+                self._endless -= 1
+            else:
+                self.limits.pending_ended(counted)
+        self._count(ending, elapsed, token)
+
+    def record(self, outcome: Outcome) -> None:
+        """
+        Count, report and hand out the L{Outcome} of a request that was
+        never pending here (e.g. a reader of the ledger the server dropped).
+        """
+        self._count(outcome.ending, outcome.elapsed, _Ended(outcome))
+
+    def _count(self, ending: Ending, elapsed: float, token: Pending) -> None:
         counts = self._counts
         if ending is Ending.COMPLETED:
             counts.completed += 1

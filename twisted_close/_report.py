@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ._outcome import Ending, Pending
+from ._text import _log_text
 
 __all__ = ["INTERRUPTED_FORMAT", "SERVER_ENDED_FORMAT", "Reporter"]
 
@@ -64,8 +65,9 @@ class Reporter:
         log.info(
             SERVER_ENDED_FORMAT if outcome.ending.by_server else INTERRUPTED_FORMAT,
             outcome=outcome,
-            method=outcome.method,
-            path=outcome.path,
+            # Escaped: a space in them cannot pass for the next field.
+            method=_log_text(outcome.method),
+            path=_log_text(outcome.path),
             client=outcome.client,
             elapsed=outcome.elapsed,
             reason=outcome.reason,

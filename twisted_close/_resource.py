@@ -32,8 +32,9 @@ class WorkResource(Resource):
 
     @cvar allowed: the methods answered.
     @cvar retry_after: the C{Retry-After} seconds of a C{503}.
-    @cvar counts_refusals: whether a C{503} counts as a rejected request
-        (not for a reader such as a page's live view, which is not work).
+    @cvar endless: whether the answer is a stream that never completes by
+        itself: admitted against the ledger's stream caps (its L{Limits}),
+        not C{max_pending}.
     @ivar clock: schedules the work and times the outcomes.
     @ivar ledger: counts the requests and holds them while pending.
     """
@@ -41,7 +42,7 @@ class WorkResource(Resource):
     isLeaf = True
     allowed: Sequence[bytes] = (b"GET", b"HEAD")
     retry_after = 1
-    counts_refusals = True
+    endless = False
 
     def __init__(
         self, *, clock: IReactorTime | None = None, ledger: Ledger | None = None
@@ -68,16 +69,17 @@ class WorkResource(Resource):
 
     def admit(self, request: IRequest) -> Rejection | None:
         """
-        Whether C{request} may take on work: C{None}, or why not.
+        Whether C{request} may take on work: C{None}, or why not.  By
+        default, as the ledger says (shutting down, C{max_pending}, the
+        caps of its L{Limits} for the request's client).
         """
-        return self.ledger.admit()
+        return self.ledger.admit(request, stream=self.endless)
 
     def refuse(self, request: IRequest, reason: Rejection) -> bytes:
         """
         Turn C{request} away for C{reason}: count it and answer C{503}.
         """
-        if self.counts_refusals:
-            self.ledger.reject(reason)
+        self.ledger.reject(reason)
         closing = reason is Rejection.SHUTTING_DOWN
         return refusal(request, reason, self.retry_after, close=closing)
 
@@ -104,5 +106,9 @@ class WorkResource(Resource):
         cancelled, and the request reported, if the client leaves first.
         """
         return cancel_on_disconnect(
-            request, *pending, ledger=self.ledger, clock=self.clock
+            request,
+            *pending,
+            ledger=self.ledger,
+            clock=self.clock,
+            endless=self.endless,
         )

@@ -32,6 +32,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ._ledger import Ledger
+from ._limits import client_key
 from ._resource import WorkResource
 from ._text import _printable
 from ._twistedweb import request_state, transport_paused
@@ -413,16 +414,21 @@ class StreamsResource(WorkResource, Generic[S]):
     """
     A leaf that answers C{GET} with a stream (L{_stream}) and keeps the open
     ones; C{HEAD} gets the stream's headers alone at once; other methods
-    C{405}; C{GET} is admitted as any other work first.
+    C{405}.  C{GET} is admitted against the streams' own pool, the caps of
+    the ledger's L{Limits} (C{max_streams}, C{max_streams_per_client}),
+    never against C{max_pending}: a stream is not pending work.
     """
 
     allowed = (b"GET", b"HEAD")
+    endless = True
 
     def __init__(
         self, *, clock: IReactorTime | None = None, ledger: Ledger | None = None
     ) -> None:
         super().__init__(clock=clock, ledger=ledger)
         self._streams: dict[int, S] = {}
+        # The client each open stream counts against in the ledger's limits.
+        self._clients: dict[int, str] = {}
 
     @property
     def streams(self) -> list[S]:
@@ -456,11 +462,15 @@ class StreamsResource(WorkResource, Generic[S]):
     def begin(self, request: IRequest) -> bytes | int:
         stream = self._stream(request)
         if not stream.closed:
+            client = client_key(request)
             self._streams[id(stream)] = stream
+            self._clients[id(stream)] = client
+            self.ledger.limits.stream_began(client)
         return NOT_DONE_YET
 
     def _forget(self, stream: S) -> None:
-        self._streams.pop(id(stream), None)
+        if self._streams.pop(id(stream), None) is not None:
+            self.ledger.limits.stream_ended(self._clients.pop(id(stream)))
 
 
 class EventStreamResource(StreamsResource[EventStream]):

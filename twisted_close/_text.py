@@ -1,5 +1,13 @@
 """
 Text from the network made safe for one log line.
+
+A request's method and path are written into log lines between other
+fields: a space in them could pass for the end of the field (a path such as
+C{/admin from 203.0.113.9:4444 after 0.01 s}, which HTTP/2 carries as it
+is).  In a log line they are written with every space, other white space,
+control character and backslash escaped (C{\\x20}, C{\\n}, C{\\\\}), so a
+field is one word and an escape cannot be faked.  The L{Outcome} keeps the
+text as it came (L{_raw}), for the JSON log and the demo page.
 """
 
 from __future__ import annotations
@@ -10,12 +18,40 @@ from twisted.web.iweb import IRequest
 __all__ = ["describe_address", "describe_client"]
 
 
-def _printable(raw: bytes) -> str:
-    # Request paths come from the network: keep log lines on one line.
-    text = raw.decode("utf-8", "backslashreplace")
-    if text.isprintable():
+def _raw(raw: bytes) -> str:
+    # The text as it came; bytes that are not UTF-8 as \xNN.
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _escape(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if c == " ":
+        return "\\x20"
+    if "\udc80" <= c <= "\udcff":
+        # A byte that is not UTF-8 (surrogateescape).
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    if c.isprintable():
+        return c
+    return repr(c)[1:-1]
+
+
+def _log_text(text: str) -> str:
+    """
+    C{text} as one word of a log line: spaces, white space, control
+    characters and backslashes escaped.
+    """
+    # isprintable() is False for every white space but the ASCII space.
+    if text.isprintable() and " " not in text and "\\" not in text:
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(map(_escape, text))
+
+
+def _printable(raw: bytes) -> str:
+    """
+    Bytes from the network as one word of a log line (see L{_log_text}).
+    """
+    return _log_text(raw.decode("utf-8", "surrogateescape"))
 
 
 def describe_client(request: IRequest) -> str:

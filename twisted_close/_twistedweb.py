@@ -16,6 +16,7 @@ from ._outcome import Ending
 
 __all__ = [
     "abort_connection",
+    "abort_request",
     "channel_of",
     "classify",
     "connection_closing",
@@ -124,6 +125,23 @@ def abort_connection(request: IRequest) -> bool:
     # ConnectionAborted: the ledger says the server aborted, not the client.
     abort()
     return True
+
+
+def abort_request(request: IRequest) -> bool:
+    """
+    Drop C{request} at once, without finishing the response: its HTTP/2
+    stream alone (RST_STREAM), or its HTTP/1 connection.  Say whether it
+    could be done.
+
+    Relies on twisted.web's C{H2Stream} (the channel of an HTTP/2 request)
+    having C{abortConnection} and C{streamID}, which C{HTTPChannel} lacks.
+    """
+    channel = channel_of(request)
+    abort = getattr(channel, "abortConnection", None)
+    if hasattr(channel, "streamID") and callable(abort):
+        abort()
+        return True
+    return abort_connection(request)
 
 
 def classify(reason: Failure) -> Ending:

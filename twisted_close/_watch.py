@@ -19,7 +19,7 @@ from ._clock import default_clock
 from ._http import plain_error
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
-from ._text import _printable, describe_client
+from ._text import _printable, _raw, describe_client
 from ._twistedweb import (
     channel_of,
     classify,
@@ -92,7 +92,14 @@ class RequestWatch:
         "on_server_end",
     )
 
-    def __init__(self, request: IRequest, clock: IReactorTime, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        request: IRequest,
+        clock: IReactorTime,
+        ledger: Ledger,
+        *,
+        endless: bool = False,
+    ) -> None:
         self._request = request
         self._clock = clock
         self._ledger = ledger
@@ -108,7 +115,7 @@ class RequestWatch:
         self._outcome: Outcome | None = None
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
-        self.endless = False
+        self.endless = endless
 
         finished, gone = request_state(request)
         if finished:
@@ -116,7 +123,7 @@ class RequestWatch:
             self._ending = Ending.COMPLETED
             self._ended_at = self._started
             return
-        ledger.begin(self)
+        ledger.begin(self, request)
         if gone:
             self._interrupted(Ending.ALREADY_GONE)
             return
@@ -149,8 +156,8 @@ class RequestWatch:
         if self._outcome is None:
             request = self._request
             self._outcome = Outcome(
-                method=_printable(request.method),
-                path=_printable(request.path),
+                method=_raw(request.method),
+                path=_raw(request.path),
                 client=describe_client(request),
                 elapsed=self._ended_at - self._started,
                 ending=self._ending,
@@ -258,6 +265,7 @@ def cancel_on_disconnect(
     *pending: Cancellable,
     ledger: Ledger | None = None,
     clock: IReactorTime | None = None,
+    endless: bool = False,
 ) -> RequestWatch:
     """
     Cancel C{pending} work if C{request}'s client goes away before the
@@ -270,8 +278,12 @@ def cancel_on_disconnect(
         interruption is still logged.
     @param clock: the time source for elapsed seconds; the global reactor
         by default.
+    @param endless: whether the request never completes by itself (an
+        event stream): its ledger does not count it as pending work.
     """
     clock = default_clock(clock)
-    watch = RequestWatch(request, clock, Ledger(clock) if ledger is None else ledger)
+    watch = RequestWatch(
+        request, clock, Ledger(clock) if ledger is None else ledger, endless=endless
+    )
     watch.add(*pending)
     return watch

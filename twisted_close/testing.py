@@ -195,13 +195,16 @@ class Connection:
         method: str | bytes = "GET",
         headers: dict[str, str] | None = None,
         body: bytes = b"",
+        host: str | None = "localhost",
     ) -> Connection:
         """
-        Send one HTTP/1.1 request.
+        Send one HTTP/1.1 request, with C{Host: host} (none if C{None}).
         """
         m = method.encode("ascii") if isinstance(method, str) else method
         p = path.encode("utf-8") if isinstance(path, str) else path
-        lines = [m + b" " + p + b" HTTP/1.1", b"Host: localhost"]
+        lines = [m + b" " + p + b" HTTP/1.1"]
+        if host is not None:
+            lines.append(b"Host: " + host.encode("latin-1"))
         for name, value in (headers or {}).items():
             lines.append(f"{name}: {value}".encode("latin-1"))
         if body:

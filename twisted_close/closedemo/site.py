@@ -7,6 +7,7 @@ C{/demo}, a live page fed by C{/outcomes}.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -16,8 +17,10 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
 from .._delayed import DelayedResource
+from .._host import HostCheck
 from .._http import not_allowed, plain_error
 from .._ledger import CountsSource, Ledger, Totals
+from .._limits import Limits
 from .._stream import EventStreamResource
 from .outcomes import OutcomeStreamResource
 from .page import DemoPage
@@ -141,6 +144,10 @@ def build_site(
     metrics: IResource | None = None,
     counts: CountsSource | None = None,
     access_log: str | None = None,
+    max_streams: int | None = None,
+    max_streams_per_client: int | None = None,
+    max_pending_per_client: int | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
@@ -161,15 +168,28 @@ def build_site(
         already say what matters, and a line per request costs a fifth of
         the throughput), C{"-"} for twisted.web's lines in the server's
         log, or a file's path.
+    @param max_streams: the most streams (C{/events}, C{/outcomes}) open
+        at once, or C{None} for no cap.
+    @param max_streams_per_client: the most one client address holds.
+    @param max_pending_per_client: the most pending answers one client
+        address waits for at once.
+    @param allowed_hosts: the C{Host} names answered besides this machine's
+        own (see L{twisted_close.HostCheck}); C{"*"} for any.
     """
     ledger = Ledger(clock) if ledger is None else ledger
+    # The ledger and every resource counting into it share these caps.
+    ledger.limits = Limits(
+        max_streams=max_streams,
+        max_streams_per_client=max_streams_per_client,
+        max_pending_per_client=max_pending_per_client,
+    )
     delayed = DelayedResource(
         message, delay, max_delay=max_delay, clock=clock, ledger=ledger
     )
     events = EventStreamResource(
         tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger
     )
-    root = DemoRoot(delayed, events, metrics, counts)
+    root = HostCheck(DemoRoot(delayed, events, metrics, counts), allowed_hosts)
     path = None if access_log in (None, "-") else access_log
     kind = _QuietSite if access_log is None else Site
     site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]

@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from .._delay import DelayError, parse_delay
 from .._drain import GracefulDrain
+from .._host import AllowedHosts
 from .._ledger import Ledger
 from .._text import describe_address
 from .signals import QuietRepeatedStops
@@ -61,17 +62,40 @@ class Options(usage.Options):
             None,
             "Log a line per request: '-' (server log) or a file.",
         ],
+        ["max-streams", None, "1000", "Streams (/events, /outcomes) open at once."],
+        [
+            "max-streams-per-client",
+            None,
+            "8",
+            "Streams one client address holds open (0: no cap).",
+        ],
+        [
+            "max-pending-per-client",
+            None,
+            None,
+            "Pending requests of one client address (0: no cap) "
+            "[default: a tenth of --max-pending].",
+        ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
+        self["allowed-host"] = []
 
     def opt_listen(self, description: str) -> None:
         """Strports endpoint to listen on; repeatable. [default: tcp:1337:interface=127.0.0.1]"""  # noqa: E501
         _check_endpoint(description)
         self["listen"].append(description)
+
+    def opt_allowed_host(self, name: str) -> None:
+        """Also answer requests for this Host: a name, *.name, an address, or * for any; repeatable."""  # noqa: E501
+        try:
+            AllowedHosts([name])
+        except ValueError as e:
+            raise usage.UsageError(f"--allowed-host: {e}") from None
+        self["allowed-host"].append(name)
 
     def postOptions(self) -> None:
         self["max-delay"] = _seconds("--max-delay", self["max-delay"], DAY)
@@ -92,6 +116,16 @@ class Options(usage.Options):
             raise usage.UsageError("--idle-timeout: give seconds > 0")
         self["max-pending"] = _count("--max-pending", self["max-pending"], 10**7)
         self["workers"] = _count("--workers", self["workers"], 64)
+        self["max-streams"] = _count("--max-streams", self["max-streams"], 10**7)
+        self["max-streams-per-client"] = _cap(
+            "--max-streams-per-client", self["max-streams-per-client"]
+        )
+        if self["max-pending-per-client"] is None:
+            self["max-pending-per-client"] = max(1, self["max-pending"] // 10)
+        else:
+            self["max-pending-per-client"] = _cap(
+                "--max-pending-per-client", self["max-pending-per-client"]
+            )
         if self["workers"] > 1:
             for description in self["listen"] or [DEFAULT_LISTEN]:
                 if not tcp_only(serverFromString(MemoryReactor(), description)):
@@ -124,6 +158,14 @@ def _count(option: str, text: str, maximum: int) -> int:
             f"{option}: {text!r} is not a whole number from 1 to {maximum}"
         )
     return int(text)
+
+
+def _cap(option: str, text: str) -> int | None:
+    # A per-client cap: 0 turns it off (behind a proxy, every client is the
+    # proxy's address).
+    if text == "0":
+        return None
+    return _count(option, text, 10**7)
 
 
 def _check_endpoint(description: str) -> None:
@@ -162,7 +204,11 @@ def site_settings(options: Any) -> dict[str, Any]:
     What L{build_site} takes from the options, as JSON-ready keywords.
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
-    return {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
+    limits = ["max-streams", "max-streams-per-client", "max-pending-per-client"]
+    settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
+    settings.update({n.replace("-", "_"): options[n] for n in limits})
+    settings["allowed_hosts"] = list(options["allowed-host"])
+    return settings
 
 
 def makeService(options: Any) -> IService:

@@ -1,0 +1,162 @@
+"""
+Streams have their own pool, and one client address its own share: caps on
+all streams, on one client's streams and on one client's pending answers,
+through the closedemo site in memory on a L{Clock}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close import EventStreamResource, Ledger, Limits, Rejection
+from twisted_close.closedemo.site import build_site
+from twisted_close.testing import Connection, InMemoryServer
+
+
+def serve(**limits: int | None) -> tuple[InMemoryServer, Ledger]:
+    clock = Clock()
+    ledger = Ledger(clock, max_pending=100)
+    site = build_site(clock=clock, ledger=ledger, delay=2, **limits)  # type: ignore[arg-type]
+    return InMemoryServer(site, clock=clock), ledger
+
+
+def status(client: Connection) -> int | None:
+    head = client.transport.value()
+    return int(head[9:12]) if head.startswith(b"HTTP/1.1 ") else None
+
+
+class StreamPoolTests(SynchronousTestCase):
+    def test_one_client_gets_its_share_of_streams_and_no_more(self) -> None:
+        server, ledger = serve(max_streams=100, max_streams_per_client=3)
+        mine = [server.connect("127.0.0.1").request(p) for p in ["/events"] * 2]
+        mine.append(server.connect("127.0.0.1").request("/outcomes"))
+        refused = server.connect("127.0.0.1").request("/events").response
+        assert refused is not None
+        self.assertEqual(
+            (refused.status, refused.header("retry-after"), refused.body),
+            (503, "1", b"too many streams from this client; retry in 1 s\n"),
+        )
+        self.assertEqual(
+            server.connect("127.0.0.1").request("/outcomes").response.status,  # type: ignore[union-attr]
+            503,
+        )
+        # Another address has its own share, and its answers.
+        theirs = [server.connect("127.0.0.2").request("/events") for _ in range(3)]
+        answer = server.connect("127.0.0.2").request("/?delay=0")
+        server.advance(0)
+        self.assertEqual([status(c) for c in mine + theirs], [200] * 6)
+        self.assertEqual(answer.response.status, 200)  # type: ignore[union-attr]
+        # So has the same address for answers that are not streams.
+        self.assertEqual(server.get("/?delay=0").response, None)
+        server.advance(0)
+        self.assertEqual(ledger.rejections, {Rejection.CLIENT_STREAMS: 2})
+        self.assertEqual(ledger.limits.streams, 6)
+        self.assertEqual(ledger.limits.streams_of("127.0.0.1"), 3)
+
+    def test_a_stream_that_ends_gives_its_place_back(self) -> None:
+        server, ledger = serve(max_streams_per_client=1)
+        first = server.get("/events")
+        self.assertEqual(server.get("/outcomes").response.status, 503)  # type: ignore[union-attr]
+        first.close()
+        self.assertEqual(status(server.get("/outcomes")), 200)
+        root = server.site.resource.resource
+        root.outcomes.end_all()
+        self.assertEqual(status(server.get("/events")), 200)
+        self.assertEqual(ledger.limits.streams, 1)
+
+    def test_all_streams_together_are_capped(self) -> None:
+        server, ledger = serve(max_streams=4, max_streams_per_client=None)
+        opened = [
+            server.connect(f"127.0.0.{n + 1}").request("/events") for n in range(4)
+        ]
+        refused = server.connect("127.0.0.9").request("/outcomes").response
+        assert refused is not None
+        self.assertEqual(refused.status, 503)
+        self.assertEqual(refused.body, b"too many streams; retry in 5 s\n")
+        self.assertEqual(ledger.rejections, {Rejection.TOO_MANY_STREAMS: 1})
+        # Streams are not pending work: answers are still taken on.
+        answer = server.connect("127.0.0.9").request("/?delay=1")
+        server.advance(1)
+        self.assertEqual(answer.response.status, 200)  # type: ignore[union-attr]
+        self.assertEqual([status(c) for c in opened], [200] * 4)
+
+    def test_nothing_is_kept_for_clients_that_left(self) -> None:
+        server, ledger = serve(max_streams_per_client=8, max_pending_per_client=8)
+        clients = [
+            server.connect(f"10.0.0.{n}").request(path)
+            for n in range(100)
+            for path in ("/events", "/outcomes", "/slow")
+        ]
+        self.assertEqual(ledger.limits.streams, 200)
+        for client in clients[::2]:
+            client.close()
+        for client in clients[1::2]:
+            client.reset()
+        server.advance(3)
+        self.assertEqual(ledger.limits.streams, 0)
+        self.assertEqual(ledger.limits._streams, {})
+        self.assertEqual(ledger.limits._pending, {})
+        self.assertEqual(ledger.pending, 0)
+
+
+class PendingPerClientTests(SynchronousTestCase):
+    def test_one_client_waits_for_its_share_of_answers(self) -> None:
+        server, ledger = serve(max_pending_per_client=2)
+        held = [server.connect("127.0.0.1").request("/slow") for _ in range(2)]
+        refused = server.connect("127.0.0.1").request("/slow").response
+        assert refused is not None
+        self.assertEqual(
+            (refused.status, refused.body),
+            (503, b"too many pending requests from this client; retry in 1 s\n"),
+        )
+        other = server.connect("127.0.0.2").request("/slow")
+        self.assertEqual(ledger.rejections, {Rejection.CLIENT_PENDING: 1})
+        # Its streams are another pool.
+        self.assertEqual(status(server.connect("127.0.0.1").request("/events")), 200)
+        server.advance(2)
+        self.assertEqual(
+            [c.response.status for c in [*held, other]],  # type: ignore[union-attr]
+            [200] * 3,
+        )
+        # Answered: its places are free again.
+        again = [server.connect("127.0.0.1").request("/slow") for _ in range(2)]
+        server.advance(2)
+        self.assertEqual([c.response.status for c in again], [200, 200])  # type: ignore[union-attr]
+        self.assertEqual(ledger.limits.pending_of("127.0.0.1"), 0)
+
+    def test_an_interrupted_request_gives_its_place_back(self) -> None:
+        server, ledger = serve(max_pending_per_client=1)
+        server.get("/slow").reset()
+        server.get("/slow").close()
+        self.assertEqual(ledger.rejected, 0)
+        self.assertEqual(ledger.interrupted, 2)
+
+    def test_no_cap_without_limits(self) -> None:
+        server, ledger = serve()
+        for _ in range(50):
+            server.get("/slow")
+        for _ in range(50):
+            server.get("/events")
+        self.assertEqual(ledger.rejected, 0)
+        self.assertEqual(ledger.pending, 100)
+
+
+class LimitsTests(SynchronousTestCase):
+    def test_caps_are_whole_numbers_or_none(self) -> None:
+        for bad in (0, -1, 1.5, True, "8"):
+            with self.assertRaises(ValueError):
+                Limits(max_streams=bad)  # type: ignore[arg-type]
+        self.assertIsNone(Limits(max_pending_per_client=None).max_pending_per_client)
+
+    def test_an_embedded_event_stream_uses_its_ledgers_limits(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock, max_pending=1, limits=Limits(max_streams_per_client=2))
+        server = InMemoryServer(
+            EventStreamResource(tick=1, clock=clock, ledger=ledger), clock=clock
+        )
+        opened = [server.get("/") for _ in range(2)]
+        self.assertEqual(server.get("/").response.status, 503)  # type: ignore[union-attr]
+        self.assertEqual([status(c) for c in opened], [200, 200])
+        # max_pending 1 did not count them.
+        self.assertEqual(ledger.admit(), None)

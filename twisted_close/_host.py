@@ -1,0 +1,192 @@
+"""
+L{HostCheck}: answer only requests whose C{Host} names this server.
+
+A page on another site can make a browser send requests to a server on
+loopback or on a private network, and read the answers, by pointing its own
+name at that address (DNS rebinding): the browser then sends that name as
+C{Host}.  Refusing every C{Host} that is not one of this server's names
+stops it::
+
+    site = Site(HostCheck(root, allowed=["*.example.com"]))
+
+By default the allowed hosts are C{localhost}, C{*.localhost}, the loopback
+addresses (C{127.0.0.0/8}, C{::1}), and the address the connection came in
+on (so the server's own address, however it listens).  Any other gets
+C{421 Misdirected Request} with a one-line reason.  The port in C{Host} is
+not looked at.
+
+An HTTP/1.1 or HTTP/2 request without C{Host} (HTTP/2: without
+C{:authority}, which twisted.web turns into C{Host}), or with a malformed
+or repeated one, gets C{400}, as RFC 9112 asks.  An HTTP/1.0 request
+without C{Host} is answered: HTTP/1.0 has no C{Host}, and browsers always
+send one, so no web page can make such a request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from ._http import plain_error
+from ._text import _printable
+
+__all__ = ["AllowedHosts", "HostCheck"]
+
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# A reg-name or IPv4 address (letters, digits, - . _ ~ and the sub-delims a
+# name may hold), or a bracketed IPv6 address; then an optional port.
+_HOST = re.compile(
+    rb"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9\-._~!$&'()*+,;=%]+))"
+    rb"(?::(?P<port>[0-9]*))?"
+)
+_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9\-_~]+(\.[a-z0-9\-_~]+)*|\[?[0-9a-f:.]+\]?")
+
+
+def _ip(text: str) -> _IP | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+class AllowedHosts:
+    """
+    Which C{Host} values a server answers: the defaults (see the module)
+    and C{allowed}.
+
+    @ivar allowed: the extra names, as given.
+    """
+
+    def __init__(self, allowed: Iterable[str] = ()) -> None:
+        """
+        @param allowed: more names: C{www.example.com}, C{*.example.com}
+            (any name below C{example.com}, not C{example.com} itself), an
+            address (C{192.0.2.7}, C{[2001:db8::7]}), or C{*} for any.
+        @raise ValueError: if one is none of those.
+        """
+        self.allowed = list(allowed)
+        self._any = False
+        self._names: set[str] = set()
+        self._suffixes: list[str] = [".localhost"]
+        self._addresses: set[_IP] = set()
+        for given in self.allowed:
+            pattern = given.strip().lower() if isinstance(given, str) else ""
+            # A name may end with the root's dot; "*." is no pattern.
+            pattern = "" if pattern.endswith("*.") else pattern.removesuffix(".")
+            if not _PATTERN.fullmatch(pattern):
+                raise ValueError(
+                    f"{given!r} is not a host name, *.name, an address or *"
+                )
+            if pattern == "*":
+                self._any = True
+            elif pattern.startswith("*."):
+                self._suffixes.append(pattern[1:])
+            elif (address := _ip(pattern.strip("[]"))) is not None:
+                self._addresses.add(address)
+            else:
+                self._names.add(pattern)
+        self._names.add("localhost")
+        # Decisions by (Host, local address): a server sees few of each.
+        self._seen: dict[tuple[bytes, str], bool] = {}
+
+    def check(self, request: IRequest) -> tuple[int, str] | None:
+        """
+        C{None} if C{request} may be answered; else the status code and the
+        one-line reason to refuse it with.
+        """
+        hosts = request.requestHeaders.getRawHeaders(b"host")
+        if not hosts:
+            # IRequest lacks clientproto; every twisted.web request has it.
+            if getattr(request, "clientproto", None) in (b"HTTP/1.0", b"HTTP/0.9"):
+                return None
+            return 400, "a Host header is required"
+        if len(hosts) > 1:
+            return 400, "more than one Host header"
+        host = hosts[0]
+        local = request.getHost()
+        here = local.host if isinstance(local, (IPv4Address, IPv6Address)) else ""
+        key = (host, here)
+        allowed = self._seen.get(key)
+        if allowed is None:
+            match = _HOST.fullmatch(host.strip())
+            if match is None:
+                return 400, f"malformed Host {_printable(host[:100])}"
+            if len(self._seen) >= 1024:
+                self._seen.clear()
+            allowed = self._seen[key] = self._allows(match, here)
+        if allowed:
+            return None
+        return 421, f"host {_printable(host[:100])} is not served here"
+
+    def _allows(self, match: re.Match[bytes], here: str) -> bool:
+        if self._any:
+            return True
+        v6 = match.group("v6")
+        text = (v6 or match.group("name")).decode("ascii").lower()
+        if not v6:
+            text = text.removesuffix(".")
+        address = _ip(text)
+        if address is None:
+            return text in self._names or any(map(text.endswith, self._suffixes))
+        return (
+            address.is_loopback
+            or address in self._addresses
+            or (here != "" and address == _ip(here))
+        )
+
+
+class HostCheck(Resource):
+    """
+    Wrap C{resource} (a site's root) so that only requests whose C{Host}
+    is allowed reach it (see L{AllowedHosts}); others get C{421}, or
+    C{400} for a missing or malformed C{Host}, with a one-line reason.
+    """
+
+    def __init__(
+        self, resource: IResource, allowed: AllowedHosts | Iterable[str] = ()
+    ) -> None:
+        """
+        @param allowed: an L{AllowedHosts}, or the extra names for one.
+        """
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.resource = resource
+        self.hosts = (
+            allowed if isinstance(allowed, AllowedHosts) else AllowedHosts(allowed)
+        )
+        self.isLeaf = resource.isLeaf
+
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        if (refused := self.hosts.check(request)) is not None:
+            return _Refused(*refused)
+        child: IResource = self.resource.getChildWithDefault(path, request)
+        return child
+
+    def render(self, request: IRequest) -> bytes | int:
+        if (refused := self.hosts.check(request)) is not None:
+            return _Refused(*refused).render(request)
+        result: bytes | int = self.resource.render(request)
+        return result
+
+
+class _Refused(Resource):
+    isLeaf = True
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.code = code
+        self.reason = reason
+
+    def render(self, request: IRequest) -> bytes:
+        body = plain_error(request, self.code, self.reason)
+        if self.code == 421:
+            request.setResponseCode(421, b"Misdirected Request")
+        return body
