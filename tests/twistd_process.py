@@ -4,6 +4,11 @@ subprocess, read its log line by line, and speak to it over sockets.
 
 Shared by the end-to-end tests (C{test_twistd}, C{test_nginx}).  Every
 wait has a deadline.
+
+twistd runs on the reactor this test process runs on (C{pytest
+--reactor=asyncio} runs it with C{-r asyncio}), or on the one named by
+C{TWISTED_CLOSE_TEST_REACTOR} (C{asyncio}, C{epoll}, ...), so the same tests
+run on either.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "command",
     "environment",
     "http_get",
+    "reactor_options",
     "stats",
     "twistd_command",
     "wait_until",
@@ -45,11 +51,48 @@ def twistd_command() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+REACTOR_VARIABLE = "TWISTED_CLOSE_TEST_REACTOR"
+
+
+def twistd_reactor() -> str | None:
+    """
+    The reactor twistd is to run on: C{$TWISTED_CLOSE_TEST_REACTOR}, else
+    C{asyncio} if this process runs the asyncio reactor, else twistd's
+    default (L{None}).
+    """
+    named = os.environ.get(REACTOR_VARIABLE)
+    if named:
+        return named
+    installed = sys.modules.get("twisted.internet.reactor")
+    asyncioreactor = sys.modules.get("twisted.internet.asyncioreactor")
+    if asyncioreactor is not None and isinstance(
+        installed, asyncioreactor.AsyncioSelectorReactor
+    ):
+        return "asyncio"
+    return None
+
+
+def reactor_options() -> list[str]:
+    """
+    twistd's own options to run on L{twistd_reactor}.
+    """
+    name = twistd_reactor()
+    return [] if name is None else [f"--reactor={name}"]
+
+
 def command(*options: str, logging: tuple[str, ...] = ("--logfile=-",)) -> list[str]:
     """
     twistd closedemo with C{options}; C{logging} are twistd's own options.
     """
-    return [*twistd_command(), "-n", "--pidfile=", *logging, "closedemo", *options]
+    return [
+        *twistd_command(),
+        "-n",
+        *reactor_options(),
+        "--pidfile=",
+        *logging,
+        "closedemo",
+        *options,
+    ]
 
 
 def environment() -> dict[str, str]:

@@ -1,0 +1,154 @@
+"""
+Run a request's coroutine on the loop its reactor runs on.
+
+On the asyncio reactor (C{AsyncioSelectorReactor}) the coroutine runs as an
+asyncio C{Task}, so it may await asyncio things (C{asyncio.sleep}, an
+aiohttp call, an asyncio lock) as well as L{Deferred}s; cancelling the
+L{Deferred} that stands for it cancels the Task.  On any other reactor it
+runs through C{Deferred.fromCoroutine} as before, and awaiting an asyncio
+future fails with L{AsyncioReactorNeeded}, which says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import AbstractEventLoop
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred
+
+from ._twistedweb import asyncio_event_loop
+
+__all__ = ["AsyncioReactorNeeded", "asyncio_event_loop", "run_coroutine"]
+
+_T = TypeVar("_T")
+
+HOW = (
+    "needs the asyncio reactor: run twistd -r asyncio, or install "
+    "twisted.internet.asyncioreactor before importing the reactor"
+)
+
+
+class AsyncioReactorNeeded(RuntimeError):
+    """
+    A coroutine awaited something of asyncio's on a reactor that does not run
+    an asyncio event loop.
+    """
+
+
+def run_coroutine(
+    coroutine: Coroutine[Any, Any, _T], loop: AbstractEventLoop | None
+) -> Deferred[_T]:
+    """
+    Start C{coroutine}; the L{Deferred} fires with its result, and cancelling
+    it cancels the coroutine at its C{await}.
+
+    @param loop: the asyncio loop the reactor runs on (see
+        L{asyncio_event_loop}): the coroutine runs as a Task on it.  L{None}:
+        through C{Deferred.fromCoroutine}, awaiting L{Deferred}s only.
+    """
+    if loop is None:
+        return Deferred.fromCoroutine(_without_asyncio(coroutine))
+    return Deferred.fromFuture(loop.create_task(_on_asyncio(coroutine)))
+
+
+def _without_asyncio(
+    coroutine: Coroutine[Any, Any, _T],
+) -> Generator[Any, Any, _T]:
+    # Hands what the coroutine awaits to Deferred.fromCoroutine's driver,
+    # except an asyncio future, which that driver would send straight back
+    # ("await wasn't used with future"): that becomes a clear error, raised
+    # at the coroutine's await so that its finally blocks run.
+    value: object = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                waiting = coroutine.send(value)
+            else:
+                waiting = coroutine.throw(error)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+        except RuntimeError as e:
+            # What asyncio.sleep() and most asyncio clients raise first.
+            if str(e) == "no running event loop":
+                raise AsyncioReactorNeeded(f"used asyncio, which {HOW}") from e
+            raise
+        value = error = None
+        if asyncio.isfuture(waiting):
+            error = AsyncioReactorNeeded(
+                f"awaited an asyncio {type(waiting).__name__}, which {HOW}"
+            )
+            continue
+        try:
+            value = yield waiting
+        except GeneratorExit:
+            coroutine.close()
+            raise
+        except BaseException as e:
+            error = e
+
+
+async def _on_asyncio(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    result: _T = await _DeferredsToo(coroutine)
+    return result
+
+
+class _DeferredsToo:
+    """
+    Await C{coroutine} inside an asyncio Task, whose loop only knows its own
+    futures: a L{Deferred} the coroutine awaits is waited for through a
+    future, and cancelled if the Task is cancelled meanwhile.
+    """
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self.coroutine = coroutine
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine = self.coroutine
+        value: object = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    waiting = coroutine.send(value)
+                else:
+                    waiting = coroutine.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            value = error = None
+            try:
+                if isinstance(waiting, Deferred):
+                    yield from _fired(waiting)
+                else:
+                    value = yield waiting
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except asyncio.CancelledError as e:
+                if isinstance(waiting, Deferred) and not waiting.called:
+                    # The coroutine sees the Deferred's own cancellation
+                    # (Twisted's CancelledError), as on any other reactor.
+                    waiting.cancel()
+                else:
+                    error = e
+            except BaseException as e:
+                error = e
+
+
+def _fired(deferred: Deferred[Any]) -> Generator[Any, None, None]:
+    """
+    Wait until C{deferred} has a result; leave the result in it, for the
+    C{await} on it to take.
+    """
+    future = asyncio.get_running_loop().create_future()
+
+    def wake(result: object) -> object:
+        if not future.done():
+            future.set_result(None)
+        return result
+
+    deferred.addBoth(wake)
+    yield from future.__await__()
