@@ -16,9 +16,16 @@ import asyncio
 import pytest
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
-from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from twisted_close import AsyncResource, Ending, Ledger, Outcome
 from twisted_close._twistedweb import asyncio_event_loop
@@ -60,6 +67,7 @@ class Nap(AsyncResource):
             self.events.append("finally")
 
 
+@implementer(ILogObserver)
 class Logged:
     def __init__(self) -> None:
         self.events: list[LogEvent] = []
