@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import cast
 
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock, deferLater
 from twisted.logger import LogEvent, LogLevel, capturedLogs, formatEvent
@@ -169,6 +169,29 @@ class AsyncioReactorTests(SynchronousTestCase):
         self.assertEqual(self.reactor.getDelayedCalls(), [])
         self.assertEqual(self.ledger.interruptions[Ending.CLIENT_RESET], 1)
 
+    def test_a_deferred_waiting_on_another_is_cancelled_with_the_task(
+        self,
+    ) -> None:
+        # What treq.get() gives: a Deferred "called" but paused, chained to
+        # the HTTP client's own.
+        cancelled: list[object] = []
+        inner: Deferred[bytes] = Deferred(cancelled.append)
+        chained: Deferred[bytes] = succeed(None).addCallback(lambda _: inner)
+        reactor = cast(IReactorTime, self.reactor)
+
+        class Chained(AsyncResource):
+            isLeaf = True
+
+            async def render_GET(self, request: IRequest) -> bytes:
+                return await chained
+
+        client = self.serve(Chained(clock=reactor, ledger=self.ledger)).get("/")
+        self.turn()
+        client.close()
+        self.turn()
+        self.assertEqual(cancelled, [inner])
+        self.assertEqual(self.ledger.interrupted, 1)
+
     def test_an_unsafe_method_runs_to_completion(self) -> None:
         resource = AsyncioWork(cast(IReactorTime, self.reactor), self.ledger)
         outcomes: list[Outcome] = []
@@ -293,6 +316,28 @@ class CancelOnDisconnectTests(SynchronousTestCase):
     """
     asyncio Tasks and Futures are pending work like any other.
     """
+
+    def test_a_deferred_waiting_on_another_counts_as_pending(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock)
+        outcomes: list[Outcome] = []
+        ledger.observe(outcomes.append)
+        cancelled: list[object] = []
+        inner: Deferred[None] = Deferred(cancelled.append)
+        chained = succeed(None).addCallback(lambda _: inner)
+
+        class Leaf(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: IRequest) -> int:
+                cancel_on_disconnect(request, chained, ledger=ledger, clock=clock)
+                return NOT_DONE_YET
+
+        InMemoryServer(Leaf(), clock=clock).get("/").close()
+        self.assertEqual(cancelled, [inner])
+        self.failureResultOf(chained, CancelledError)
+        [outcome] = outcomes
+        self.assertEqual(outcome.cancelled, 1)
 
     def test_tasks_and_futures_are_cancelled_and_counted(self) -> None:
         clock = Clock()

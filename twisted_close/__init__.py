@@ -6,6 +6,7 @@ it started and report who left, after how long, and why.
 """
 
 from ._async import SAFE_METHODS, AsyncResource
+from ._cancellation import is_cancellation
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
@@ -44,5 +45,6 @@ __all__ = [
     "cancel_on_disconnect",
     "classify",
     "demo_events",
+    "is_cancellation",
     "parse_delay",
 ]

@@ -12,12 +12,11 @@ L{DelayedResource}: one L{Outcome} in the L{Ledger} and one log event.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Set
 from inspect import iscoroutine
 from typing import ClassVar, cast
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,6 +26,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from ._asyncio import AsyncioReactorNeeded, asyncio_event_loop, run_coroutine
+from ._cancellation import is_cancellation
 from ._http import plain_error
 from ._ledger import Ledger
 from ._resource import WorkResource
@@ -272,8 +272,7 @@ class _Rendering:
 
     def failed(self, reason: Failure) -> None:
         self.running = False
-        cancelled = reason.check(CancelledError, asyncio.CancelledError)
-        if self.gone and self.cancellable and cancelled:
+        if self.gone and self.cancellable and is_cancellation(reason):
             # The watch cancelled it because the client left: all as planned.
             return
         request = self.request

@@ -128,9 +128,12 @@ class _DeferredsToo:
                 coroutine.close()
                 raise
             except asyncio.CancelledError as e:
-                if isinstance(waiting, Deferred) and not waiting.called:
+                if isinstance(waiting, Deferred):
                     # The coroutine sees the Deferred's own cancellation
-                    # (Twisted's CancelledError), as on any other reactor.
+                    # (Twisted's CancelledError, or what its canceller
+                    # gives), as on any other reactor.  A Deferred waiting
+                    # on another is "called" but paused: cancel it all the
+                    # same (a fired one ignores it).
                     waiting.cancel()
                 else:
                     error = e

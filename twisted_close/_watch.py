@@ -60,8 +60,10 @@ def _cancel(item: Cancellable) -> bool:
     else:
         # Deferred.cancel() is harmless after it fired (and reaches a Deferred
         # it is waiting on), so it is called either way; it only counts if
-        # unfired.
-        was_pending = not getattr(item, "called", False)
+        # unfired, or "called" but paused waiting on another (a treq call).
+        was_pending = not getattr(item, "called", False) or bool(
+            getattr(item, "paused", 0)
+        )
     item.cancel()
     return was_pending
 

@@ -1,0 +1,209 @@
+"""
+Cancellation that crosses services, through two real servers on loopback:
+B is C{twistd closedemo}; A is C{examples/calling_a_service.py}, an
+L{AsyncResource} that passes each GET on to B with treq or aiohttp.  A
+client leaves A while A waits on B: A's call is cancelled, its kept-alive
+connection to B closed, and B reports its own C{Connection interrupted}.
+
+treq runs A on the suite's reactor; aiohttp runs it on the asyncio reactor
+whatever the suite's.  B runs on the suite's reactor (see
+L{tests.twistd_process}).  Every wait has a deadline; both processes are
+always killed at the end.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from twisted.internet.defer import CancelledError
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import ResponseFailed, ResponseNeverReceived
+
+from twisted_close import is_cancellation
+
+from .twistd_process import (
+    LISTEN,
+    command,
+    environment,
+    http_get,
+    stats,
+    twistd_reactor,
+    wait_until,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calling_a_service.py"
+INTERRUPTED = r"Connection interrupted: GET /slow from 127\.0\.0\.1:(\d+) after"
+
+
+class Process:
+    """
+    A subprocess whose output lines are kept with the moment each arrived.
+    """
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[tuple[float, str]] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "\n".join(line for _, line in self.lines)
+
+    def wait_for(
+        self, pattern: str, timeout: float = 10.0
+    ) -> tuple[float, re.Match[str]]:
+        """
+        When the first line matching C{pattern} arrived, and its match.
+        """
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for at, line in self.lines:
+                    if match := regex.search(line):
+                        return at, match
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._reader.is_alive():
+                    raise AssertionError(
+                        f"no line matching {pattern!r} within {timeout} s; "
+                        f"output so far:\n{self.output}"
+                    )
+                self._changed.wait(left)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def connected_to(port: int) -> set[int]:
+    """
+    The local ports of the established loopback TCP connections to C{port}.
+    """
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port:
+            ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Callable[[list[str]], Process]]:
+    started: list[Process] = []
+
+    def start(args: list[str]) -> Process:
+        started.append(Process(args, tmp_path))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.kill()
+
+
+@pytest.mark.skipif(
+    not Path("/proc/net/tcp").is_file(),
+    reason="reads the kernel's TCP table from /proc/net/tcp (Linux)",
+)
+@pytest.mark.parametrize("client", ["treq", "aiohttp"])
+def test_a_client_leaving_a_cancels_its_call_to_b(
+    processes: Callable[[list[str]], Process], client: str
+) -> None:
+    b = processes(command(*LISTEN, "--delay", "10"))
+    _, found = b.wait_for(r"closedemo listening on 127\.0\.0\.1:(\d+) ", timeout=30)
+    b_port = int(found.group(1))
+    reactor = ["--reactor", "asyncio"] if twistd_reactor() == "asyncio" else []
+    a = processes(
+        [
+            sys.executable,
+            str(EXAMPLE),
+            f"http://127.0.0.1:{b_port}",
+            "--client",
+            client,
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            *reactor,
+        ]
+    )
+    _, found = a.wait_for(r"relay listening on 127\.0\.0\.1:(\d+)", timeout=30)
+    a_port = int(found.group(1))
+
+    # A first call leaves A a kept-alive connection to B: the one to cancel.
+    assert http_get(a_port, "/warm?delay=0") == (200, b"hello")
+    wait_until(lambda: len(connected_to(b_port)) == 1, "A's connection to B")
+    [kept] = connected_to(b_port)
+
+    with socket.create_connection(("127.0.0.1", a_port), timeout=10) as leaving:
+        leaving.sendall(b"GET /slow?delay=10 HTTP/1.1\r\nHost: a\r\n\r\n")
+        wait_until(lambda: stats(b_port)["pending"] == 1, "A to wait on B")
+        assert connected_to(b_port) == {kept}  # the kept connection is reused
+        left_at = time.monotonic()
+    # The client has closed its connection to A.
+
+    reported_at, found = b.wait_for(INTERRUPTED)
+    assert int(found.group(1)) == kept  # B's client was A's kept connection
+    assert reported_at - left_at < 0.1
+    a.wait_for(INTERRUPTED + r" [\d.]+ s \(client closed the connection\)")
+    wait_until(lambda: kept not in connected_to(b_port), "A's connection to B closed")
+    assert stats(b_port) == {
+        "pending": 0,
+        "completed": 1,
+        "interrupted": 1,
+        "rejected": 0,
+        "server_ended": 0,
+    }
+    # The cancellation was A's plan, not a failure of A.
+    assert "Traceback" not in a.output
+    assert "failed in render_GET" not in a.output
+
+
+class IsCancellationTests(SynchronousTestCase):
+    def test_a_cancelled_http_client_request_is_a_cancellation(self) -> None:
+        wrapped = ResponseNeverReceived([Failure(CancelledError())])
+        self.assertTrue(is_cancellation(Failure(wrapped)))
+        self.assertTrue(is_cancellation(Failure(CancelledError())))
+
+    def test_asyncio_cancellation_is_one(self) -> None:
+        import asyncio
+
+        self.assertTrue(is_cancellation(Failure(asyncio.CancelledError())))
+
+    def test_other_failures_are_not(self) -> None:
+        lost = ResponseFailed([Failure(ConnectionLost())])
+        self.assertFalse(is_cancellation(Failure(lost)))
+        self.assertFalse(is_cancellation(Failure(ValueError("boom"))))
