@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.iweb import IRequest
 
-from twisted_close import AsyncResource, Ledger
+from twisted_close import AsyncResource, Ledger, read_body
 
 
 class TreqRelay(AsyncResource):
@@ -47,8 +47,8 @@ class TreqRelay(AsyncResource):
         # the Deferred is cancelled and treq aborts the connection upstream.
         response = await treq.get(self.upstream + request.uri.decode(), pool=self.pool)
         request.setResponseCode(response.code)
-        body: bytes = await response.content()
-        return body
+        # Not response.content(): cancelled, it would leave the body coming.
+        return await read_body(response)
 
 
 class AiohttpRelay(AsyncResource):

@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import ResponseFailed, ResponseNeverReceived
+from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceived
 
-from twisted_close import is_cancellation
+from twisted_close import is_cancellation, read_body
 
 from .twistd_process import (
     LISTEN,
@@ -42,7 +43,7 @@ from .twistd_process import (
 )
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calling_a_service.py"
-INTERRUPTED = r"Connection interrupted: GET /slow from 127\.0\.0\.1:(\d+) after"
+INTERRUPTED = r"Connection interrupted: GET {path} from 127\.0\.0\.1:(\d+) after"
 
 
 class Process:
@@ -141,10 +142,15 @@ def processes(tmp_path: Path) -> Iterator[Callable[[list[str]], Process]]:
     reason="reads the kernel's TCP table from /proc/net/tcp (Linux)",
 )
 @pytest.mark.parametrize("client", ["treq", "aiohttp"])
+@pytest.mark.parametrize(
+    ("path", "reading"),
+    [("/slow?delay=10", False), ("/events", True)],
+    ids=["waiting-for-the-answer", "reading-the-body"],
+)
 def test_a_client_leaving_a_cancels_its_call_to_b(
-    processes: Callable[[list[str]], Process], client: str
+    processes: Callable[[list[str]], Process], client: str, path: str, reading: bool
 ) -> None:
-    b = processes(command(*LISTEN, "--delay", "10"))
+    b = processes(command(*LISTEN, "--delay", "10", "--tick", "0.05"))
     _, found = b.wait_for(r"closedemo listening on 127\.0\.0\.1:(\d+) ", timeout=30)
     b_port = int(found.group(1))
     reactor = ["--reactor", "asyncio"] if twistd_reactor() == "asyncio" else []
@@ -169,16 +175,22 @@ def test_a_client_leaving_a_cancels_its_call_to_b(
     [kept] = connected_to(b_port)
 
     with socket.create_connection(("127.0.0.1", a_port), timeout=10) as leaving:
-        leaving.sendall(b"GET /slow?delay=10 HTTP/1.1\r\nHost: a\r\n\r\n")
+        leaving.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
         wait_until(lambda: stats(b_port)["pending"] == 1, "A to wait on B")
         assert connected_to(b_port) == {kept}  # the kept connection is reused
+        if reading:
+            time.sleep(0.3)  # A reads the stream a while (events every 0.05 s)
         left_at = time.monotonic()
     # The client has closed its connection to A.
 
-    reported_at, found = b.wait_for(INTERRUPTED)
+    interrupted = INTERRUPTED.format(path=re.escape(path.split("?")[0]))
+    reported_at, found = b.wait_for(interrupted + r".*\)$")
     assert int(found.group(1)) == kept  # B's client was A's kept connection
     assert reported_at - left_at < 0.1
-    a.wait_for(INTERRUPTED + r" [\d.]+ s \(client closed the connection\)")
+    if reading:
+        sent = re.search(r"; (\d+) events? sent\)$", found.string)
+        assert sent is not None and int(sent.group(1)) >= 2, found.string
+    a.wait_for(interrupted + r" [\d.]+ s \(client closed the connection\)")
     wait_until(lambda: kept not in connected_to(b_port), "A's connection to B closed")
     assert stats(b_port) == {
         "pending": 0,
@@ -207,3 +219,72 @@ class IsCancellationTests(SynchronousTestCase):
         lost = ResponseFailed([Failure(ConnectionLost())])
         self.assertFalse(is_cancellation(Failure(lost)))
         self.assertFalse(is_cancellation(Failure(ValueError("boom"))))
+
+
+class _Transport:
+    """
+    Stands for the HTTP client's TransportProxyProducer (no abortConnection).
+    """
+
+    def __init__(self) -> None:
+        self.stopped = 0
+
+    def stopProducing(self) -> None:
+        self.stopped += 1
+
+
+class _Aborting(_Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = 0
+
+    def abortConnection(self) -> None:
+        self.aborted += 1
+
+
+class _Response:
+    def __init__(self, transport: _Transport) -> None:
+        self.transport = transport
+        self.protocol: Protocol | None = None
+
+    def deliverBody(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+
+
+class ReadBodyTests(SynchronousTestCase):
+    def read(self, transport: _Transport) -> tuple[_Response, Deferred[bytes]]:
+        response = _Response(transport)
+        return response, read_body(response)  # type: ignore[arg-type]
+
+    def test_the_body_arrives_whole(self) -> None:
+        response, body = self.read(_Transport())
+        assert response.protocol is not None
+        response.protocol.dataReceived(b"hel")
+        response.protocol.dataReceived(b"lo")
+        self.assertNoResult(body)
+        response.protocol.connectionLost(Failure(ResponseDone()))
+        self.assertEqual(self.successResultOf(body), b"hello")
+
+    def test_a_body_cut_short_is_an_error(self) -> None:
+        response, body = self.read(_Transport())
+        assert response.protocol is not None
+        response.protocol.connectionLost(Failure(ResponseFailed([])))
+        self.failureResultOf(body, ResponseFailed)
+
+    def test_cancelling_stops_the_connection(self) -> None:
+        transport = _Transport()
+        response, body = self.read(transport)
+        body.cancel()
+        self.assertEqual(transport.stopped, 1)
+        self.failureResultOf(body, CancelledError)
+        # The connection going later changes nothing.
+        assert response.protocol is not None
+        response.protocol.connectionLost(Failure(ResponseFailed([])))
+
+    def test_cancelling_aborts_a_transport_that_can(self) -> None:
+        transport = _Aborting()
+        _, body = self.read(transport)
+        body.cancel()
+        self.assertEqual((transport.aborted, transport.stopped), (1, 0))
+        self.failureResultOf(body, CancelledError)

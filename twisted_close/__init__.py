@@ -22,6 +22,7 @@ from ._stream import (
     demo_events,
 )
 from ._twistedweb import classify
+from ._upstream import read_body
 from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "demo_events",
     "is_cancellation",
     "parse_delay",
+    "read_body",
 ]
