@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,8 +32,8 @@ from twisted_close import is_cancellation, read_body
 
 from .twistd_process import (
     LISTEN,
+    Twistd,
     command,
-    environment,
     http_get,
     stats,
     twistd_reactor,
@@ -44,70 +42,6 @@ from .twistd_process import (
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calling_a_service.py"
 INTERRUPTED = r"Connection interrupted: GET {path} from 127\.0\.0\.1:(\d+) after"
-
-
-class Process:
-    """
-    A subprocess whose output lines are kept with the moment each arrived.
-    """
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[tuple[float, str]] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append((time.monotonic(), line.rstrip("\n")))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(line for _, line in self.lines)
-
-    def wait_for(
-        self, pattern: str, timeout: float = 10.0
-    ) -> tuple[float, re.Match[str]]:
-        """
-        When the first line matching C{pattern} arrived, and its match.
-        """
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for at, line in self.lines:
-                    if match := regex.search(line):
-                        return at, match
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
-                    raise AssertionError(
-                        f"no line matching {pattern!r} within {timeout} s; "
-                        f"output so far:\n{self.output}"
-                    )
-                self._changed.wait(left)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self._reader.join(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
 
 
 def connected_to(port: int) -> set[int]:
@@ -123,11 +57,11 @@ def connected_to(port: int) -> set[int]:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Callable[[list[str]], Process]]:
-    started: list[Process] = []
+def processes(tmp_path: Path) -> Iterator[Callable[[list[str]], Twistd]]:
+    started: list[Twistd] = []
 
-    def start(args: list[str]) -> Process:
-        started.append(Process(args, tmp_path))
+    def start(argv: list[str]) -> Twistd:
+        started.append(Twistd(tmp_path, argv=argv))
         return started[-1]
 
     try:
@@ -148,11 +82,10 @@ def processes(tmp_path: Path) -> Iterator[Callable[[list[str]], Process]]:
     ids=["waiting-for-the-answer", "reading-the-body"],
 )
 def test_a_client_leaving_a_cancels_its_call_to_b(
-    processes: Callable[[list[str]], Process], client: str, path: str, reading: bool
+    processes: Callable[[list[str]], Twistd], client: str, path: str, reading: bool
 ) -> None:
     b = processes(command(*LISTEN, "--delay", "10", "--tick", "0.05"))
-    _, found = b.wait_for(r"closedemo listening on 127\.0\.0\.1:(\d+) ", timeout=30)
-    b_port = int(found.group(1))
+    b_port = b.port()
     reactor = ["--reactor", "asyncio"] if twistd_reactor() == "asyncio" else []
     a = processes(
         [
@@ -166,7 +99,7 @@ def test_a_client_leaving_a_cancels_its_call_to_b(
             *reactor,
         ]
     )
-    _, found = a.wait_for(r"relay listening on 127\.0\.0\.1:(\d+)", timeout=30)
+    found = a.wait_for_line(r"relay listening on 127\.0\.0\.1:(\d+)", timeout=30)
     a_port = int(found.group(1))
 
     # A first call leaves A a kept-alive connection to B: the one to cancel.
@@ -184,13 +117,14 @@ def test_a_client_leaving_a_cancels_its_call_to_b(
     # The client has closed its connection to A.
 
     interrupted = INTERRUPTED.format(path=re.escape(path.split("?")[0]))
-    reported_at, found = b.wait_for(interrupted + r".*\)$")
+    found = b.wait_for_line(interrupted + r".*\)$")
+    reported_at = b.arrival(found)
     assert int(found.group(1)) == kept  # B's client was A's kept connection
     assert reported_at - left_at < 0.1
     if reading:
         sent = re.search(r"; (\d+) events? sent\)$", found.string)
         assert sent is not None and int(sent.group(1)) >= 2, found.string
-    a.wait_for(interrupted + r" [\d.]+ s \(client closed the connection\)")
+    a.wait_for_line(interrupted + r" [\d.]+ s \(client closed the connection\)")
     wait_until(lambda: kept not in connected_to(b_port), "A's connection to B closed")
     assert stats(b_port) == {
         "pending": 0,

@@ -8,7 +8,6 @@ Every wait has a deadline; the process is always killed at the end.
 
 from __future__ import annotations
 
-import http.client
 import signal
 import socket
 import sys
@@ -18,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from .test_chain import Process
+from .twistd_process import Twistd, http_get
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "asyncio_embed.py"
 
 
 @pytest.fixture
-def program(tmp_path: Path) -> Iterator[Process]:
-    process = Process(
-        [sys.executable, str(EXAMPLE), "--port", "0", "--grace", "5"], tmp_path
+def program(tmp_path: Path) -> Iterator[Twistd]:
+    process = Twistd(
+        tmp_path, argv=[sys.executable, str(EXAMPLE), "--port", "0", "--grace", "5"]
     )
     try:
         yield process
@@ -34,33 +33,23 @@ def program(tmp_path: Path) -> Iterator[Process]:
         process.kill()
 
 
-def get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def test_serves_reports_and_drains_on_sigterm(program: Process) -> None:
-    _, found = program.wait_for(r"serving on 127\.0\.0\.1:(\d+)", timeout=30)
+def test_serves_reports_and_drains_on_sigterm(program: Twistd) -> None:
+    found = program.wait_for_line(r"serving on 127\.0\.0\.1:(\d+)", timeout=30)
     port = int(found.group(1))
 
     # Served from a coroutine that awaits asyncio.sleep, next to the
     # program's own asyncio task (its ticks).
-    status, body = get(port, "/?delay=0.3")
+    status, body = http_get(port, "/?delay=0.3")
     assert status == 200
     assert body.startswith(b"hello after 0.3 s, at tick ")
     assert int(body.split()[-1]) >= 1
-    assert get(port, "/?delay=abc")[0] == 400
+    assert http_get(port, "/?delay=abc")[0] == 400
 
     # A client that leaves is reported as anywhere else.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as leaving:
         leaving.sendall(b"GET /?delay=10 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.3)  # the client's patience
-    program.wait_for(
+    program.wait_for_line(
         r"Connection interrupted: GET / from 127\.0\.0\.1:\d+ after 0\.\d+ s "
         r"\(client closed the connection\)"
     )
@@ -70,10 +59,10 @@ def test_serves_reports_and_drains_on_sigterm(program: Process) -> None:
     try:
         pending.sendall(b"GET /?delay=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
         # Sent first: once a later request is answered, this one was read.
-        assert get(port, "/?delay=0")[0] == 200
+        assert http_get(port, "/?delay=0")[0] == 200
         program.process.send_signal(signal.SIGTERM)
 
-        program.wait_for(r"\(TCP Port \d+ Closed\)")
+        program.wait_for_line(r"\(TCP Port \d+ Closed\)")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=10).close()
         answer = b""
@@ -83,11 +72,11 @@ def test_serves_reports_and_drains_on_sigterm(program: Process) -> None:
         pending.close()
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.split(b"\r\n\r\n", 1)[1].startswith(b"hello after 1.5 s, ")
-    program.wait_for(
+    program.wait_for_line(
         r"Shutdown drain: 1 answered normally, 0 answered 503, 0 event streams "
         r"ended, 0 interrupted by clients, in [\d.]+ s"
     )
-    _, found = program.wait_for(r"stopped after (\d+) ticks$")
+    found = program.wait_for_line(r"stopped after (\d+) ticks$")
     assert int(found.group(1)) > 0
     assert program.process.wait(timeout=10) == 0
     assert "Traceback" not in program.output

@@ -103,14 +103,19 @@ def environment() -> dict[str, str]:
 
 class Twistd:
     """
-    A running C{twistd closedemo}, with its output read line by line.
+    A running C{twistd closedemo} (or, given C{argv}, any command), with its
+    output read line by line and the moment each line arrived.
     """
 
     def __init__(
-        self, cwd: Path, *options: str, logging: tuple[str, ...] = ("--logfile=-",)
+        self,
+        cwd: Path,
+        *options: str,
+        logging: tuple[str, ...] = ("--logfile=-",),
+        argv: list[str] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
-            command(*options, logging=logging),
+            command(*options, logging=logging) if argv is None else argv,
             cwd=cwd,
             env=environment(),
             stdin=subprocess.DEVNULL,
@@ -119,6 +124,7 @@ class Twistd:
             text=True,
         )
         self.lines: list[str] = []
+        self.arrived: list[float] = []  # time.monotonic() of each line
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -127,6 +133,7 @@ class Twistd:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             with self._changed:
+                self.arrived.append(time.monotonic())
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
         with self._changed:
@@ -155,6 +162,13 @@ class Twistd:
                         f"output so far:\n{chr(10).join(self.lines)}"
                     )
                 self._changed.wait(left)
+
+    def arrival(self, match: re.Match[str]) -> float:
+        """
+        When the line of C{match}, from L{wait_for_line}, was read.
+        """
+        with self._changed:
+            return self.arrived[self.lines.index(match.string)]
 
     def port(self) -> int:
         match = self.wait_for_line(

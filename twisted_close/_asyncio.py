@@ -49,17 +49,36 @@ def run_coroutine(
         through C{Deferred.fromCoroutine}, awaiting L{Deferred}s only.
     """
     if loop is None:
-        return Deferred.fromCoroutine(_without_asyncio(coroutine))
+        return Deferred.fromCoroutine(_relay(coroutine, on_asyncio=False))
     return Deferred.fromFuture(loop.create_task(_on_asyncio(coroutine)))
 
 
-def _without_asyncio(
-    coroutine: Coroutine[Any, Any, _T],
+async def _on_asyncio(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    result: _T = await _Awaitable(_relay(coroutine, on_asyncio=True))
+    return result
+
+
+class _Awaitable:
+    def __init__(self, steps: Generator[Any, Any, Any]) -> None:
+        self.steps = steps
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.steps
+
+
+def _relay(
+    coroutine: Coroutine[Any, Any, _T], on_asyncio: bool
 ) -> Generator[Any, Any, _T]:
-    # Hands what the coroutine awaits to Deferred.fromCoroutine's driver,
-    # except an asyncio future, which that driver would send straight back
-    # ("await wasn't used with future"): that becomes a clear error, raised
-    # at the coroutine's await so that its finally blocks run.
+    """
+    Step C{coroutine}, handing what it awaits to the driver above: an asyncio
+    Task, or C{Deferred.fromCoroutine}'s driver.
+
+    A Task only knows asyncio futures: a L{Deferred} is waited for through
+    one (L{_fired}), and cancelled if the Task is cancelled meanwhile.
+    Twisted's driver would send an asyncio future straight back ("await
+    wasn't used with future"): that becomes a clear L{AsyncioReactorNeeded},
+    raised at the coroutine's C{await} so that its C{finally} blocks run.
+    """
     value: object = None
     error: BaseException | None = None
     while True:
@@ -73,72 +92,36 @@ def _without_asyncio(
             return result
         except RuntimeError as e:
             # What asyncio.sleep() and most asyncio clients raise first.
-            if str(e) == "no running event loop":
+            if not on_asyncio and str(e) == "no running event loop":
                 raise AsyncioReactorNeeded(f"used asyncio, which {HOW}") from e
             raise
         value = error = None
-        if asyncio.isfuture(waiting):
+        if not on_asyncio and asyncio.isfuture(waiting):
             error = AsyncioReactorNeeded(
                 f"awaited an asyncio {type(waiting).__name__}, which {HOW}"
             )
             continue
+        deferred = waiting if on_asyncio and isinstance(waiting, Deferred) else None
         try:
-            value = yield waiting
+            if deferred is not None:
+                yield from _fired(deferred)
+            else:
+                value = yield waiting
         except GeneratorExit:
             coroutine.close()
             raise
+        except asyncio.CancelledError as e:
+            if deferred is not None:
+                # The coroutine sees the Deferred's own cancellation
+                # (Twisted's CancelledError, or what its canceller gives),
+                # as on any other reactor.  A Deferred waiting on another is
+                # "called" but paused: cancel it all the same (a fired one
+                # ignores it).
+                deferred.cancel()
+            else:
+                error = e
         except BaseException as e:
             error = e
-
-
-async def _on_asyncio(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    result: _T = await _DeferredsToo(coroutine)
-    return result
-
-
-class _DeferredsToo:
-    """
-    Await C{coroutine} inside an asyncio Task, whose loop only knows its own
-    futures: a L{Deferred} the coroutine awaits is waited for through a
-    future, and cancelled if the Task is cancelled meanwhile.
-    """
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        self.coroutine = coroutine
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine = self.coroutine
-        value: object = None
-        error: BaseException | None = None
-        while True:
-            try:
-                if error is None:
-                    waiting = coroutine.send(value)
-                else:
-                    waiting = coroutine.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            value = error = None
-            try:
-                if isinstance(waiting, Deferred):
-                    yield from _fired(waiting)
-                else:
-                    value = yield waiting
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except asyncio.CancelledError as e:
-                if isinstance(waiting, Deferred):
-                    # The coroutine sees the Deferred's own cancellation
-                    # (Twisted's CancelledError, or what its canceller
-                    # gives), as on any other reactor.  A Deferred waiting
-                    # on another is "called" but paused: cancel it all the
-                    # same (a fired one ignores it).
-                    waiting.cancel()
-                else:
-                    error = e
-            except BaseException as e:
-                error = e
 
 
 def _fired(deferred: Deferred[Any]) -> Generator[Any, None, None]:
