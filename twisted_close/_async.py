@@ -134,8 +134,6 @@ class AsyncResource(WorkResource):
                     f"cancel_methods holds {method!r}; give bytes such as b'GET'"
                 )
         super().__init__(clock=clock, ledger=ledger)
-        # Asked once: whether the reactor runs an asyncio loop never changes.
-        self._loop = asyncio_event_loop(self.clock)
 
     def cancels(self, method: bytes) -> bool:
         """
@@ -195,7 +193,9 @@ class AsyncResource(WorkResource):
             return NOT_DONE_YET
         result = handler(request)
         if iscoroutine(result):
-            work: Deferred[object] = run_coroutine(result, self._loop)
+            # Asked of the clock at each request (cheap), not at import.
+            loop = asyncio_event_loop(self.clock)
+            work: Deferred[object] = run_coroutine(result, loop)
         elif isinstance(result, Deferred):
             work = result
         else:
