@@ -16,9 +16,11 @@ installs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.iweb import IRequest
@@ -75,6 +77,14 @@ class AiohttpRelay(AsyncResource):
             body: bytes = await response.read()
             return body
 
+    def close(self) -> Deferred[None] | None:
+        """
+        Close the session (at shutdown), if one was made.
+        """
+        if self.session is None:
+            return None
+        return Deferred.fromFuture(asyncio.ensure_future(self.session.close()))
+
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -99,8 +109,13 @@ def main(argv: list[str]) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     clock: Any = reactor
     ledger = Ledger(clock)
-    kind = TreqRelay if args.client == "treq" else AiohttpRelay
-    site = Site(kind(args.upstream.rstrip("/"), clock=clock, ledger=ledger))
+    upstream = args.upstream.rstrip("/")
+    if args.client == "treq":
+        relay: AsyncResource = TreqRelay(upstream, clock=clock, ledger=ledger)
+    else:
+        relay = aiohttp_relay = AiohttpRelay(upstream, clock=clock, ledger=ledger)
+        reactor.addSystemEventTrigger("before", "shutdown", aiohttp_relay.close)
+    site = Site(relay)
 
     def listening(port: Any) -> None:
         address = port.getHost()
