@@ -79,9 +79,11 @@ class AsyncResource(WorkResource):
     On the asyncio reactor (C{twistd -r asyncio}; the C{clock} given, or
     the global reactor, is an C{AsyncioSelectorReactor}) the coroutine runs
     as an asyncio Task tied to the request: it may await C{asyncio.sleep},
-    an aiohttp call or an asyncio lock as well as L{Deferred}s.  On another
-    reactor, awaiting an asyncio future is answered C{500} and logged in one
-    line that says to run on the asyncio reactor.
+    an aiohttp call or an asyncio lock as well as L{Deferred}s, and its
+    cancellation raises asyncio's C{CancelledError} at an asyncio C{await}
+    (Twisted's at a L{Deferred}).  On another reactor, a coroutine that uses
+    asyncio is answered C{500} and logged in one line that says to run on
+    the asyncio reactor.
 
     If the client leaves first, the coroutine is cancelled: C{CancelledError}
     is raised at the C{await} it is waiting on, its C{finally} blocks run, and
