@@ -62,7 +62,9 @@ def test_serves_reports_and_drains_on_sigterm(program: Twistd) -> None:
         assert http_get(port, "/?delay=0")[0] == 200
         program.process.send_signal(signal.SIGTERM)
 
-        program.wait_for_line(r"\(TCP Port \d+ Closed\)")
+        # Logged once the port's socket is closed ("Port ... Closed" is
+        # logged just before).
+        program.wait_for_line(r"Stopping factory <twisted\.web\.server\.Site ")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=10).close()
         answer = b""
