@@ -1,4 +1,4 @@
-"""The four peers: how to start each on a free loopback port, wait for it, read
+"""The peers: how to start each on a free loopback port, wait for it, read
 its counters and its memory, and stop it.
 """
 
@@ -20,7 +20,14 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
-PEER_NAMES = ("closedemo", "bare_twisted", "node", "aiohttp", "closedemo_workers")
+PEER_NAMES = (
+    "closedemo",
+    "bare_twisted",
+    "node",
+    "aiohttp",
+    "closedemo_workers",
+    "closedemo_asyncio",
+)
 WORKERS = 2
 BASELINE = "bare_twisted"
 
@@ -46,10 +53,11 @@ def tool(name: str) -> str:
 
 def command(name: str, port: int, workdir: Path) -> list[str] | str:
     """The command line of peer C{name}, or the reason it cannot run here."""
-    if name in ("closedemo", "closedemo_workers"):
+    if name in ("closedemo", "closedemo_workers", "closedemo_asyncio"):
         workers = ["--workers", str(WORKERS)] if name == "closedemo_workers" else []
+        reactor = "asyncio" if name == "closedemo_asyncio" else "epoll"
         return [
-            tool("twistd"), "-n", "--pidfile=", "-r", "epoll",
+            tool("twistd"), "-n", "--pidfile=", "-r", reactor,
             "--logfile", str(workdir / f"{name}.log"), "closedemo",
             "--listen", f"tcp:{port}:interface={HOST}:backlog=4096",
             "--delay", "0", "--max-delay", "3600", *_closedemo_limits(), *workers,

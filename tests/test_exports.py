@@ -42,7 +42,9 @@ PUBLIC = [
     "cancel_on_disconnect",
     "classify",
     "demo_events",
+    "is_cancellation",
     "parse_delay",
+    "read_body",
 ]
 
 

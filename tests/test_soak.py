@@ -53,6 +53,8 @@ from typing import Any
 import pytest
 from twisted.logger import eventFromJSON, formatEvent
 
+from .twistd_process import reactor_options
+
 SEED = int(os.environ.get("SOAK_SEED", "20261125"))
 REQUESTS = 3000
 LATE = 40  # of which sent on connections opened before the stop, after it
@@ -102,6 +104,7 @@ class Server:
             [
                 *twistd_command(),
                 "-n",
+                *reactor_options(),
                 "--pidfile=",
                 "--logfile=-",
                 "--logger",

@@ -4,6 +4,11 @@ subprocess, read its log line by line, and speak to it over sockets.
 
 Shared by the end-to-end tests (C{test_twistd}, C{test_nginx}).  Every
 wait has a deadline.
+
+twistd runs on the reactor this test process runs on (C{pytest
+--reactor=asyncio} runs it with C{-r asyncio}), or on the one named by
+C{TWISTED_CLOSE_TEST_REACTOR} (C{asyncio}, C{epoll}, ...), so the same tests
+run on either.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ __all__ = [
     "command",
     "environment",
     "http_get",
+    "reactor_options",
     "stats",
     "twistd_command",
     "wait_until",
@@ -45,11 +51,48 @@ def twistd_command() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+REACTOR_VARIABLE = "TWISTED_CLOSE_TEST_REACTOR"
+
+
+def twistd_reactor() -> str | None:
+    """
+    The reactor twistd is to run on: C{$TWISTED_CLOSE_TEST_REACTOR}, else
+    C{asyncio} if this process runs the asyncio reactor, else twistd's
+    default (L{None}).
+    """
+    named = os.environ.get(REACTOR_VARIABLE)
+    if named:
+        return named
+    installed = sys.modules.get("twisted.internet.reactor")
+    asyncioreactor = sys.modules.get("twisted.internet.asyncioreactor")
+    if asyncioreactor is not None and isinstance(
+        installed, asyncioreactor.AsyncioSelectorReactor
+    ):
+        return "asyncio"
+    return None
+
+
+def reactor_options() -> list[str]:
+    """
+    twistd's own options to run on L{twistd_reactor}.
+    """
+    name = twistd_reactor()
+    return [] if name is None else [f"--reactor={name}"]
+
+
 def command(*options: str, logging: tuple[str, ...] = ("--logfile=-",)) -> list[str]:
     """
     twistd closedemo with C{options}; C{logging} are twistd's own options.
     """
-    return [*twistd_command(), "-n", "--pidfile=", *logging, "closedemo", *options]
+    return [
+        *twistd_command(),
+        "-n",
+        *reactor_options(),
+        "--pidfile=",
+        *logging,
+        "closedemo",
+        *options,
+    ]
 
 
 def environment() -> dict[str, str]:
@@ -60,14 +103,19 @@ def environment() -> dict[str, str]:
 
 class Twistd:
     """
-    A running C{twistd closedemo}, with its output read line by line.
+    A running C{twistd closedemo} (or, given C{argv}, any command), with its
+    output read line by line and the moment each line arrived.
     """
 
     def __init__(
-        self, cwd: Path, *options: str, logging: tuple[str, ...] = ("--logfile=-",)
+        self,
+        cwd: Path,
+        *options: str,
+        logging: tuple[str, ...] = ("--logfile=-",),
+        argv: list[str] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
-            command(*options, logging=logging),
+            command(*options, logging=logging) if argv is None else argv,
             cwd=cwd,
             env=environment(),
             stdin=subprocess.DEVNULL,
@@ -76,6 +124,7 @@ class Twistd:
             text=True,
         )
         self.lines: list[str] = []
+        self.arrived: list[float] = []  # time.monotonic() of each line
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -84,6 +133,7 @@ class Twistd:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             with self._changed:
+                self.arrived.append(time.monotonic())
                 self.lines.append(line.rstrip("\n"))
                 self._changed.notify_all()
         with self._changed:
@@ -112,6 +162,13 @@ class Twistd:
                         f"output so far:\n{chr(10).join(self.lines)}"
                     )
                 self._changed.wait(left)
+
+    def arrival(self, match: re.Match[str]) -> float:
+        """
+        When the line of C{match}, from L{wait_for_line}, was read.
+        """
+        with self._changed:
+            return self.arrived[self.lines.index(match.string)]
 
     def port(self) -> int:
         match = self.wait_for_line(

@@ -6,6 +6,7 @@ it started and report who left, after how long, and why.
 """
 
 from ._async import SAFE_METHODS, AsyncResource
+from ._cancellation import is_cancellation
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
@@ -23,6 +24,7 @@ from ._stream import (
     demo_events,
 )
 from ._twistedweb import classify
+from ._upstream import read_body
 from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
 
 __all__ = [
@@ -49,5 +51,7 @@ __all__ = [
     "cancel_on_disconnect",
     "classify",
     "demo_events",
+    "is_cancellation",
     "parse_delay",
+    "read_body",
 ]

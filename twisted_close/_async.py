@@ -3,10 +3,11 @@ L{AsyncResource}: write C{async def render_GET(self, request)} and have the
 coroutine cancelled when the client leaves first.
 
 The coroutine runs through C{Deferred.fromCoroutine}, so it awaits
-C{Deferred}s (and anything else that C{Deferred.fromCoroutine} accepts);
-the request is watched by L{cancel_on_disconnect}, so an interruption is
-reported exactly as for L{DelayedResource}: one L{Outcome} in the L{Ledger}
-and one log event.
+C{Deferred}s (and anything else that C{Deferred.fromCoroutine} accepts); on
+the asyncio reactor it runs as an asyncio Task and may await asyncio things
+too (see L{twisted_close._asyncio}); the request is watched by
+L{cancel_on_disconnect}, so an interruption is reported exactly as for
+L{DelayedResource}: one L{Outcome} in the L{Ledger} and one log event.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Set
 from inspect import iscoroutine
 from typing import ClassVar, cast
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +25,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from ._asyncio import AsyncioReactorNeeded, asyncio_event_loop, run_coroutine
+from ._cancellation import is_cancellation
 from ._http import plain_error
 from ._ledger import Ledger
 from ._resource import WorkResource
@@ -42,6 +45,7 @@ only read, so stopping them half-way leaves nothing half-done.
 """
 
 FAILED_FORMAT = "{method} {path} from {client} failed in {handler}"
+NEEDS_ASYNCIO_FORMAT = FAILED_FORMAT + ": {why}"
 
 
 class AsyncResource(WorkResource):
@@ -71,6 +75,15 @@ class AsyncResource(WorkResource):
     A C{render_METHOD} that returns a C{Deferred} (an C{@inlineCallbacks}
     method) is treated like a coroutine; any other return value is handed to
     twisted.web as from a plain C{Resource}.
+
+    On the asyncio reactor (C{twistd -r asyncio}; the C{clock} given, or
+    the global reactor, is an C{AsyncioSelectorReactor}) the coroutine runs
+    as an asyncio Task tied to the request: it may await C{asyncio.sleep},
+    an aiohttp call or an asyncio lock as well as C{Deferred}s, and its
+    cancellation raises asyncio's C{CancelledError} at an asyncio C{await}
+    (Twisted's at a C{Deferred}).  On another reactor, a coroutine that uses
+    asyncio is answered C{500} and logged in one line that says to run on
+    the asyncio reactor.
 
     If the client leaves first, the coroutine is cancelled: C{CancelledError}
     is raised at the C{await} it is waiting on, its C{finally} blocks run, and
@@ -182,7 +195,9 @@ class AsyncResource(WorkResource):
             return NOT_DONE_YET
         result = handler(request)
         if iscoroutine(result):
-            work: Deferred[object] = Deferred.fromCoroutine(result)
+            # Asked of the clock at each request (cheap), not at import.
+            loop = asyncio_event_loop(self.clock)
+            work: Deferred[object] = run_coroutine(result, loop)
         elif isinstance(result, Deferred):
             work = result
         else:
@@ -259,18 +274,31 @@ class _Rendering:
 
     def failed(self, reason: Failure) -> None:
         self.running = False
-        if self.gone and self.cancellable and reason.check(CancelledError):
+        if self.gone and self.cancellable and is_cancellation(reason):
             # The watch cancelled it because the client left: all as planned.
             return
         request = self.request
-        log.failure(
-            FAILED_FORMAT,
-            reason,
-            method=_printable(request.method),
-            path=_printable(request.path),
-            client=describe_client(request),
-            handler=self.handler,
-        )
+        method, path = _printable(request.method), _printable(request.path)
+        client = describe_client(request)
+        if reason.check(AsyncioReactorNeeded):
+            # A deployment choice, not a bug: one line that says the fix.
+            log.error(
+                NEEDS_ASYNCIO_FORMAT,
+                method=method,
+                path=path,
+                client=client,
+                handler=self.handler,
+                why=str(reason.value),
+            )
+        else:
+            log.failure(
+                FAILED_FORMAT,
+                reason,
+                method=method,
+                path=path,
+                client=client,
+                handler=self.handler,
+            )
         if self.gone or self.finished:
             return
         if cast(http.Request, request).startedWriting:

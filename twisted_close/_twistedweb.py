@@ -8,6 +8,9 @@ loudly, rather than as a wrong outcome somewhere else.
 
 from __future__ import annotations
 
+import sys
+from asyncio import AbstractEventLoop
+
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -17,6 +20,7 @@ from ._outcome import Ending
 __all__ = [
     "abort_connection",
     "abort_request",
+    "asyncio_event_loop",
     "channel_of",
     "classify",
     "connection_closing",
@@ -195,3 +199,19 @@ def tcp_endpoint_address(endpoint: object) -> tuple[str, int, int]:
         int(getattr(endpoint, "_port", 0)),
         int(getattr(endpoint, "_backlog", 50)),
     )
+
+
+def asyncio_event_loop(reactor: object) -> AbstractEventLoop | None:
+    """
+    The asyncio event loop C{reactor} runs on, if it is an
+    C{AsyncioSelectorReactor}; else C{None}.
+
+    Relies on C{AsyncioSelectorReactor._asyncioEventloop}: the reactor has
+    no public accessor for its loop.  Never imports the asyncio reactor
+    module: if nobody has, C{reactor} cannot be one.
+    """
+    module = sys.modules.get("twisted.internet.asyncioreactor")
+    if module is None or not isinstance(reactor, module.AsyncioSelectorReactor):
+        return None
+    loop: AbstractEventLoop = reactor._asyncioEventloop
+    return loop

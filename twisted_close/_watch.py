@@ -37,10 +37,12 @@ log = Logger(namespace="twisted_close")
 @runtime_checkable
 class Cancellable(Protocol):
     """
-    Anything with C{cancel()}: an C{IDelayedCall}, a C{Deferred}, a task.
+    Anything with C{cancel()}: an C{IDelayedCall}, a C{Deferred}, an
+    asyncio C{Future} or C{Task}.
     """
 
-    def cancel(self) -> None: ...
+    # object, not None: Future.cancel() returns a bool.
+    def cancel(self) -> object: ...
 
 
 def _cancel(item: Cancellable) -> bool:
@@ -51,9 +53,17 @@ def _cancel(item: Cancellable) -> bool:
     if active is not None and not active():
         # IDelayedCall.cancel() raises once the call has run or was cancelled.
         return False
-    # Deferred.cancel() is harmless after it fired (and reaches a Deferred it
-    # is waiting on), so it is called either way; it only counts if unfired.
-    was_pending = not getattr(item, "called", False)
+    done = getattr(item, "done", None)
+    if callable(done):
+        # An asyncio Future or Task: cancel() is a no-op once it is done.
+        was_pending = not done()
+    else:
+        # Deferred.cancel() is harmless after it fired (and reaches a Deferred
+        # it is waiting on), so it is called either way; it only counts if
+        # unfired, or "called" but paused waiting on another (a treq call).
+        was_pending = not getattr(item, "called", False) or bool(
+            getattr(item, "paused", 0)
+        )
     item.cancel()
     return was_pending
 
@@ -272,8 +282,9 @@ def cancel_on_disconnect(
     response is finished, and report that interruption once.
 
     @param request: the twisted.web request that owns the work.
-    @param pending: C{IDelayedCall}s, C{Deferred}s or anything with
-        C{cancel()}; more can be added later with L{RequestWatch.add}.
+    @param pending: C{IDelayedCall}s, C{Deferred}s, asyncio C{Task}s and
+        C{Future}s, or anything with C{cancel()}; more can be added later
+        with L{RequestWatch.add}.
     @param ledger: where to count and report the request; without one, the
         interruption is still logged.
     @param clock: the time source for elapsed seconds; the global reactor

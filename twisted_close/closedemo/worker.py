@@ -103,7 +103,12 @@ def serve(config: dict[str, Any]) -> None:
     # Our stdin is a pipe from the parent: its end means the parent is gone
     # (even by SIGKILL), and a worker without a parent stops too.
     StandardIO(_Orphaned(core), reactor=reactor)
-    log.info("worker {slot} (pid {pid}) serving", slot=slot, pid=os.getpid())
+    log.info(
+        "worker {slot} (pid {pid}) serving on {reactor}",
+        slot=slot,
+        pid=os.getpid(),
+        reactor=type(reactor).__name__,
+    )
     core.run()
 
 
@@ -123,7 +128,13 @@ def main(argv: list[str]) -> None:
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stdout)], redirectStandardIO=False
     )
-    serve(json.loads(argv[1]))
+    config = json.loads(argv[1])
+    if config.get("reactor") == "asyncio":
+        # The parent runs on twistd -r asyncio: so does every worker.
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    serve(config)
 
 
 if __name__ == "__main__":

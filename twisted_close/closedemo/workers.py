@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._text import describe_address
-from .._twistedweb import tcp_endpoint_address
+from .._twistedweb import asyncio_event_loop, tcp_endpoint_address
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 
@@ -186,6 +186,7 @@ class WorkerPool(Service):
             "shared": self.shared_path,
             "listen": [listener.config() for listener in self.listeners],
             "settings": self.settings,
+            "reactor": "asyncio" if asyncio_event_loop(self.reactor) else None,
         }
         worker = _Worker(self, slot)
         process = cast(IReactorProcess, self.reactor).spawnProcess(
