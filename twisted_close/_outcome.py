@@ -27,6 +27,7 @@ class Ending(enum.Enum):
     SERVER_ABORTED = "connection aborted by the server"
     SERVER_CLOSED = "connection closed by the server"
     SHUTDOWN = "server shutting down"
+    WORKER_DIED = "worker died"
 
     # Members are singletons: identity is their equality, and hashing by it
     # is done in C (Enum's own __hash__ is Python code, run for every count).
@@ -48,6 +49,8 @@ class Ending(enum.Enum):
 
 
 _BY_SERVER = frozenset({Ending.SERVER_ABORTED, Ending.SERVER_CLOSED, Ending.SHUTDOWN})
+# A worker process that died took its pending requests with it.
+_BY_SERVER |= {Ending.WORKER_DIED}
 for _ending in Ending:
     _ending.interrupted = _ending is not Ending.COMPLETED
     _ending.by_server = _ending in _BY_SERVER
