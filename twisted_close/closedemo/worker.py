@@ -29,7 +29,7 @@ from .._ledger import Ledger
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 from .site import build_site, optional_metrics
-from .workers import listen_shared
+from .workers import STOP, listen_shared
 
 log = Logger(namespace="twisted_close")
 
@@ -45,7 +45,7 @@ def serve(config: dict[str, Any]) -> None:
 
     settings = config["settings"]
     slot = config["slot"]
-    shared = SharedCounters(config["shared"], config["slots"])
+    shared = SharedCounters.adopt(config["shared_fd"], config["slots"])
     ledger = Ledger(reactor, max_pending=settings["max_pending"])
     previous = shared.read(slot)
     if previous is not None:
@@ -84,8 +84,15 @@ def serve(config: dict[str, Any]) -> None:
         ports.append(sockets.adoptStreamPort(own.fileno(), family, site))  # type: ignore[arg-type]
         own.close()  # adoptStreamPort took a copy
     drain = GracefulDrain(ledger, reactor, settings["shutdown_grace"])
+    core = cast(IReactorCore, reactor)
+    # Our stdin is a pipe from the parent: its end means the parent is gone
+    # (even by SIGKILL), and a worker without a parent stops too.
+    parent = _Parent(core)
+    StandardIO(parent, reactor=reactor)
 
     async def stop() -> None:
+        # Our own stop ends stdin too: that is not the parent going.
+        parent.stopping = True
         quiet_repeated_stops(reactor)
         for port in ports:
             await maybeDeferred(port.stopListening)
@@ -93,25 +100,35 @@ def serve(config: dict[str, Any]) -> None:
         publisher.stop()
         publish()
 
-    core = cast(IReactorCore, reactor)
     core.addSystemEventTrigger(
         "before", "shutdown", lambda: Deferred.fromCoroutine(stop())
     )
     # A Ctrl-C reaches the whole process group: the parent decides, and
     # stops its workers with SIGTERM.
     core.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
-    # Our stdin is a pipe from the parent: its end means the parent is gone
-    # (even by SIGKILL), and a worker without a parent stops too.
-    StandardIO(_Orphaned(core), reactor=reactor)
     log.info("worker {slot} (pid {pid}) serving", slot=slot, pid=os.getpid())
     core.run()
 
 
-class _Orphaned(Protocol):
+class _Parent(Protocol):
+    """
+    The parent's end of our stdin: it says C{stop} before a normal stop, and
+    its end without one means the parent has gone.
+    """
+
     def __init__(self, reactor: IReactorCore) -> None:
         self.reactor = reactor
+        self.stopping = False
+        self._heard = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self._heard = (self._heard + data)[-len(STOP) :]
+        if self._heard == STOP:
+            self.stopping = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.stopping:
+            return
         log.warn("the parent process has gone; stopping")
         try:
             self.reactor.stop()
