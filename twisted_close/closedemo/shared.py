@@ -162,8 +162,10 @@ class SharedCounters:
         endings = dict(state["server_endings"])
         code = Ending.WORKER_DIED.code
         endings[code] = endings.get(code, 0) + pending
-        # Written even with none pending: it makes the slot whole again.
-        self.publish(slot, {**state, "pending": 0, "server_endings": endings})
+        # Written even with none pending: it makes the slot whole again.  No
+        # process writes it until the next worker does.
+        buried = {**state, "pending": 0, "server_endings": endings, "pid": None}
+        self.publish(slot, buried)
         return pending
 
     def states(self) -> list[dict[str, Any] | None]:

@@ -1,7 +1,8 @@
 """
 One worker process of C{twistd closedemo --workers N}: it serves the
 listening sockets its parent bound and hands it, counts into its slot of the
-shared counters, and drains on SIGTERM like a single process does.
+shared counters, and drains like a single process does when its parent says
+C{stop} on its stdin, or on SIGTERM.
 
 Started by L{twisted_close.closedemo.workers.WorkerPool} as
 C{python -m twisted_close.closedemo.worker CONFIG}, C{CONFIG} being JSON.
@@ -39,7 +40,7 @@ PUBLISH_EVERY = 0.01
 
 def serve(config: dict[str, Any]) -> None:
     """
-    Serve until SIGTERM, as C{config} says (see L{WorkerPool}).
+    Serve until told to stop, as C{config} says (see L{WorkerPool}).
     """
     from twisted.internet import reactor
 
@@ -104,15 +105,18 @@ def serve(config: dict[str, Any]) -> None:
         "before", "shutdown", lambda: Deferred.fromCoroutine(stop())
     )
     # A Ctrl-C reaches the whole process group: the parent decides, and
-    # stops its workers with SIGTERM.
+    # stops its workers.
     core.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
-    log.info("worker {slot} (pid {pid}) serving", slot=slot, pid=os.getpid())
+    # Said once running: from then on a SIGTERM stops it gracefully too.
+    core.callWhenRunning(
+        log.info, "worker {slot} (pid {pid}) serving", slot=slot, pid=os.getpid()
+    )
     core.run()
 
 
 class _Parent(Protocol):
     """
-    The parent's end of our stdin: it says C{stop} before a normal stop, and
+    The parent's end of our stdin: C{stop} on it begins a normal stop, and
     its end without one means the parent has gone.
     """
 
@@ -123,8 +127,12 @@ class _Parent(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = (self._heard + data)[-len(STOP) :]
-        if self._heard == STOP:
+        if self._heard == STOP and not self.stopping:
             self.stopping = True
+            try:
+                self.reactor.stop()
+            except ReactorNotRunning:
+                pass  # already stopping
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.stopping:

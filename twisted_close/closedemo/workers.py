@@ -5,8 +5,9 @@ evenly over them (a shared accepting socket lets whichever worker wakes
 first take a whole burst); the parent binds the address first, without
 listening, so that the port is chosen and held once.  A worker that dies is
 reported and started again, the requests it had pending counted as ended by
-the server (C{worker died}); a stop tells every worker that it is one and
-sends it SIGTERM, and each drains as a single process would.
+the server (C{worker died}); a stop tells every worker to stop on its stdin
+(its end without that word means the parent has gone), and each drains as a
+single process would.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ SHARED_FD = 3
 """The descriptor number of the shared counters in a worker."""
 
 STOP = b"stop\n"
-"""What the parent writes to a worker's stdin before a normal stop."""
+"""What the parent writes to a worker's stdin to stop it."""
 
 
 def tcp_only(endpoint: IStreamServerEndpoint) -> bool:
@@ -268,10 +269,9 @@ class WorkerPool(Service):
             listener.socket.close()
         ended = [w.ended for w in self.workers.values()]
         for worker in self.workers.values():
-            # Said first, so that the worker does not take the end of its
-            # stdin, as it stops, for the end of its parent.
+            # Not SIGTERM: a worker not yet running would die of it; the
+            # word waits in the pipe until the worker reads it.
             _tell_stop(worker)
-            _signal(worker, signal.SIGTERM)
         timeout = self.clock.callLater(self.stop_timeout, self._kill)
         done = DeferredList(ended)
 
