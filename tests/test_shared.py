@@ -14,7 +14,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ending, Ledger
 from twisted_close._ledger import Totals
-from twisted_close.closedemo import shared as shared_module
 from twisted_close.closedemo.shared import COPY, SLOT, SharedCounters
 from twisted_close.closedemo.tap import Options
 
@@ -36,7 +35,9 @@ def busy_ledger() -> Ledger:
 HEAD = struct.Struct("<QI")
 
 
-def leave_mid_write(shared: SharedCounters, slot: int, state: dict[str, object]) -> None:
+def leave_mid_write(
+    shared: SharedCounters, slot: int, state: dict[str, object]
+) -> None:
     """
     Do what a writer killed in the middle of publishing C{state} leaves:
     the copy it writes marked odd and only half of the state in it.
@@ -203,7 +204,7 @@ class SharedCountersTests(SynchronousTestCase):
         self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
 
     def test_without_memfd_an_unlinked_file_serves(self) -> None:
-        with mock.patch.object(shared_module.os, "memfd_create", None):
+        with mock.patch.object(os, "memfd_create", None):
             shared = self.counters(2)
         self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
         self.assertEqual(os.fstat(shared.fileno()).st_size, 2 * SLOT)

@@ -7,6 +7,7 @@ and a stop that stops all and leaves nothing behind.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import re
@@ -17,10 +18,14 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from twisted_close.closedemo.shared import SharedCounters
+
+from .test_shared import leave_mid_write
 from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 
 
@@ -258,30 +263,85 @@ class StatsPoller:
         self._thread.join(timeout=30)
 
 
+def publishing(port: int, pid: int) -> bool:
+    return pid in [w["pid"] for w in workers(port)]
+
+
+def restarted(server: Twistd, slot: int, pid: int) -> bool:
+    return worker_pids(server)[slot] != pid
+
+
+def parent_counters(server: Twistd, slots: int) -> SharedCounters:
+    """
+    The server's shared counters, opened through its parent's descriptor.
+    """
+    for fd in Path(f"/proc/{server.process.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("/memfd:closedemo-counters"):
+            return SharedCounters.adopt(os.open(fd, os.O_RDWR), slots)
+    raise AssertionError("no shared counters among the parent's descriptors")
+
+
+def stats_answers(port: int, count: int) -> list[int]:
+    """
+    The status of C{count} answers to C{/stats}; connections the kernel
+    gives a stopped worker time out and are tried again.
+    """
+    statuses: list[int] = []
+    for _ in range(count * 10):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        try:
+            connection.request("GET", "/stats")
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+        except (OSError, http.client.HTTPException):
+            continue
+        finally:
+            connection.close()
+        if len(statuses) == count:
+            break
+    return statuses
+
+
 def test_a_worker_killed_again_and_again_under_load(
     pool: tuple[Twistd, int],
 ) -> None:
     server, port = pool
+    counters = parent_counters(server, 2)
     load = Load(port)
     poller = StatsPoller(port)
     victims = []
     try:
-        for _ in range(5):
+        for kill in range(5):
             victim = worker_pids(server)[0]
             wait_until(
-                lambda: victim in [w["pid"] for w in workers(port)],
+                partial(publishing, port, victim),
                 f"worker 0 (pid {victim}) to publish",
             )
             wait_until(lambda: stats(port)["completed"] > 0, "some load to finish")
-            os.kill(victim, signal.SIGKILL)
+            if kill % 2 == 0:
+                # Killed in the middle of publishing: its slot is left
+                # half-written, and the other worker answers /stats all the
+                # same.
+                os.kill(victim, signal.SIGSTOP)
+                try:
+                    leave_mid_write(counters, 0, counters.read(0) or {})
+                    answers = stats_answers(port, 3)
+                finally:
+                    os.kill(victim, signal.SIGKILL)
+                assert answers == [200] * 3
+            else:
+                os.kill(victim, signal.SIGKILL)
             victims.append(victim)
             server.wait_for_line(
                 rf"worker 0 \(pid {victim}\) was killed by SIGKILL with \d+ "
                 r"requests pending; starting it again"
             )
-            wait_until(
-                lambda: worker_pids(server)[0] != victim, "worker 0 to start again"
-            )
+            wait_until(partial(restarted, server, 0, victim), "worker 0 to start again")
         last = worker_pids(server)
         wait_until(
             lambda: {w["pid"] for w in workers(port)} == set(last.values()),
@@ -290,11 +350,12 @@ def test_a_worker_killed_again_and_again_under_load(
     finally:
         load.stop()
         poller.stop()
+        counters.close()
     assert load.sent > 50, (load.sent, load.failed)
     assert len(poller.answers) > 50, (len(poller.answers), poller.refused)
     assert {status for status, _ in poller.answers} == {200}
     seen = [json.loads(body) for _, body in poller.answers]
-    for before, after in zip(seen, seen[1:]):
+    for before, after in itertools.pairwise(seen):
         for name in COUNTERS:
             assert after[name] >= before[name], (name, before, after)
     listed = workers(port)
