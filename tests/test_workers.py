@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -375,6 +376,20 @@ def metric(port: int, line: str) -> float:
     return float(match.group(1))
 
 
+def answer(client: socket.socket) -> bytes:
+    """
+    What the server sent on C{client} until it closed it; a reset is as
+    good as a close.
+    """
+    received = b""
+    try:
+        while chunk := client.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
 def test_requests_pending_in_a_dead_worker_count_as_worker_died(
     pool: tuple[Twistd, int],
 ) -> None:
@@ -403,6 +418,15 @@ def test_requests_pending_in_a_dead_worker_count_as_worker_died(
             rf"worker {victim['worker']} \(pid {victim['pid']}\) was killed by "
             rf"SIGKILL with {held} requests pending; starting it again"
         )
+        # Its clients' connections end with no answer; the others' wait on.
+        wait_until(
+            lambda: len(select.select(clients, [], [], 0)[0]) >= held,
+            "the dead worker's connections to end",
+        )
+        assert stats(port)["pending"] == len(clients) - held
+        ended = select.select(clients, [], [], 0)[0]
+        assert len(ended) == held
+        assert all(answer(client) == b"" for client in ended)
     finally:
         # The requests still pending in the other worker: their clients leave.
         for client in clients:
