@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
+from typing import Any
 from unittest import mock
 
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -16,6 +22,7 @@ from twisted_close import Ending, Ledger
 from twisted_close._ledger import Totals
 from twisted_close.closedemo.shared import COPY, SLOT, SharedCounters
 from twisted_close.closedemo.tap import Options
+from twisted_close.closedemo.workers import RESTART_PAUSE, WorkerPool, _Worker
 
 from .helpers import demo_server
 
@@ -240,3 +247,94 @@ class WorkerOptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--workers", "2"])
         self.assertEqual(options["workers"], 2)
+
+
+class _Broken:
+    def bury(self, slot: int) -> int:
+        raise ZeroDivisionError("broken")
+
+
+class WorkerEndTests(SynchronousTestCase):
+    """
+    What the parent does when a worker process ends, the process faked.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pool = WorkerPool(self.clock, [], 2, {})
+        self.pool._shared = SharedCounters.create(2)
+        self.addCleanup(self.pool.shared.close)
+        self.spawned: list[int] = []
+        self.failing_spawns = 0
+
+        def spawn(slot: int) -> None:
+            if self.failing_spawns:
+                self.failing_spawns -= 1
+                raise OSError("no more processes")
+            self.spawned.append(slot)
+
+        self.pool._spawn = spawn  # type: ignore[method-assign]
+
+    def end(self, slot: int, reason: Exception) -> tuple[_Worker, list[str]]:
+        worker = _Worker(self.pool, slot)
+        worker.pid = 4242
+        self.pool.workers[slot] = worker
+        with capturedLogs() as events:
+            worker.processEnded(Failure(reason))
+        self.successResultOf(worker.ended)
+        return worker, [formatEvent(e) for e in events]
+
+    def test_a_killed_workers_pending_count_as_worker_died(self) -> None:
+        state: dict[str, Any] = {**Ledger().state(), "pending": 3, "pid": 4242}
+        self.pool.shared.publish(1, state)
+        leave_mid_write(self.pool.shared, 1, {**state, "pending": 4})
+        _, lines = self.end(1, ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(
+            lines,
+            [
+                "worker 1 (pid 4242) was killed by SIGKILL with 3 requests "
+                "pending; starting it again"
+            ],
+        )
+        totals = self.pool.shared.totals()
+        self.assertEqual(totals.server_endings, {Ending.WORKER_DIED: 3})
+        self.assertEqual(totals.pending, 0)
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [1])
+
+    def test_a_failure_while_settling_does_not_stop_the_restart(self) -> None:
+        self.pool._shared = _Broken()  # type: ignore[assignment]
+        # Not a signal Python names, either.
+        _, lines = self.end(0, ProcessTerminated(signal=40))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertIn(
+            "worker 0 (pid 4242) was killed by signal 40 with ? requests pending; "
+            "starting it again",
+            lines,
+        )
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [0])
+
+    def test_a_worker_that_cannot_be_started_is_tried_again(self) -> None:
+        self.failing_spawns = 2
+        self.end(0, ProcessDone(0))
+        self.clock.advance(RESTART_PAUSE)
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [0])
+
+    def test_during_a_stop_an_ended_worker_is_counted_not_restarted(self) -> None:
+        self.pool.stopping = True
+        self.pool.shared.publish(0, {**Ledger().state(), "pending": 2})
+        _, lines = self.end(0, ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(
+            lines, ["worker 0 (pid 4242) was killed by SIGKILL with 2 requests pending"]
+        )
+        self.assertEqual(self.pool.shared.totals().server_ended, 2)
+        self.clock.advance(RESTART_PAUSE * 10)
+        self.assertEqual(self.spawned, [])
+        # A worker that drained and exited is not worth a line.
+        _, lines = self.end(1, ProcessDone(0))
+        self.assertEqual(lines, [])
