@@ -4,16 +4,25 @@ Counters that several worker processes share and sum.
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import signal
+import struct
+from typing import Any
+from unittest import mock
 
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ending, Ledger
 from twisted_close._ledger import Totals
-from twisted_close.closedemo.shared import SLOT, SharedCounters
+from twisted_close.closedemo.shared import COPY, SLOT, SharedCounters
 from twisted_close.closedemo.tap import Options
+from twisted_close.closedemo.workers import RESTART_PAUSE, WorkerPool, _Worker
 
 from .helpers import demo_server
 
@@ -30,15 +39,35 @@ def busy_ledger() -> Ledger:
     return ledger
 
 
+HEAD = struct.Struct("<QI")
+
+
+def leave_mid_write(
+    shared: SharedCounters, slot: int, state: dict[str, object]
+) -> None:
+    """
+    Do what a writer killed in the middle of publishing C{state} leaves:
+    the copy it writes marked odd and only half of the state in it.
+    """
+    base = slot * SLOT
+    heads = [HEAD.unpack_from(shared._map, base + copy * COPY) for copy in (0, 1)]
+    copy = 0 if heads[0][0] <= heads[1][0] else 1
+    top = max(heads[0][0], heads[1][0])
+    data = json.dumps(state).encode()
+    start = base + copy * COPY
+    HEAD.pack_into(shared._map, start, top + 1, 0)
+    half = data[: len(data) // 2]
+    shared._map[start + HEAD.size : start + HEAD.size + len(half)] = half
+
+
 class SharedCountersTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        directory = tempfile.mkdtemp()
-        self.path = os.path.join(directory, "counters")
-        self.addCleanup(os.rmdir, directory)
-        self.addCleanup(os.unlink, self.path)
+    def counters(self, slots: int) -> SharedCounters:
+        shared = SharedCounters.create(slots)
+        self.addCleanup(shared.close)
+        return shared
 
     def test_slots_are_summed(self) -> None:
-        shared = SharedCounters(self.path, 3)
+        shared = self.counters(3)
         self.addCleanup(shared.close)
         ledger = busy_ledger()
         shared.publish(0, ledger.state())
@@ -59,10 +88,11 @@ class SharedCountersTests(SynchronousTestCase):
         self.assertEqual(sum(totals.wait_buckets), 2)
 
     def test_another_process_sees_what_one_published(self) -> None:
-        writer = SharedCounters(self.path, 2)
-        reader = SharedCounters(self.path, 2)
-        self.addCleanup(writer.close)
+        writer = self.counters(2)
+        # What a worker does with the descriptor it inherits.
+        reader = SharedCounters.adopt(os.dup(writer.fileno()), 2)
         self.addCleanup(reader.close)
+        self.assertEqual(reader.fileno(), -1)
         writer.publish(1, {**busy_ledger().state(), "pid": 7})
         state = reader.read(1)
         assert state is not None
@@ -70,20 +100,128 @@ class SharedCountersTests(SynchronousTestCase):
         writer.publish(1, Ledger().state())
         self.assertEqual(reader.totals().completed, 0)
 
-    def test_a_half_written_slot_is_not_read(self) -> None:
-        shared = SharedCounters(self.path, 1)
-        self.addCleanup(shared.close)
-        shared.publish(0, Ledger().state())
-        # An odd sequence number: its writer is in the middle of writing.
-        shared._map[0] = shared._map[0] + 1
-        with self.assertRaises(RuntimeError):
-            shared.read(0)
+    def test_a_slot_left_mid_write_is_read_from_its_whole_copy(self) -> None:
+        shared = self.counters(2)
+        first = {**busy_ledger().state(), "pid": 1}
+        shared.publish(1, first)
+        shared.publish(1, {**first, "completed": 5})
+        leave_mid_write(shared, 1, {**first, "completed": 6})
+        # Any number of reads, by any reader: the last whole state.
+        reader = SharedCounters.adopt(os.dup(shared.fileno()), 2)
+        self.addCleanup(reader.close)
+        for counters in (shared, reader, shared):
+            state = counters.read(1)
+            assert state is not None
+            self.assertEqual(state["completed"], 5)
+            self.assertEqual(counters.totals().completed, 5)
+
+    def test_a_first_state_left_mid_write_reads_as_none(self) -> None:
+        shared = self.counters(1)
+        leave_mid_write(shared, 0, busy_ledger().state())
+        self.assertIsNone(shared.read(0))
+        self.assertEqual(shared.totals().snapshot()["completed"], 0)
+
+    def test_the_next_publish_repairs_a_slot_left_mid_write(self) -> None:
+        shared = self.counters(1)
+        state = busy_ledger().state()
+        shared.publish(0, state)
+        leave_mid_write(shared, 0, {**state, "completed": 9})
+        # The copy left odd is the one written next: the whole one is kept
+        # while it is.
+        shared.publish(0, {**state, "completed": 10})
+        shared.publish(0, {**state, "completed": 11})
+        new = shared.read(0)
+        assert new is not None
+        self.assertEqual(new["completed"], 11)
+        heads = [HEAD.unpack_from(shared._map, copy * COPY)[0] for copy in (0, 1)]
+        self.assertEqual([h % 2 for h in heads], [0, 0])
+
+    def test_a_dead_writers_pending_requests_count_as_worker_died(self) -> None:
+        shared = self.counters(2)
+        ledger = busy_ledger()
+        shared.publish(1, {**ledger.state(), "pid": 7})
+        before = shared.totals()
+        self.assertEqual(before.pending, 1)
+        leave_mid_write(shared, 1, Ledger().state())
+        self.assertEqual(shared.bury(1), 1)
+        after = shared.totals()
+        self.assertEqual(after.pending, 0)
+        self.assertEqual(after.server_endings[Ending.WORKER_DIED], 1)
+        self.assertEqual(after.server_ended, before.server_ended + 1)
+        self.assertEqual(
+            after.completed + after.interrupted + after.server_ended + after.rejected,
+            before.completed
+            + before.interrupted
+            + before.server_ended
+            + before.rejected
+            + before.pending,
+        )
+        state = shared.read(1)
+        assert state is not None
+        # No process writes it until the next worker does.
+        self.assertIsNone(state["pid"])
+        # Its successor carries the count on.
+        successor = Ledger()
+        successor.restore(state)
+        self.assertEqual(successor.server_endings[Ending.WORKER_DIED], 1)
+        self.assertEqual(shared.bury(0), 0)
+        self.assertEqual(shared.bury(1), 0)
+        self.assertEqual(shared.totals().server_ended, after.server_ended)
+
+    def test_a_read_that_a_writer_overtakes_is_done_again(self) -> None:
+        shared = self.counters(1)
+        state = Ledger().state()
+        shared.publish(0, {**state, "completed": 1})
+        shared.publish(0, {**state, "completed": 2})
+        real = shared._head
+        calls: list[int] = []
+
+        def overtaken(slot: int, copy: int) -> tuple[int, int]:
+            calls.append(copy)
+            if len(calls) == 4:
+                # Between the reader's two looks at the newest copy, the
+                # writer writes both: the older whole copy it read is stale.
+                shared.publish(0, {**state, "completed": 3})
+                shared.publish(0, {**state, "completed": 4})
+            return real(slot, copy)
+
+        with mock.patch.object(shared, "_head", overtaken):
+            found = shared.read(0)
+        assert found is not None
+        self.assertEqual(found["completed"], 4)
+
+    def test_a_writer_that_never_pauses_leaves_the_last_state_seen(self) -> None:
+        shared = self.counters(1)
+        shared.publish(0, {**Ledger().state(), "completed": 1})
+        first = shared.read(0)
+        moving = iter(range(2, 10**6, 2))
+
+        def never_still(slot: int, copy: int) -> tuple[int, int]:
+            return next(moving), 10
+
+        with mock.patch.object(shared, "_head", never_still):
+            self.assertEqual(shared.read(0), first)
+        fresh = SharedCounters.adopt(os.dup(shared.fileno()), 1)
+        self.addCleanup(fresh.close)
+        with mock.patch.object(fresh, "_head", never_still):
+            self.assertIsNone(fresh.read(0))
+
+    def test_the_memory_has_no_name(self) -> None:
+        shared = self.counters(1)
+        self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
+
+    def test_without_memfd_an_unlinked_file_serves(self) -> None:
+        with mock.patch.object(os, "memfd_create", None):
+            shared = self.counters(2)
+        self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
+        self.assertEqual(os.fstat(shared.fileno()).st_size, 2 * SLOT)
+        shared.publish(1, Ledger().state())
+        self.assertIsNotNone(shared.read(1))
 
     def test_a_state_too_big_for_a_slot_is_refused(self) -> None:
-        shared = SharedCounters(self.path, 1)
-        self.addCleanup(shared.close)
+        shared = self.counters(1)
         with self.assertRaises(ValueError):
-            shared.publish(0, {"x": "y" * SLOT})
+            shared.publish(0, {"x": "y" * COPY})
 
 
 class LedgerStateTests(SynchronousTestCase):
@@ -109,3 +247,94 @@ class WorkerOptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions(["--workers", "2"])
         self.assertEqual(options["workers"], 2)
+
+
+class _Broken:
+    def bury(self, slot: int) -> int:
+        raise ZeroDivisionError("broken")
+
+
+class WorkerEndTests(SynchronousTestCase):
+    """
+    What the parent does when a worker process ends, the process faked.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pool = WorkerPool(self.clock, [], 2, {})
+        self.pool._shared = SharedCounters.create(2)
+        self.addCleanup(self.pool.shared.close)
+        self.spawned: list[int] = []
+        self.failing_spawns = 0
+
+        def spawn(slot: int) -> None:
+            if self.failing_spawns:
+                self.failing_spawns -= 1
+                raise OSError("no more processes")
+            self.spawned.append(slot)
+
+        self.pool._spawn = spawn  # type: ignore[method-assign]
+
+    def end(self, slot: int, reason: Exception) -> tuple[_Worker, list[str]]:
+        worker = _Worker(self.pool, slot)
+        worker.pid = 4242
+        self.pool.workers[slot] = worker
+        with capturedLogs() as events:
+            worker.processEnded(Failure(reason))
+        self.successResultOf(worker.ended)
+        return worker, [formatEvent(e) for e in events]
+
+    def test_a_killed_workers_pending_count_as_worker_died(self) -> None:
+        state: dict[str, Any] = {**Ledger().state(), "pending": 3, "pid": 4242}
+        self.pool.shared.publish(1, state)
+        leave_mid_write(self.pool.shared, 1, {**state, "pending": 4})
+        _, lines = self.end(1, ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(
+            lines,
+            [
+                "worker 1 (pid 4242) was killed by SIGKILL with 3 requests "
+                "pending; starting it again"
+            ],
+        )
+        totals = self.pool.shared.totals()
+        self.assertEqual(totals.server_endings, {Ending.WORKER_DIED: 3})
+        self.assertEqual(totals.pending, 0)
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [1])
+
+    def test_a_failure_while_settling_does_not_stop_the_restart(self) -> None:
+        self.pool._shared = _Broken()  # type: ignore[assignment]
+        # Not a signal Python names, either.
+        _, lines = self.end(0, ProcessTerminated(signal=40))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertIn(
+            "worker 0 (pid 4242) was killed by signal 40 with ? requests pending; "
+            "starting it again",
+            lines,
+        )
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [0])
+
+    def test_a_worker_that_cannot_be_started_is_tried_again(self) -> None:
+        self.failing_spawns = 2
+        self.end(0, ProcessDone(0))
+        self.clock.advance(RESTART_PAUSE)
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 2)
+        self.clock.advance(RESTART_PAUSE)
+        self.assertEqual(self.spawned, [0])
+
+    def test_during_a_stop_an_ended_worker_is_counted_not_restarted(self) -> None:
+        self.pool.stopping = True
+        self.pool.shared.publish(0, {**Ledger().state(), "pending": 2})
+        _, lines = self.end(0, ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual(
+            lines, ["worker 0 (pid 4242) was killed by SIGKILL with 2 requests pending"]
+        )
+        self.assertEqual(self.pool.shared.totals().server_ended, 2)
+        self.clock.advance(RESTART_PAUSE * 10)
+        self.assertEqual(self.spawned, [])
+        # A worker that drained and exited is not worth a line.
+        _, lines = self.end(1, ProcessDone(0))
+        self.assertEqual(lines, [])

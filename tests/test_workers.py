@@ -1,22 +1,32 @@
 """
 C{--workers N} end to end: one socket served by several processes, totals
-across them, a worker that dies started again, and a stop that stops all.
+across them, a worker that dies started again (its pending requests counted),
+and a stop that stops all and leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import http.client
+import itertools
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from twisted_close.closedemo.shared import SharedCounters
+
+from .test_shared import leave_mid_write
 from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 
 
@@ -52,7 +62,19 @@ def worker_pids(server: Twistd) -> dict[int, int]:
 
 
 @pytest.fixture
-def pool(tmp_path: Path) -> Iterator[tuple[Twistd, int]]:
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """
+    The server's temporary directory, its own so that others' files do not
+    count: whatever the server leaves there is its.
+    """
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setenv("TMPDIR", str(directory))
+    return directory
+
+
+@pytest.fixture
+def pool(tmp_path: Path, own_tmp: Path) -> Iterator[tuple[Twistd, int]]:
     server = Twistd(
         tmp_path, *LISTEN, "--workers", "2", "--delay", "0.3", "--shutdown-grace", "1"
     )
@@ -139,13 +161,18 @@ def test_a_stop_drains_every_worker(pool: tuple[Twistd, int]) -> None:
     assert "1 answered 503" in output
 
 
-def test_workers_stop_when_the_parent_is_killed(pool: tuple[Twistd, int]) -> None:
-    server, _ = pool
+def test_workers_stop_when_the_parent_is_killed(
+    pool: tuple[Twistd, int], own_tmp: Path
+) -> None:
+    server, port = pool
+    many(port, 10)
     pids = list(worker_pids(server).values())
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(timeout=10)
     for pid in pids:
         wait_gone(pid, "orphaned worker")
+    # Nothing of the server outlives it: its shared memory has no name.
+    assert list(own_tmp.iterdir()) == []
 
 
 def test_workers_need_plain_tcp(tmp_path: Path) -> None:
@@ -161,3 +188,279 @@ def test_workers_need_plain_tcp(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "--workers shares plain tcp: sockets only" in result.stdout + result.stderr
+
+
+COUNTERS = ("completed", "interrupted", "server_ended", "rejected")
+
+
+def counted(totals: dict[str, int]) -> int:
+    """
+    The requests that have ended, however they ended.
+    """
+    return sum(totals[name] for name in COUNTERS)
+
+
+class Load:
+    """
+    Light traffic from a few threads until stopped, bounded in count and
+    time; requests that meet a dying worker just fail.
+    """
+
+    def __init__(self, port: int, limit: int = 3000, seconds: float = 90.0) -> None:
+        self.port = port
+        self.limit = limit
+        self.deadline = time.monotonic() + seconds
+        self.sent = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(3)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self.deadline:
+            with self._lock:
+                if self.sent >= self.limit:
+                    return
+                self.sent += 1
+            try:
+                http_get(self.port, "/load?delay=0.02")
+            except (OSError, http.client.HTTPException):
+                with self._lock:
+                    self.failed += 1
+            self._stop.wait(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+class StatsPoller:
+    """
+    C{/stats} asked for again and again until stopped: every answer kept.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.answers: list[tuple[int, bytes]] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append(http_get(self.port, "/stats"))
+            except (OSError, http.client.HTTPException):
+                # A connection the dying worker had accepted: no answer.
+                self.refused += 1
+            self._stop.wait(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def publishing(port: int, pid: int) -> bool:
+    return pid in [w["pid"] for w in workers(port)]
+
+
+def restarted(server: Twistd, slot: int, pid: int) -> bool:
+    return worker_pids(server)[slot] != pid
+
+
+def parent_counters(server: Twistd, slots: int) -> SharedCounters:
+    """
+    The server's shared counters, opened through its parent's descriptor.
+    """
+    for fd in Path(f"/proc/{server.process.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("/memfd:closedemo-counters"):
+            return SharedCounters.adopt(os.open(fd, os.O_RDWR), slots)
+    raise AssertionError("no shared counters among the parent's descriptors")
+
+
+def stats_answers(port: int, count: int) -> list[int]:
+    """
+    The status of C{count} answers to C{/stats}; connections the kernel
+    gives a stopped worker time out and are tried again.
+    """
+    statuses: list[int] = []
+    for _ in range(count * 10):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        try:
+            connection.request("GET", "/stats")
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+        except (OSError, http.client.HTTPException):
+            continue
+        finally:
+            connection.close()
+        if len(statuses) == count:
+            break
+    return statuses
+
+
+def test_a_worker_killed_again_and_again_under_load(
+    pool: tuple[Twistd, int],
+) -> None:
+    server, port = pool
+    counters = parent_counters(server, 2)
+    load = Load(port)
+    poller = StatsPoller(port)
+    victims = []
+    try:
+        for kill in range(5):
+            victim = worker_pids(server)[0]
+            wait_until(
+                partial(publishing, port, victim),
+                f"worker 0 (pid {victim}) to publish",
+            )
+            wait_until(lambda: stats(port)["completed"] > 0, "some load to finish")
+            if kill % 2 == 0:
+                # Killed in the middle of publishing: its slot is left
+                # half-written, and the other worker answers /stats all the
+                # same.
+                os.kill(victim, signal.SIGSTOP)
+                try:
+                    leave_mid_write(counters, 0, counters.read(0) or {})
+                    answers = stats_answers(port, 3)
+                finally:
+                    os.kill(victim, signal.SIGKILL)
+                assert answers == [200] * 3
+            else:
+                os.kill(victim, signal.SIGKILL)
+            victims.append(victim)
+            server.wait_for_line(
+                rf"worker 0 \(pid {victim}\) was killed by SIGKILL with \d+ "
+                r"requests pending; starting it again"
+            )
+            wait_until(partial(restarted, server, 0, victim), "worker 0 to start again")
+        last = worker_pids(server)
+        wait_until(
+            lambda: {w["pid"] for w in workers(port)} == set(last.values()),
+            "both current workers to publish",
+        )
+    finally:
+        load.stop()
+        poller.stop()
+        counters.close()
+    assert load.sent > 50, (load.sent, load.failed)
+    assert len(poller.answers) > 50, (len(poller.answers), poller.refused)
+    assert {status for status, _ in poller.answers} == {200}
+    seen = [json.loads(body) for _, body in poller.answers]
+    for before, after in itertools.pairwise(seen):
+        for name in COUNTERS:
+            assert after[name] >= before[name], (name, before, after)
+    listed = workers(port)
+    assert sorted(w["worker"] for w in listed) == [0, 1]
+    assert all(alive(w["pid"]) for w in listed), listed
+    assert not set(victims) & {w["pid"] for w in listed}
+    assert "Traceback" not in server.output
+    # The server still serves.
+    assert http_get(port, "/after?delay=0") == (200, b"hello")
+
+
+def metric(port: int, line: str) -> float:
+    status, body = http_get(port, "/metrics")
+    assert status == 200
+    match = re.search(rf"^{re.escape(line)} (\S+)$", body.decode(), re.MULTILINE)
+    assert match, f"no {line} in /metrics"
+    return float(match.group(1))
+
+
+def answer(client: socket.socket) -> bytes:
+    """
+    What the server sent on C{client} until it closed it; a reset is as
+    good as a close.
+    """
+    received = b""
+    try:
+        while chunk := client.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_requests_pending_in_a_dead_worker_count_as_worker_died(
+    pool: tuple[Twistd, int],
+) -> None:
+    server, port = pool
+    sent = 10
+    many(port, sent)
+    clients: list[socket.socket] = []
+    try:
+        # The kernel picks the worker of each connection: open them until
+        # one worker holds two.
+        victim: dict[str, int] | None = None
+        while victim is None and len(clients) < 30:
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            clients.append(client)
+            client.sendall(b"GET /slow?delay=30 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            sent += 1
+            wait_until(
+                lambda: stats(port)["pending"] == len(clients),
+                "the request to be pending",
+            )
+            victim = next((w for w in workers(port) if w["pending"] >= 2), None)
+        assert victim is not None, workers(port)
+        held = victim["pending"]
+        os.kill(victim["pid"], signal.SIGKILL)
+        server.wait_for_line(
+            rf"worker {victim['worker']} \(pid {victim['pid']}\) was killed by "
+            rf"SIGKILL with {held} requests pending; starting it again"
+        )
+        # Its clients' connections end with no answer; the others' wait on.
+        wait_until(
+            lambda: len(select.select(clients, [], [], 0)[0]) >= held,
+            "the dead worker's connections to end",
+        )
+        assert stats(port)["pending"] == len(clients) - held
+        ended = select.select(clients, [], [], 0)[0]
+        assert len(ended) == held
+        assert all(answer(client) == b"" for client in ended)
+    finally:
+        # The requests still pending in the other worker: their clients leave.
+        for client in clients:
+            client.close()
+    wait_until(lambda: stats(port)["pending"] == 0, "every request to end")
+    totals = stats(port)
+    assert counted(totals) == sent, totals
+    assert totals["completed"] == 10
+    assert totals["server_ended"] == held
+    assert totals["interrupted"] == len(clients) - held
+    ending = 'twisted_close_requests_server_ended_total{ending="worker_died"}'
+    assert metric(port, ending) == held
+    # The worker started again carries the count on.
+    server.wait_for_line(rf"worker {victim['worker']} \(pid \d+\) serving")
+    wait_until(
+        lambda: victim["pid"] not in [w["pid"] for w in workers(port)],
+        "the new worker to publish",
+    )
+    assert counted(stats(port)) == sent
+    assert metric(port, ending) == held
+
+
+def test_a_normal_stop_is_not_taken_for_the_parent_going(
+    pool: tuple[Twistd, int], own_tmp: Path
+) -> None:
+    server, _ = pool
+    pids = list(worker_pids(server).values())
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=15)
+    for pid in pids:
+        wait_gone(pid)
+    output = server.output
+    # Both workers' own lines are in the output, and neither says that.
+    assert output.count("Shutdown drain: ") == 2, output
+    assert "the parent process has gone" not in output
+    assert "all workers stopped; totals" in output
+    assert list(own_tmp.iterdir()) == []

@@ -28,6 +28,7 @@ class Ending(enum.Enum):
     SERVER_CLOSED = "connection closed by the server"
     SHUTDOWN = "server shutting down"
     STALLED = "dropped: the client read nothing"
+    WORKER_DIED = "worker died"
 
     # Members are singletons: identity is their equality, and hashing by it
     # is done in C (Enum's own __hash__ is Python code, run for every count).
@@ -49,7 +50,14 @@ class Ending(enum.Enum):
 
 
 _BY_SERVER = frozenset(
-    {Ending.SERVER_ABORTED, Ending.SERVER_CLOSED, Ending.SHUTDOWN, Ending.STALLED}
+    {
+        Ending.SERVER_ABORTED,
+        Ending.SERVER_CLOSED,
+        Ending.SHUTDOWN,
+        Ending.STALLED,
+        # A worker process that died took its pending requests with it.
+        Ending.WORKER_DIED,
+    }
 )
 for _ending in Ending:
     _ending.interrupted = _ending is not Ending.COMPLETED

@@ -1,7 +1,11 @@
 """
 Counters shared between worker processes: one slot per worker in a small
-memory-mapped file, each written by its worker alone and read by all, so
-that any worker can answer C{/stats} and C{/metrics} with the totals.
+anonymous shared memory file, each written by its worker alone and read by
+all, so that any worker can answer C{/stats} and C{/metrics} with the totals.
+
+The memory has no name in the file system: the parent makes it and its
+workers inherit its descriptor, so nothing of it outlives them, however they
+end.
 """
 
 from __future__ import annotations
@@ -10,64 +14,159 @@ import json
 import mmap
 import os
 import struct
+import tempfile
 from typing import Any
 
 from .._ledger import Totals
+from .._outcome import Ending
 
-__all__ = ["SharedCounters"]
+__all__ = ["SLOT", "SharedCounters"]
 
-SLOT = 4096
+COPY = 4096
+"""Bytes of one copy of a slot's state, its header included."""
+SLOT = 2 * COPY
+"""Bytes of one slot: two copies, so that one is always whole."""
 _HEAD = struct.Struct("<QI")  # sequence number, length of the JSON that follows
+_TRIES = 1000
+
+
+def _anonymous_file(size: int) -> int:
+    """
+    A descriptor of C{size} bytes of memory-backed file that no path names.
+    """
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        fd: int = memfd_create("closedemo-counters", os.MFD_CLOEXEC)
+    else:
+        # Elsewhere, a temporary file unlinked at once does the same.
+        with tempfile.TemporaryFile() as file:
+            fd = os.dup(file.fileno())
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class SharedCounters:
     """
-    C{slots} slots of JSON state in the file at C{path}.
+    C{slots} slots of JSON state in the shared memory of descriptor C{fd}
+    (see L{create} and L{adopt}).
 
-    A slot is guarded by a sequence number that is odd while its writer is
-    writing, so a reader never takes a half-written state for a whole one.
+    A slot holds two copies of its state, each guarded by a sequence number
+    that is odd while its writer writes it.  A writer writes the copy that
+    does not hold the newest whole state, so a reader always finds one whole
+    copy, even when a writer was killed in the middle of writing the other.
     """
 
-    def __init__(self, path: str, slots: int) -> None:
-        self.path = path
+    def __init__(self, fd: int, slots: int) -> None:
         self.slots = slots
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = fd
+        self._map = mmap.mmap(fd, SLOT * slots)
+        self._last: dict[int, dict[str, Any] | None] = {}
+
+    @classmethod
+    def create(cls, slots: int) -> SharedCounters:
+        """
+        New, empty counters; pass L{fileno} to the processes that share them.
+        """
+        return cls(_anonymous_file(SLOT * slots), slots)
+
+    @classmethod
+    def adopt(cls, fd: int, slots: int) -> SharedCounters:
+        """
+        The counters behind an inherited descriptor C{fd}, which is closed
+        once mapped (the mapping keeps the memory).
+        """
         try:
-            if os.fstat(fd).st_size < SLOT * slots:
-                os.ftruncate(fd, SLOT * slots)
-            self._map = mmap.mmap(fd, SLOT * slots)
+            counters = cls(fd, slots)
         finally:
             os.close(fd)
+        counters._fd = -1
+        return counters
+
+    def fileno(self) -> int:
+        """
+        The shared memory's descriptor (closed by L{close}); -1 once
+        closed, or if adopted.
+        """
+        return self._fd
+
+    def _head(self, slot: int, copy: int) -> tuple[int, int]:
+        sequence, length = _HEAD.unpack_from(self._map, slot * SLOT + copy * COPY)
+        return sequence, length
 
     def publish(self, slot: int, state: dict[str, Any]) -> None:
         """
-        Write C{state} into C{slot}; only that slot's worker may.
+        Write C{state} into C{slot}; only that slot's worker may (or, once
+        it has died, the parent).
         """
         data = json.dumps(state, separators=(",", ":")).encode()
-        if len(data) > SLOT - _HEAD.size:
+        if len(data) > COPY - _HEAD.size:
             raise ValueError(f"state of {len(data)} bytes does not fit a slot")
-        base = slot * SLOT
-        sequence, _ = _HEAD.unpack_from(self._map, base)
-        _HEAD.pack_into(self._map, base, sequence + 1, 0)
+        heads = [self._head(slot, 0), self._head(slot, 1)]
+        odd = [copy for copy in (0, 1) if heads[copy][0] % 2]
+        # A copy left odd was being written by a writer that died: it holds
+        # nothing whole, so write that one; else the older one.
+        copy = odd[0] if odd else min((0, 1), key=lambda c: heads[c][0])
+        top = max(heads[0][0], heads[1][0])
+        top += top % 2  # numbers above any seen, odd then even
+        base = slot * SLOT + copy * COPY
+        _HEAD.pack_into(self._map, base, top + 1, 0)
         self._map[base + _HEAD.size : base + _HEAD.size + len(data)] = data
-        _HEAD.pack_into(self._map, base, sequence + 2, len(data))
+        _HEAD.pack_into(self._map, base, top + 2, len(data))
 
     def read(self, slot: int) -> dict[str, Any] | None:
         """
-        The state last published in C{slot}, or C{None} if none was.
+        The state last published whole in C{slot}, or C{None} if none was.
+        Never fails: a copy left half-written is passed over.
         """
-        base = slot * SLOT
-        for _ in range(1000):
-            before, length = _HEAD.unpack_from(self._map, base)
-            if before % 2:
-                continue
-            start = base + _HEAD.size
-            data = self._map[start : start + length]
-            after, _ = _HEAD.unpack_from(self._map, base)
-            if after == before:
-                state: dict[str, Any] | None = json.loads(data) if length else None
-                return state
-        raise RuntimeError(f"slot {slot} of {self.path} is never still")
+        for _ in range(_TRIES):
+            newest: tuple[int, dict[str, Any]] | None = None
+            torn = False
+            for copy in (0, 1):
+                before, length = self._head(slot, copy)
+                if before % 2 or not length:
+                    continue  # being written (or its writer died), or empty
+                start = slot * SLOT + copy * COPY + _HEAD.size
+                data = self._map[start : start + length]
+                if self._head(slot, copy)[0] != before:
+                    torn = True
+                    break
+                try:
+                    state = json.loads(data)
+                except ValueError:
+                    continue
+                if newest is None or before > newest[0]:
+                    newest = (before, state)
+            if not torn:
+                # A copy that changed while read means the writer moved on
+                # past the other one too: only an untorn look is current.
+                found = None if newest is None else newest[1]
+                self._last[slot] = found
+                return found
+        # A writer that never pauses for that long: what was last seen.
+        return self._last.get(slot)
+
+    def bury(self, slot: int) -> int:
+        """
+        The writer of C{slot} has died: count the requests it last said were
+        pending as ended by the server (L{Ending.WORKER_DIED}), and return
+        how many they were.  Its successor carries on from the slot.
+        """
+        state = self.read(slot)
+        if state is None:
+            return 0
+        pending: int = state["pending"]
+        endings = dict(state["server_endings"])
+        code = Ending.WORKER_DIED.code
+        endings[code] = endings.get(code, 0) + pending
+        # Written even with none pending: it makes the slot whole again.  No
+        # process writes it until the next worker does.
+        buried = {**state, "pending": 0, "server_endings": endings, "pid": None}
+        self.publish(slot, buried)
+        return pending
 
     def states(self) -> list[dict[str, Any] | None]:
         """
@@ -82,4 +181,10 @@ class SharedCounters:
         return Totals.of(s for s in self.states() if s is not None)
 
     def close(self) -> None:
+        """
+        Unmap the memory and close its descriptor, if still open.
+        """
         self._map.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,7 +1,8 @@
 """
 One worker process of C{twistd closedemo --workers N}: it serves the
 listening sockets its parent bound and hands it, counts into its slot of the
-shared counters, and drains on SIGTERM like a single process does.
+shared counters, and drains like a single process does when its parent says
+C{stop} on its stdin, or on SIGTERM.
 
 Started by L{twisted_close.closedemo.workers.WorkerPool} as
 C{python -m twisted_close.closedemo.worker CONFIG}, C{CONFIG} being JSON.
@@ -29,7 +30,7 @@ from .._ledger import Ledger
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 from .site import build_site, optional_metrics
-from .workers import listen_shared
+from .workers import STOP, listen_shared
 
 log = Logger(namespace="twisted_close")
 
@@ -39,13 +40,13 @@ PUBLISH_EVERY = 0.01
 
 def serve(config: dict[str, Any]) -> None:
     """
-    Serve until SIGTERM, as C{config} says (see L{WorkerPool}).
+    Serve until told to stop, as C{config} says (see L{WorkerPool}).
     """
     from twisted.internet import reactor
 
     settings = config["settings"]
     slot = config["slot"]
-    shared = SharedCounters(config["shared"], config["slots"])
+    shared = SharedCounters.adopt(config["shared_fd"], config["slots"])
     ledger = Ledger(reactor, max_pending=settings["max_pending"])
     previous = shared.read(slot)
     if previous is not None:
@@ -84,8 +85,15 @@ def serve(config: dict[str, Any]) -> None:
         ports.append(sockets.adoptStreamPort(own.fileno(), family, site))  # type: ignore[arg-type]
         own.close()  # adoptStreamPort took a copy
     drain = GracefulDrain(ledger, reactor, settings["shutdown_grace"])
+    core = cast(IReactorCore, reactor)
+    # Our stdin is a pipe from the parent: its end means the parent is gone
+    # (even by SIGKILL), and a worker without a parent stops too.
+    parent = _Parent(core)
+    StandardIO(parent, reactor=reactor)
 
     async def stop() -> None:
+        # Our own stop ends stdin too: that is not the parent going.
+        parent.stopping = True
         quiet_repeated_stops(reactor)
         for port in ports:
             await maybeDeferred(port.stopListening)
@@ -93,17 +101,15 @@ def serve(config: dict[str, Any]) -> None:
         publisher.stop()
         publish()
 
-    core = cast(IReactorCore, reactor)
     core.addSystemEventTrigger(
         "before", "shutdown", lambda: Deferred.fromCoroutine(stop())
     )
     # A Ctrl-C reaches the whole process group: the parent decides, and
-    # stops its workers with SIGTERM.
+    # stops its workers.
     core.callWhenRunning(signal.signal, signal.SIGINT, signal.SIG_IGN)
-    # Our stdin is a pipe from the parent: its end means the parent is gone
-    # (even by SIGKILL), and a worker without a parent stops too.
-    StandardIO(_Orphaned(core), reactor=reactor)
-    log.info(
+    # Said once running: from then on a SIGTERM stops it gracefully too.
+    core.callWhenRunning(
+        log.info,
         "worker {slot} (pid {pid}) serving on {reactor}",
         slot=slot,
         pid=os.getpid(),
@@ -112,11 +118,29 @@ def serve(config: dict[str, Any]) -> None:
     core.run()
 
 
-class _Orphaned(Protocol):
+class _Parent(Protocol):
+    """
+    The parent's end of our stdin: C{stop} on it begins a normal stop, and
+    its end without one means the parent has gone.
+    """
+
     def __init__(self, reactor: IReactorCore) -> None:
         self.reactor = reactor
+        self.stopping = False
+        self._heard = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self._heard = (self._heard + data)[-len(STOP) :]
+        if self._heard == STOP and not self.stopping:
+            self.stopping = True
+            try:
+                self.reactor.stop()
+            except ReactorNotRunning:
+                pass  # already stopping
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.stopping:
+            return
         log.warn("the parent process has gone; stopping")
         try:
             self.reactor.stop()

@@ -4,8 +4,10 @@ listens on it with C{SO_REUSEPORT}, so the kernel spreads new connections
 evenly over them (a shared accepting socket lets whichever worker wakes
 first take a whole burst); the parent binds the address first, without
 listening, so that the port is chosen and held once.  A worker that dies is
-reported and started again; a stop sends every worker SIGTERM, and each
-drains as a single process would.
+reported and started again, the requests it had pending counted as ended by
+the server (C{worker died}); a stop tells every worker to stop on its stdin
+(its end without that word means the parent has gone), and each drains as a
+single process would.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -46,6 +47,12 @@ log = Logger(namespace="twisted_close")
 RESTART_PAUSE = 1.0
 """Seconds before a worker that died young is started again."""
 
+SHARED_FD = 3
+"""The descriptor number of the shared counters in a worker."""
+
+STOP = b"stop\n"
+"""What the parent writes to a worker's stdin to stop it."""
+
 
 def tcp_only(endpoint: IStreamServerEndpoint) -> bool:
     """
@@ -64,8 +71,11 @@ class _Worker(ProcessProtocol):
         self.ended: Deferred[None] = Deferred()
 
     def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(None)
-        self.pool._ended(self, reason)
+        # The pool settles the worker's slot before a stop can close it.
+        try:
+            self.pool._ended(self, reason)
+        finally:
+            self.ended.callback(None)
 
 
 @dataclass
@@ -145,7 +155,6 @@ class WorkerPool(Service):
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         # Made when the service starts: building the service has no effects.
-        self.shared_path = ""
         self._shared: SharedCounters | None = None
 
     @property
@@ -166,9 +175,7 @@ class WorkerPool(Service):
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        directory = tempfile.mkdtemp(prefix="closedemo-")
-        self.shared_path = os.path.join(directory, "counters")
-        self._shared = SharedCounters(self.shared_path, self.count)
+        self._shared = SharedCounters.create(self.count)
         for listener in self.listeners:
             log.info(
                 "closedemo listening on {address} ({description}) with {count} workers",
@@ -183,7 +190,7 @@ class WorkerPool(Service):
         config = {
             "slot": slot,
             "slots": self.count,
-            "shared": self.shared_path,
+            "shared_fd": SHARED_FD,
             "listen": [listener.config() for listener in self.listeners],
             "settings": self.settings,
             "reactor": "asyncio" if asyncio_event_loop(self.reactor) else None,
@@ -199,33 +206,61 @@ class WorkerPool(Service):
                 json.dumps(config),
             ],
             env=dict(os.environ),
-            childFDs={0: "w", 1: 1, 2: 2},
+            # stdin is a pipe from us: its end tells the worker we are gone.
+            childFDs={0: "w", 1: 1, 2: 2, SHARED_FD: self.shared.fileno()},
         )
         worker.pid = process.pid
         self.workers[slot] = worker
         log.info("worker {slot} started (pid {pid})", slot=slot, pid=process.pid)
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
-        if self.workers.get(worker.slot) is worker and not self.stopping:
+        # Nothing here may raise: a worker that died, however it died, must
+        # be reported and started again.
+        current = self.workers.get(worker.slot) is worker
+        if current:
             del self.workers[worker.slot]
-            state = self.shared.read(worker.slot) or {}
-            how = _how(reason)
-            log.warn(
-                "worker {slot} (pid {pid}) {how} with {pending} requests pending; "
-                "starting it again",
+        pending: int | str = "?"
+        try:
+            # It cannot write any more: settle what it had pending.
+            pending = self.shared.bury(worker.slot)
+        except Exception:
+            log.failure(
+                "worker {slot} (pid {pid}) ended; its slot could not be settled",
                 slot=worker.slot,
                 pid=worker.pid,
-                how=how,
-                pending=state.get("pending", 0),
             )
-            young = self.clock.seconds() - worker.started < RESTART_PAUSE
-            self.clock.callLater(
-                RESTART_PAUSE if young else 0, self._respawn, worker.slot
-            )
+        how = _how(reason)
+        if self.stopping:
+            if how != "exited" or pending:
+                log.warn(
+                    "worker {slot} (pid {pid}) {how} with {pending} requests pending",
+                    slot=worker.slot,
+                    pid=worker.pid,
+                    how=how,
+                    pending=pending,
+                )
+            return
+        if not current:
+            return
+        log.warn(
+            "worker {slot} (pid {pid}) {how} with {pending} requests pending; "
+            "starting it again",
+            slot=worker.slot,
+            pid=worker.pid,
+            how=how,
+            pending=pending,
+        )
+        young = self.clock.seconds() - worker.started < RESTART_PAUSE
+        self.clock.callLater(RESTART_PAUSE if young else 0, self._respawn, worker.slot)
 
     def _respawn(self, slot: int) -> None:
-        if not self.stopping and slot not in self.workers:
+        if self.stopping or slot in self.workers:
+            return
+        try:
             self._spawn(slot)
+        except Exception:
+            log.failure("worker {slot} could not be started; trying again", slot=slot)
+            self.clock.callLater(RESTART_PAUSE, self._respawn, slot)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()  # type: ignore[no-untyped-call]
@@ -235,7 +270,9 @@ class WorkerPool(Service):
             listener.socket.close()
         ended = [w.ended for w in self.workers.values()]
         for worker in self.workers.values():
-            _signal(worker, signal.SIGTERM)
+            # Not SIGTERM: a worker not yet running would die of it; the
+            # word waits in the pipe until the worker reads it.
+            _tell_stop(worker)
         timeout = self.clock.callLater(self.stop_timeout, self._kill)
         done = DeferredList(ended)
 
@@ -245,8 +282,6 @@ class WorkerPool(Service):
             totals = self.shared.totals().snapshot()
             log.info("all workers stopped; totals {totals}", totals=totals)
             self.shared.close()
-            os.unlink(self.shared_path)
-            os.rmdir(os.path.dirname(self.shared_path))
 
         return done.addCallback(finished)
 
@@ -254,6 +289,13 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             log.warn("worker {slot} did not stop; killing it", slot=worker.slot)
             _signal(worker, signal.SIGKILL)
+
+
+def _tell_stop(worker: _Worker) -> None:
+    try:
+        cast(IProcessTransport, worker.transport).write(STOP)
+    except Exception:
+        pass  # it has already gone
 
 
 def _signal(worker: _Worker, number: int) -> None:
@@ -269,5 +311,9 @@ def _how(reason: Failure) -> str:
         return "exited"
     signal_number = getattr(reason.value, "signal", None)
     if signal_number:
-        return f"was killed by {signal.Signals(signal_number).name}"
+        try:
+            name = signal.Signals(signal_number).name
+        except ValueError:
+            name = f"signal {signal_number}"
+        return f"was killed by {name}"
     return f"exited with status {getattr(reason.value, 'exitCode', '?')}"
