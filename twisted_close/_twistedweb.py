@@ -9,6 +9,7 @@ loudly, rather than as a wrong outcome somewhere else.
 from __future__ import annotations
 
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IReactorCore
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
@@ -20,6 +21,7 @@ __all__ = [
     "classify",
     "connection_closing",
     "keep_alive_off",
+    "reactor_cutting_connections",
     "request_state",
     "tcp_endpoint_address",
     "transport_of",
@@ -177,3 +179,16 @@ def tcp_endpoint_address(endpoint: object) -> tuple[str, int, int]:
         int(getattr(endpoint, "_port", 0)),
         int(getattr(endpoint, "_backlog", 50)),
     )
+
+
+def reactor_cutting_connections(reactor: IReactorCore) -> bool:
+    """
+    Whether C{reactor}, whose shutdown has begun, is now dropping every
+    connection.
+
+    Relies on the order of C{ReactorBase}'s own C{'during' 'shutdown'}
+    triggers: C{crash()}, which sets the public C{running} to False, comes
+    before C{disconnectAll()}, which loses every connection (as a plain
+    C{ConnectionLost}, the same failure as a client's reset).
+    """
+    return not reactor.running
