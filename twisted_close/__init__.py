@@ -21,6 +21,7 @@ from ._stream import (
     demo_events,
 )
 from ._twistedweb import classify
+from ._version import __version__
 from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ServerSentEvent",
     "StreamSource",
     "WorkResource",
+    "__version__",
     "cancel_on_disconnect",
     "classify",
     "demo_events",
