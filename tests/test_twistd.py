@@ -213,12 +213,14 @@ def test_the_drain_is_not_blamed_on_clients(sigterm: Shutdown) -> None:
 
 def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
     """
-    The README's C{twistd -n --logger twisted_close.logs.json_observer
-    closedemo}: one JSON object per event, the outcome as plain fields.
+    The README's JSON-log command: one JSON object per line (for
+    C{json.loads}, no record separator), the outcome as plain fields.
     """
-    server = Twistd(
-        tmp_path, *LISTEN, logging=("--logger", "twisted_close.logs.json_observer")
-    )
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    [line] = re.findall(r"^twistd -n --logger \S+ closedemo$", readme, re.M)
+    logger = line.split()[3]
+    assert logger == "twisted_close.logs.json_lines_observer"
+    server = Twistd(tmp_path, *LISTEN, logging=("--logger", logger))
     try:
         match = server.wait_for_line(r'"address": "127\.0\.0\.1:(\d+)"', timeout=30)
         port = int(match.group(1))
@@ -229,7 +231,7 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
         server.wait_for_line(r'"ending": "client_closed"')
     finally:
         server.kill()
-    events = [json.loads(line.lstrip("\x1e")) for line in server.lines]
+    events = [json.loads(line) for line in server.lines]
     [event] = [e for e in events if "outcome" in e]
     assert event["outcome"]["path"] == "/slow"
     assert event["outcome"]["client"] == f"127.0.0.1:{own_port}"
