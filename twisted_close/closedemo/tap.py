@@ -292,7 +292,8 @@ def makeService(options: Any) -> IService:
     from twisted.internet import reactor
 
     for warning in getattr(options, "warnings", []):
-        log.warn("closedemo: {warning}", warning=warning)
+        # Not a "warning" field: observers take that for a Python warning.
+        log.warn("closedemo: {problem}", problem=warning)
     if options["workers"] > 1:
         endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
         settings = {
