@@ -237,3 +237,54 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
     assert event["outcome"]["client"] == f"127.0.0.1:{own_port}"
     assert event["outcome"]["reason"] == "client closed the connection"
     assert event["log_namespace"] == "twisted_close"
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (("--listen", "tcp:99999"), "--listen 'tcp:99999': port 99999 is not"),
+        (("--access-log", "/nonexistent/x.log"), "--access-log: '/nonexistent/x.log'"),
+        (("--tick", "abc"), "--tick: tick 'abc' is not a number"),
+        (("--idle-timeout", "abc"), "--idle-timeout: idle timeout 'abc'"),
+    ],
+)
+def test_option_errors_are_one_line_not_a_traceback(
+    tmp_path: Path, options: tuple[str, ...], words: str
+) -> None:
+    result = subprocess.run(
+        command(*options),
+        cwd=tmp_path,
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert words in output
+    assert "Traceback" not in output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_port_that_cannot_be_had_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            command("--listen", f"tcp:{port}:interface=127.0.0.1"),
+            cwd=tmp_path,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"closedemo: --listen: Couldn't listen on 127.0.0.1:{port}" in output
+    assert "Address already in use" in output
+    assert "Traceback" not in output

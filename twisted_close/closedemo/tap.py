@@ -13,6 +13,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -276,6 +277,20 @@ class _AnnouncedEndpoint:
         return self._endpoint.listen(factory).addCallback(announce)
 
 
+class _Closedemo(MultiService):
+    """
+    The single-process server: its listeners, its drain.
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
+        except CannotListenError as e:
+            # A port already taken, an address not on this machine: one line
+            # for the user, as a usage error would be, not a traceback.
+            raise SystemExit(f"closedemo: --listen: {e}") from None
+
+
 def site_settings(options: Any) -> dict[str, Any]:
     """
     What L{build_site} takes from the options, as JSON-ready keywords.
@@ -310,7 +325,7 @@ def makeService(options: Any) -> IService:
         metrics=optional_metrics(ledger),
         **site_settings(options),
     )
-    service = MultiService()
+    service: MultiService = _Closedemo()  # type: ignore[no-untyped-call]
     # Services stop in reverse order: the listeners stop accepting first,
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
