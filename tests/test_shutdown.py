@@ -9,6 +9,8 @@ a subprocess by C{tests/test_readme.py}.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 
 from twisted.internet.task import Clock
@@ -67,3 +69,12 @@ class ShutdownTests(SynchronousTestCase):
 
     def test_a_clock_is_never_shutting_down(self) -> None:
         self.assertFalse(watch_shutdown(Clock()).cutting_connections)
+
+    def test_a_watched_reactor_is_not_kept_alive(self) -> None:
+        reactor = MemoryReactorClock()
+        watch_shutdown(reactor)
+        gone = weakref.ref(reactor)
+        watch_shutdown(Clock())  # no longer the last one asked about
+        del reactor
+        gc.collect()
+        self.assertIsNone(gone())

@@ -11,7 +11,7 @@ never shutting down.
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from twisted.internet.interfaces import IReactorCore
 
@@ -30,7 +30,9 @@ class ShutdownWatch:
     __slots__ = ("_reactor", "begun")
 
     def __init__(self, reactor: IReactorCore | None) -> None:
-        self._reactor = reactor
+        # Weakly: the reactor holds this watch (its trigger), and a strong
+        # reference back would keep a test's fake reactor in _watches forever.
+        self._reactor = None if reactor is None else ref(reactor)
         self.begun = False
         if reactor is not None:
             reactor.addSystemEventTrigger("before", "shutdown", self._begin)
@@ -46,10 +48,10 @@ class ShutdownWatch:
         close it.  (A graceful drain's grace, in the C{'before'} phase,
         is not: clients may still leave by themselves then.)
         """
-        reactor = self._reactor
-        return (
-            self.begun and reactor is not None and reactor_cutting_connections(reactor)
-        )
+        if not self.begun or self._reactor is None:
+            return False
+        reactor = self._reactor()
+        return reactor is not None and reactor_cutting_connections(reactor)
 
 
 _NEVER = ShutdownWatch(None)
