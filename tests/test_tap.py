@@ -184,6 +184,7 @@ VALUES = st.one_of(
             "/nonexistent/x.log",
             "/",
             "x\0y",
+            "\udcff",  # a byte that is not UTF-8, as Python passes it on
         ]
     ),
 )
@@ -215,7 +216,9 @@ class RandomOptionTests(SynchronousTestCase):
     def test_any_values_give_options_or_a_usage_error(
         self, pairs: list[tuple[str, str]]
     ) -> None:
-        parse_or_usage_error([f"--{name}={value}" for name, value in pairs])
+        options = parse_or_usage_error([f"--{name}={value}" for name, value in pairs])
+        if options is not None:
+            tap.makeService(options)  # builds, starts nothing
 
     @settings(max_examples=200, deadline=None)
     @given(st.sampled_from(OPTIONS), VALUES)
@@ -247,6 +250,14 @@ class OptionErrorTests(SynchronousTestCase):
                     f"--{option}: {noun} 'abc' is not a number of seconds "
                     "such as 2 or 0.5",
                 )
+
+    def test_a_message_that_is_not_utf8_is_a_usage_error(self) -> None:
+        with self.assertRaises(UsageError) as caught:
+            parse("--message", "caf\udce9")  # b"caf\xe9", Latin-1, on the command line
+        self.assertEqual(
+            str(caught.exception), "--message: 'caf\\udce9' is not UTF-8 text"
+        )
+        self.assertEqual(parse("-m", "café")["message"], "café")
 
     def test_a_port_out_of_range_is_a_usage_error(self) -> None:
         with self.assertRaises(UsageError) as caught:

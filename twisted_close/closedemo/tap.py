@@ -206,8 +206,23 @@ def _log_file(options: Options, option: str, path: Any) -> str | None:
     raise usage.UsageError(f"{option}: {shown} {problem}")
 
 
+def _utf8(options: Options, option: str, text: Any) -> str:
+    """
+    Text that can be sent as UTF-8 (an argument in another encoding comes
+    with lone surrogates standing for its bytes).
+    """
+    try:
+        str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        raise usage.UsageError(
+            f"{option}: {ascii(text)[:60]} is not UTF-8 text"
+        ) from None
+    return str(text)
+
+
 CHECKS: dict[str, Check] = {
     # In this order: an option bounded by another comes after it.
+    "message": _utf8,
     "max-delay": _seconds("maximum delay", DAY),
     "delay": _seconds("delay", bound_by="--max-delay"),
     "tick": _seconds("tick", HOUR, positive=True),
