@@ -2,9 +2,10 @@
 python -m bench --scenario subscribers [--subscribers N] [--duration S]
 
 Start the peers, measure each with the same load, print a table with ratios
-against bare Twisted and the closedemo targets, and write JSON.  The
-subscribers scenario, run alone, measures what idle /outcomes subscribers
-add to closedemo's CPU per request.
+against bare Twisted and the closedemo targets, and write JSON: into
+bench/out/ (ignored), to --json PATH, or with --update-docs into the tracked
+bench/results.json.  The subscribers scenario, run alone, measures what idle
+/outcomes subscribers add to closedemo's CPU per request.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ WORKERS_TARGET = 1.15  # closedemo --workers 2 req/s against single-process Node
 QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1}
 FULL = {"held": 10_000, "due": 5000, "duration": 10.0, "rounds": 3}
 T0 = time.monotonic()
+TRACKED = HERE / "results.json"  # the run the READMEs cite: --update-docs only
+OUTPUT = HERE / "out" / "results.json"  # ignored by git
 
 
 def say(message: str) -> None:
@@ -58,7 +61,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conns", type=int, default=50, help="req/s connections")
     p.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list")
     p.add_argument("--load", choices=("auto", "wrk", "asyncio"), default="auto")
-    p.add_argument("--json", type=Path, help="where to write (results.json)")
     p.add_argument(
         "--scenario",
         choices=("peers", "subscribers"),
@@ -67,14 +69,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "idle /outcomes subscribers, closedemo alone",
     )
     p.add_argument("--subscribers", type=int, default=40, help="idle subscribers")
+    p.add_argument(
+        "--json",
+        type=Path,
+        help=f"write the results here (default {OUTPUT.relative_to(HERE.parent)}, "
+        "not tracked)",
+    )
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help=f"write {TRACKED.relative_to(HERE.parent)}, the run the READMEs cite",
+    )
     p.add_argument("--profile", type=Path, metavar="DIR", help="then py-spy them")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.json is not None and args.update_docs:
+        p.error("--json and --update-docs both say where to write: give one")
     if args.json is None:
-        name = "subscribers.json" if args.scenario == "subscribers" else "results.json"
-        args.json = HERE / name
+        args.json = TRACKED if args.update_docs else OUTPUT
+        if args.scenario == "subscribers":
+            args.json = args.json.with_name("subscribers.json")
     args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
     if unknown := set(args.peers) - set(PEER_NAMES):
         p.error(f"unknown peers {sorted(unknown)}; choose from {PEER_NAMES}")

@@ -7,7 +7,8 @@ CI installs both (C{apt-get install chromium}; C{playwright} is in the
 C{test} extra).  If either is missing these tests fail and say so: they are
 never skipped.  Playwright's own browser download is not used.
 
-Every wait is bounded.  The screenshot test writes C{docs/demo.png}.
+Every wait is bounded.  The screenshot test writes C{docs/demo.png} only
+with C{pytest --update-docs}; otherwise into a temporary directory.
 """
 
 from __future__ import annotations
@@ -295,24 +296,26 @@ def test_keyboard_alone(demo: Callable[..., Demo]) -> None:
     page.expect_counters(interrupted=2)
 
 
-def test_screenshot(browser: Browser, tmp_path: Path) -> None:
+def test_screenshot(browser: Browser, tmp_path: Path, update_docs: bool) -> None:
     """
-    A desktop view after some activity, for the README: docs/demo.png.
-    A server of its own, so that the counters are those of what it shows.
+    A desktop view after some activity, for the README: docs/demo.png
+    (with C{--update-docs}).  A server of its own, so that the counters are
+    those of what it shows.
     """
+    path = SCREENSHOT if update_docs else tmp_path / "demo.png"
     twistd = Twistd(tmp_path, *LISTEN)
     try:
         port = twistd.port()
         page = Demo(browser, port, SCREENSHOT_VIEW)
         try:
-            take_screenshot(page, port)
+            take_screenshot(page, port, path)
         finally:
             page.close()
     finally:
         twistd.kill()
 
 
-def take_screenshot(page: Demo, port: int) -> None:
+def take_screenshot(page: Demo, port: int, path: Path) -> None:
     assert page.start == dict.fromkeys(COUNTERS, 0)
     page.fill_delay("1.5")
     page.page.get_by_role("button", name="Start 50, abort a random half").click()
@@ -334,8 +337,7 @@ def take_screenshot(page: Demo, port: int) -> None:
     page.page.wait_for_timeout(1500)
     page.page.mouse.move(0, 0)
     page.expect_counters(pending=1, completed=26, interrupted=26, rejected=1)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 20_000
+    page.page.screenshot(path=str(path))
+    assert path.stat().st_size > 20_000
     page.page.get_by_role("button", name="Abort all mine").click()
     page.expect_counters(completed=26, interrupted=27, rejected=1)

@@ -5,7 +5,9 @@ Metrics and JSON logs read the same outcome records as /stats.
 from __future__ import annotations
 
 import io
+import json
 import sys
+from pathlib import Path
 
 from prometheus_client import generate_latest
 from twisted.internet.task import Clock
@@ -13,8 +15,8 @@ from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEv
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ledger
-from twisted_close.closedemo.site import build_site, optional_metrics
-from twisted_close.logs import json_observer
+from twisted_close.closedemo.site import METRICS_HINT, build_site, optional_metrics
+from twisted_close.logs import json_lines_observer, json_observer
 from twisted_close.metrics import metrics_registry
 from twisted_close.testing import InMemoryServer
 
@@ -67,7 +69,7 @@ class MetricsTests(SynchronousTestCase):
         response = server.get("/metrics").response
         assert response is not None
         self.assertEqual(response.status, 404)
-        self.assertIn(b"pip install 'twisted-close[metrics]'", response.body)
+        self.assertIn(b"pip install '.[metrics]'", response.body)
 
     def test_the_plugin_does_without_prometheus_client(self) -> None:
         from twisted_close import Ledger
@@ -82,11 +84,16 @@ class MetricsTests(SynchronousTestCase):
         finally:
             sys.modules.update(saved)  # type: ignore[arg-type]
         [event] = events
-        self.assertIn("pip install 'twisted-close[metrics]'", formatEvent(event))
+        self.assertIn("pip install '.[metrics]'", formatEvent(event))
+
+    def test_the_hint_is_what_the_readme_says(self) -> None:
+        readme = (Path(__file__).parent.parent / "README.md").read_text()
+        self.assertIn("`pip install '.[metrics]'` adds prometheus-client", readme)
+        self.assertIn("pip install '.[metrics]'", METRICS_HINT)
 
 
 class JSONLogTests(SynchronousTestCase):
-    def test_one_json_object_per_event_with_the_outcome(self) -> None:
+    def test_rfc7464_records_read_back_by_twisted(self) -> None:
         out = io.StringIO()
         observer = json_observer(out)
         from twisted.logger import globalLogPublisher
@@ -148,3 +155,23 @@ class LimitMetricsTests(SynchronousTestCase):
         self.assertIn(
             'twisted_close_requests_server_ended_total{ending="stalled"} 0.0\n', text
         )
+
+    def test_json_lines_one_object_a_line_with_no_separator(self) -> None:
+        out = io.StringIO()
+        observer = json_lines_observer(out)
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(observer)
+        try:
+            server, _ = demo_server()
+            server.connect(port=5555).request("/slow").close()
+            Logger(namespace="other").info("two\nlines {n}", n=1)
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        lines = out.getvalue().splitlines()
+        self.assertNotIn("\x1e", out.getvalue())
+        events = [json.loads(line) for line in lines]
+        [event] = [e for e in events if "outcome" in e]
+        self.assertEqual(event["outcome"]["reason"], "client closed the connection")
+        self.assertEqual(event["outcome"]["client"], "127.0.0.1:5555")
+        self.assertIn("two\nlines {n}", [e["log_format"] for e in events])

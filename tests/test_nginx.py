@@ -568,3 +568,60 @@ def test_nginx_caps_each_clients_requests_in_hand(cluster: Cluster) -> None:
     finally:
         for s in held:
             s.close()
+
+
+def test_stats_through_nginx_are_one_instances(cluster: Cluster) -> None:
+    """
+    The README: C{/stats} behind nginx is the counters of the instance that
+    answered, not the sum.
+    """
+    for i in range(6):
+        assert http_get(cluster.port, f"/quick/{i}?delay=0") == (200, b"hello")
+    a, b = stats(cluster.a_port), stats(cluster.b_port)
+    assert a["completed"] + b["completed"] == 6
+    seen = [stats(cluster.port) for _ in range(2)]
+    assert all(s in (a, b) for s in seen), (seen, a, b)
+    assert {s["completed"] for s in seen} != {6}
+
+
+def test_a_request_past_an_instances_grace_starts_over_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """
+    The README: a request still pending when its instance's grace ends is
+    answered 503 there and re-sent by nginx to the other instance, which
+    starts it over; the client waits for the grace, then the whole delay.
+    And the README's command stops nginx.
+    """
+    grace, delay = 1.0, 2.0
+    with running_cluster(tmp_path, ("--shutdown-grace", str(grace))) as cluster:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            started = time.monotonic()
+            answers = [pool.submit(http_get, cluster.port, f"/long?delay={delay}")]
+            wait_until(lambda: sum(cluster.pending()) == 1, "a pending request")
+            if cluster.pending() != (1, 0):  # round robin chose b: a is next
+                answers.append(
+                    pool.submit(http_get, cluster.port, f"/long?delay={delay}")
+                )
+                wait_until(lambda: cluster.pending() == (1, 1), "one on a")
+            stopped = time.monotonic()
+            cluster.a.process.send_signal(signal.SIGTERM)
+            assert answers[-1].result(timeout=30) == (200, b"hello")
+            took = time.monotonic() - started
+        cluster.a.wait_for_line("Shutdown drain: 0 answered normally, 1 answered 503")
+        log = cluster.nginx.access_log(len(answers))
+        conf = str(cluster.nginx.conf)
+        prefix = f"{cluster.nginx.directory}/"
+        subprocess.run(
+            [nginx_binary(), "-p", prefix, "-c", conf, "-s", "quit"],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+        assert cluster.nginx.process.wait(timeout=10) == 0
+
+    assert took >= (stopped - started) + grace + delay
+    a, b = (f"127.0.0.1:{p}" for p in (cluster.a_port, cluster.b_port))
+    assert (f"{a}, {b}", "503, 200") in [
+        (line["upstream"], line["upstream_status"]) for line in log
+    ], log

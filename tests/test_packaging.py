@@ -5,6 +5,7 @@ releases by leaving it out of the package list).
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
@@ -94,3 +95,72 @@ def test_installed_wheel_is_found_by_twistd(dist: Path, tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert origin.startswith(str(target))
+    version = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import twisted_close; print(twisted_close.__version__)",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert version == f"{metadata()['version']}\n"
+
+
+def test_wheel_and_sdist_carry_the_license(dist: Path) -> None:
+    [wheel] = dist.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    [sdist] = dist.glob("*.tar.gz")
+    assert any(n.endswith("/LICENSE") for n in tarfile.open(sdist).getnames())
+
+
+def metadata() -> configparser.SectionProxy:
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(ROOT / "setup.cfg")
+    return config["metadata"]
+
+
+def test_the_readme_states_the_versions_setup_cfg_requires() -> None:
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(ROOT / "setup.cfg")
+    readme = (ROOT / "README.md").read_text()
+    python = config["options"]["python_requires"].removeprefix(">=")
+    [twisted] = [
+        r.removeprefix("twisted>=")
+        for r in config["options"]["install_requires"].split()
+        if r.startswith("twisted>=")
+    ]
+    assert f"Python {python} or later and Twisted {twisted} or later" in readme
+    classifiers = config["metadata"]["classifiers"].split("\n")
+    assert f"Programming Language :: Python :: {python}" in classifiers
+    running = "{}.{}".format(*sys.version_info[:2])
+    assert f"Programming Language :: Python :: {running}" in classifiers
+    assert f"Python {running}" in readme  # the one the suite runs on
+    assert "License :: OSI Approved :: MIT License" in classifiers
+    assert config["metadata"]["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    assert "klein" in config["options.extras_require"]
+
+
+def test_the_version_without_metadata_is_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+    import importlib.metadata
+
+    from twisted_close import _version
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    try:
+        assert importlib.reload(_version).__version__ == "0+unknown"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_version)
+    assert _version.__version__ == metadata()["version"]

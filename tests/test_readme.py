@@ -1,13 +1,24 @@
 """
-Every Python sample in the README runs, and does what the text says.
+Every Python sample in the README is a file under C{examples/}, shown
+as it is; each runs, as the README says to run it, and does and prints
+what the text says.
 """
 
 from __future__ import annotations
 
 import re
+import runpy
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
@@ -15,37 +26,100 @@ from twisted.web.server import Site
 from twisted_close import DelayedResource, Ending, Ledger
 from twisted_close.testing import InMemoryServer
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-SAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+from .program import Program
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+TEXT = README.read_text()
+EXAMPLES = ROOT / "examples"
+BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, re.S)
+# Each Python block follows a link to its file: "[`examples/x.py`](examples/x.py):"
+SHOWN = re.findall(
+    r"\[`examples/([\w.]+)`\]\(examples/\1\):\n\n```python\n(.*?)```", TEXT, re.S
+)
+LISTEN = "tcp:0:interface=127.0.0.1"
+NUMBER = {False: r"\d+", True: "0x[0-9a-f]+"}
 
 
-def run(marker: str) -> dict[str, Any]:
+def example(name: str) -> dict[str, Any]:
     """
-    Run the one README sample that holds C{marker}; return its names.
+    Run C{examples/name} as a module (not as the main program); its names.
     """
-    [source] = [s for s in SAMPLES if marker in s]
-    namespace: dict[str, Any] = {"__name__": "readme_sample"}
-    exec(compile(source, str(README), "exec"), namespace)
-    return namespace
+    return runpy.run_path(str(EXAMPLES / name), run_name="readme_sample")
+
+
+def command(name: str) -> list[str]:
+    """
+    The README's command that runs C{examples/name}, exactly as written
+    (a line of a C{sh} block), run by this Python.
+    """
+    lines = re.findall(rf"^python examples/{re.escape(name)}$", TEXT, re.M)
+    assert len(lines) == 1, f"not one 'python examples/{name}' line in the README"
+    python, *argv = shlex.split(lines[0])
+    assert python == "python"
+    return [sys.executable, *argv]
+
+
+def shown_output(name: str) -> list[str]:
+    """
+    The lines of the plain block the README shows after the command that
+    runs C{examples/name}: what the program prints.
+    """
+    command = f"\npython examples/{name}\n```\n"
+    after = TEXT[TEXT.index(command) + len(command) :]
+    match = re.match(r".*?\n```\n(.*?)```", after, re.S)
+    assert match is not None
+    return match.group(1).splitlines()
+
+
+def shape(line: str) -> re.Pattern[str]:
+    """
+    A pattern for C{line} in which every number (a time, a port, an
+    address) may be any other: the README shows one run, a test makes
+    another.
+    """
+    parts = re.split(r"(0x[0-9a-f]+|\d+)", line)
+    # re.split puts the separators (the numbers) at the odd places.
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else NUMBER[part.startswith("0x")]
+        for i, part in enumerate(parts)
+    )
+    return re.compile(pattern + "$")
+
+
+def assert_prints(shown: list[str], printed: list[str]) -> None:
+    """
+    Every line C{shown} is printed, in that order, numbers aside.
+    """
+    rest = iter(printed)
+    for line in shown:
+        pattern = shape(line)
+        assert any(pattern.match(p) for p in rest), (
+            f"{line!r} not printed (in order); printed:\n" + "\n".join(printed)
+        )
 
 
 class ReadmeTests(SynchronousTestCase):
-    def test_every_sample_is_tested_here(self) -> None:
-        markers = [
-            'root.putChild(b"slow"',
-            "class Report",
-            "class Search",
-            "def prices",
-            "app = Klein()",
-            "finished = server.get",
-            "limits=Limits(",
-        ]
-        self.assertEqual(len(SAMPLES), len(markers))
-        for marker in markers:
-            self.assertEqual(len([s for s in SAMPLES if marker in s]), 1, marker)
+    def test_every_python_sample_is_an_example_file(self) -> None:
+        self.assertEqual(len(SHOWN), len(BLOCKS))
+        for name, code in SHOWN:
+            self.assertEqual(code, (EXAMPLES / name).read_text(), name)
+
+    def test_every_example_file_is_shown_or_linked(self) -> None:
+        # A longer program is linked rather than copied: it cannot drift.
+        linked = re.findall(r"\[`examples/([\w.]+)`\]\(examples/\1\)", TEXT)
+        self.assertEqual(
+            sorted(set(linked) | {name for name, code in SHOWN}),
+            sorted(p.name for p in EXAMPLES.glob("*.py")),
+        )
+
+    def test_the_output_pattern_ignores_numbers_only(self) -> None:
+        pattern = shape("at 0x7f01 on 127.0.0.1:8080 after 1.00 s")
+        self.assertTrue(pattern.match("at 0xab on 127.0.0.1:35123 after 0.31 s"))
+        self.assertFalse(pattern.match("at 0xab on 127.0.0.1:35123 after 0.31 ms"))
 
     def test_embedding_sample_serves_and_reports(self) -> None:
-        sample = run('root.putChild(b"slow"')
+        sample = example("embed.py")
         slow = sample["root"].children[b"slow"]
         self.assertIsInstance(slow, DelayedResource)
         # The sample uses the global reactor; drive it on a Clock instead.
@@ -68,7 +142,7 @@ class ReadmeTests(SynchronousTestCase):
         )
 
     def test_cancel_on_disconnect_sample_cancels_the_call(self) -> None:
-        sample = run("class Report")
+        sample = example("report.py")
         clock, ledger = Clock(), Ledger()
         server = InMemoryServer(sample["Report"](clock, ledger), clock=clock)
         done, left = server.get("/"), server.get("/")
@@ -83,7 +157,7 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_async_sample_is_cancelled_and_cleans_up(self) -> None:
-        sample = run("class Search")
+        sample = example("search.py")
         clock, ledger = Clock(), Ledger()
         search = sample["Search"](clock=clock, ledger=ledger)
         server = InMemoryServer(search, clock=clock)
@@ -98,7 +172,7 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual((ledger.completed, ledger.interrupted), (1, 1))
 
     def test_event_source_sample_streams_every_other_tick(self) -> None:
-        sample = run("def prices")
+        sample = example("prices.py")
         server = InMemoryServer(sample["events"], clock=sample["clock"])
         client = server.get("/")
         for _ in range(4):
@@ -111,7 +185,7 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual(sample["ledger"].interrupted, 1)
 
     def test_klein_sample_is_cancelled_when_the_client_leaves(self) -> None:
-        sample = run("app = Klein()")
+        sample = example("klein_app.py")
         sample["slow"].clock = clock = Clock()
         site = Site(sample["app"].resource(), reactor=clock)
         server = InMemoryServer(site, clock=clock)
@@ -125,7 +199,7 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual(ledger.interruptions[Ending.CLIENT_RESET], 1)
 
     def test_limits_and_host_check_sample(self) -> None:
-        sample = run("limits=Limits(")
+        sample = example("limits.py")
         clock = Clock()
         events = sample["root"].children[b"events"]
         events.clock = clock
@@ -146,5 +220,121 @@ class ReadmeTests(SynchronousTestCase):
             client.close()
 
     def test_testing_sample_runs_its_own_assertions(self) -> None:
-        sample = run("finished = server.get")
+        sample = example("in_memory.py")
         self.assertEqual(sample["ledger"].interrupted, 1)
+
+
+# The programs, run as the README says, in subprocesses (real sockets).
+
+
+@pytest.fixture
+def programs() -> Iterator[list[Program]]:
+    started: list[Program] = []
+    try:
+        yield started
+    finally:
+        for program in started:
+            program.kill()
+
+
+def request(port: int, path: str = "/slow") -> socket.socket:
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    return client
+
+
+def serve(programs: list[Program], name: str) -> tuple[Program, int]:
+    """
+    Start C{examples/name} as the README says, on a port of the kernel's
+    choice (the optional argument the examples take); its port.
+    """
+    program = Program([*command(name), LISTEN], ROOT)
+    programs.append(program)
+    port = int(program.wait_for_line(r"Site starting on (\d+)$", timeout=30)[1])
+    return program, port
+
+
+def test_embed_example_logs_who_ended_each_request(programs: list[Program]) -> None:
+    """
+    The README's walk through C{examples/embed.py}: a client that gives up
+    is logged as leaving; a request cut by Ctrl-C (no GracefulDrain) is
+    logged as the server's doing, not the client's.
+    """
+    program, port = serve(programs, "embed.py")
+    with request(port) as impatient:
+        impatient_port = impatient.getsockname()[1]
+        time.sleep(0.3)  # curl -m gives up, then closes cleanly
+    program.wait_for_line(
+        rf"Connection interrupted: GET /slow from 127\.0\.0\.1:{impatient_port} "
+        r"after 0\.\d\d s \(client closed the connection\)$"
+    )
+    with request(port) as pending:
+        pending_port = pending.getsockname()[1]
+        time.sleep(0.3)
+        program.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert program.finish() == 0, program.output
+    assert_prints(shown_output("embed.py"), program.lines)
+    assert re.search(
+        rf"Ended by the server: GET /slow from 127\.0\.0\.1:{pending_port} "
+        r"after 0\.\d\d s \(server shutting down\)$",
+        program.output,
+        re.M,
+    ), program.output
+    assert "Traceback" not in program.output
+
+
+def test_a_reactor_stop_is_counted_as_the_servers_doing() -> None:
+    """
+    On a real reactor stopped with a request pending (no GracefulDrain),
+    the request counts as ended by the server, not interrupted.
+    """
+    script = (
+        "import runpy, sys\n"
+        "sys.argv[:] = sys.argv[1:]  # as if run as a program\n"
+        "sample = runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "print('snapshot', sample['ledger'].snapshot())\n"
+    )
+    program = Program(
+        [sys.executable, "-c", script, str(EXAMPLES / "embed.py"), LISTEN], ROOT
+    )
+    try:
+        port = int(program.wait_for_line(r"Site starting on (\d+)$", timeout=30)[1])
+        with request(port):
+            time.sleep(0.3)
+            program.process.send_signal(signal.SIGTERM)
+            assert program.finish() == 0, program.output
+    finally:
+        program.kill()
+    assert (
+        "snapshot {'pending': 0, 'completed': 0, 'interrupted': 0, "
+        "'rejected': 0, 'server_ended': 1}" in program.output
+    ), program.output
+
+
+def test_klein_example_runs_and_logs_a_client_leaving(
+    programs: list[Program],
+) -> None:
+    program, port = serve(programs, "klein_app.py")
+    with request(port) as impatient:
+        impatient_port = impatient.getsockname()[1]
+        time.sleep(0.3)
+    program.wait_for_line(
+        rf"Connection interrupted: GET /slow from 127\.0\.0\.1:{impatient_port} "
+        r"after 0\.\d\d s \(client closed the connection\)$"
+    )
+    program.process.send_signal(signal.SIGINT)
+    assert program.finish() == 0, program.output
+    assert_prints(shown_output("klein_app.py"), program.lines)
+    assert "Traceback" not in program.output
+
+
+def test_in_memory_example_prints_what_the_readme_shows() -> None:
+    result = subprocess.run(
+        command("in_memory.py"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == shown_output("in_memory.py")

@@ -4,17 +4,32 @@ The twistd plugin: options, the service it makes, and its discovery.
 
 from __future__ import annotations
 
+import datetime
+import io
+import os
+import shutil
+import tempfile
+from contextlib import redirect_stdout
+from typing import Any, cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactor
-from twisted.logger import capturedLogs, formatEvent
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.plugin import IPlugin, getPlugins
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+import twisted_close
 from twisted_close._drain import GracefulDrain
 from twisted_close.closedemo import tap
 from twisted_close.closedemo.signals import QuietRepeatedStops
@@ -186,3 +201,205 @@ class LimitOptionsTests(SynchronousTestCase):
                 message = str(caught.exception)
                 self.assertTrue(message.startswith(option + ":"), message)
                 self.assertNotIn("\n", message)
+
+
+# Every option's value, whatever it is: a usage error naming the option, or
+# a value; never another exception (a traceback from twistd).
+
+PARAMETERS = cast(list[list[Any]], tap.Options.optParameters)
+OPTIONS = [p[0] for p in PARAMETERS] + ["listen"]
+VALUES = st.one_of(
+    st.text(max_size=40),
+    st.from_regex(r"-?[0-9]{1,12}(\.[0-9]{0,4})?", fullmatch=True),
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            "3600",
+            "3601",
+            "86400",
+            "1e3",
+            "nan",
+            "-",
+            "tcp:0",
+            "tcp:99999",
+            "tcp:-1",
+            "ssl:0",
+            "unix:/nonexistent/x.sock",
+            "/nonexistent/x.log",
+            "/",
+            "x\0y",
+            "\udcff",  # a byte that is not UTF-8, as Python passes it on
+        ]
+    ),
+)
+
+
+def temporary_directory(case: SynchronousTestCase) -> str:
+    """
+    A new directory, removed after C{case}; not trial's C{mktemp()}, which
+    under pytest would write into the source tree.
+    """
+    directory = tempfile.mkdtemp()
+    case.addCleanup(shutil.rmtree, directory)
+    return directory
+
+
+def parse_or_usage_error(argv: list[str]) -> tap.Options | None:
+    try:
+        return parse(*argv)
+    except UsageError as e:
+        message = str(e)
+        assert message.startswith("--") or "option" in message, message
+        assert "\n" not in message, message
+        return None
+
+
+class RandomOptionTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(OPTIONS), VALUES), max_size=4))
+    def test_any_values_give_options_or_a_usage_error(
+        self, pairs: list[tuple[str, str]]
+    ) -> None:
+        options = parse_or_usage_error([f"--{name}={value}" for name, value in pairs])
+        if options is not None:
+            tap.makeService(options)  # builds, starts nothing
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(OPTIONS), VALUES)
+    def test_a_bad_value_names_its_option(self, name: str, value: str) -> None:
+        try:
+            parse(f"--{name}={value}")
+        except UsageError as e:
+            # It may be another option that it bounds ("--delay: ... over the
+            # maximum of 0 s (--max-delay is 0)").
+            self.assertIn(f"--{name}", str(e))
+
+
+class OptionErrorTests(SynchronousTestCase):
+    def test_a_seconds_option_says_its_own_noun(self) -> None:
+        nouns = {
+            "delay": "delay",
+            "max-delay": "maximum delay",
+            "tick": "tick",
+            "heartbeat": "heartbeat",
+            "shutdown-grace": "grace",
+            "idle-timeout": "idle timeout",
+        }
+        for option, noun in nouns.items():
+            with self.subTest(option=option):
+                with self.assertRaises(UsageError) as caught:
+                    parse(f"--{option}", "abc")
+                self.assertEqual(
+                    str(caught.exception),
+                    f"--{option}: {noun} 'abc' is not a number of seconds "
+                    "such as 2 or 0.5",
+                )
+
+    def test_a_message_that_is_not_utf8_is_a_usage_error(self) -> None:
+        with self.assertRaises(UsageError) as caught:
+            parse("--message", "caf\udce9")  # b"caf\xe9", Latin-1, on the command line
+        self.assertEqual(
+            str(caught.exception), "--message: 'caf\\udce9' is not UTF-8 text"
+        )
+        self.assertEqual(parse("-m", "café")["message"], "café")
+
+    def test_a_port_out_of_range_is_a_usage_error(self) -> None:
+        with self.assertRaises(UsageError) as caught:
+            parse("--listen", "tcp:99999")
+        self.assertEqual(
+            str(caught.exception),
+            "--listen 'tcp:99999': port 99999 is not from 0 to 65535",
+        )
+
+    def test_an_access_log_that_cannot_be_made_is_a_usage_error(self) -> None:
+        missing = os.path.join(temporary_directory(self), "missing")
+        cases = {
+            f"{missing}/x.log": "there is no directory",
+            ".": "is a directory",
+            "x\0y": "holds a NUL",
+        }
+        for path, words in cases.items():
+            with self.subTest(path=path):
+                with self.assertRaises(UsageError) as caught:
+                    parse("--access-log", path)
+                self.assertTrue(str(caught.exception).startswith("--access-log: "))
+                self.assertIn(words, str(caught.exception))
+        self.assertFalse(os.path.exists(missing))
+
+    def test_an_access_log_in_a_directory_is_taken_not_made(self) -> None:
+        path = os.path.join(temporary_directory(self), "access.log")
+        self.assertEqual(parse("--access-log", path)["access-log"], path)
+        self.assertEqual(parse("--access-log", "-")["access-log"], "-")
+        self.assertFalse(os.path.exists(path))
+
+    def test_help_states_every_bound(self) -> None:
+        bounds = {
+            "delay": "--max-delay",
+            "max-delay": "86400",
+            "tick": "3600",
+            "heartbeat": "3600",
+            "shutdown-grace": "3600",
+            "max-pending": "10,000,000",
+            "idle-timeout": "86400",
+            "workers": "64",
+        }
+        helps = {p[0]: p[3] for p in PARAMETERS}
+        for option, bound in bounds.items():
+            self.assertIn(bound, helps[option], option)
+        # The defaults are within them, and every checked option has help.
+        self.assertTrue(set(tap.CHECKS) <= set(helps))
+
+    def test_version(self) -> None:
+        output = io.StringIO()
+        with redirect_stdout(output), self.assertRaises(SystemExit) as caught:
+            parse("--version")
+        self.assertEqual(caught.exception.code, 0)
+        self.assertEqual(
+            output.getvalue(),
+            f"closedemo (twisted-close) {twisted_close.__version__}\n",
+        )
+
+
+class StartWarningTests(SynchronousTestCase):
+    def tls_listen(self) -> str:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        pem = os.path.join(temporary_directory(self), "server.pem")
+        with open(pem, "wb") as f:
+            f.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        return f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+
+    def warnings(self, *argv: str) -> list[str]:
+        with capturedLogs() as events:
+            tap.makeService(parse(*argv))
+        return [formatEvent(e) for e in events if e["log_level"] is LogLevel.warn]
+
+    def test_an_idle_timeout_at_or_below_the_max_delay_on_tls_warns(self) -> None:
+        listen = self.tls_listen()
+        [warning] = self.warnings("--listen", listen, "--idle-timeout", "60")
+        self.assertIn("--idle-timeout 60 is not above --max-delay 60", warning)
+        self.assertIn("HTTP/2", warning)
+        self.assertEqual(self.warnings("--listen", listen), [])
+
+    def test_no_warning_without_tls(self) -> None:
+        argv = ("--listen", "tcp:0", "--idle-timeout", "10")
+        self.assertEqual(self.warnings(*argv), [])

@@ -213,12 +213,14 @@ def test_the_drain_is_not_blamed_on_clients(sigterm: Shutdown) -> None:
 
 def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
     """
-    The README's C{twistd -n --logger twisted_close.logs.json_observer
-    closedemo}: one JSON object per event, the outcome as plain fields.
+    The README's JSON-log command: one JSON object per line (for
+    C{json.loads}, no record separator), the outcome as plain fields.
     """
-    server = Twistd(
-        tmp_path, *LISTEN, logging=("--logger", "twisted_close.logs.json_observer")
-    )
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    [line] = re.findall(r"^twistd -n --logger \S+ closedemo$", readme, re.M)
+    logger = line.split()[3]
+    assert logger == "twisted_close.logs.json_lines_observer"
+    server = Twistd(tmp_path, *LISTEN, logging=("--logger", logger))
     try:
         match = server.wait_for_line(r'"address": "127\.0\.0\.1:(\d+)"', timeout=30)
         port = int(match.group(1))
@@ -229,9 +231,60 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
         server.wait_for_line(r'"ending": "client_closed"')
     finally:
         server.kill()
-    events = [json.loads(line.lstrip("\x1e")) for line in server.lines]
+    events = [json.loads(line) for line in server.lines]
     [event] = [e for e in events if "outcome" in e]
     assert event["outcome"]["path"] == "/slow"
     assert event["outcome"]["client"] == f"127.0.0.1:{own_port}"
     assert event["outcome"]["reason"] == "client closed the connection"
     assert event["log_namespace"] == "twisted_close"
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (("--listen", "tcp:99999"), "--listen 'tcp:99999': port 99999 is not"),
+        (("--access-log", "/nonexistent/x.log"), "--access-log: '/nonexistent/x.log'"),
+        (("--tick", "abc"), "--tick: tick 'abc' is not a number"),
+        (("--idle-timeout", "abc"), "--idle-timeout: idle timeout 'abc'"),
+    ],
+)
+def test_option_errors_are_one_line_not_a_traceback(
+    tmp_path: Path, options: tuple[str, ...], words: str
+) -> None:
+    result = subprocess.run(
+        command(*options),
+        cwd=tmp_path,
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert words in output
+    assert "Traceback" not in output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_port_that_cannot_be_had_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            command("--listen", f"tcp:{port}:interface=127.0.0.1"),
+            cwd=tmp_path,
+            env=environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f"closedemo: --listen: Couldn't listen on 127.0.0.1:{port}" in output
+    assert "Address already in use" in output
+    assert "Traceback" not in output

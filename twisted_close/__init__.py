@@ -25,6 +25,7 @@ from ._stream import (
 )
 from ._twistedweb import classify
 from ._upstream import read_body
+from ._version import __version__
 from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ServerSentEvent",
     "StreamSource",
     "WorkResource",
+    "__version__",
     "cancel_on_disconnect",
     "classify",
     "demo_events",

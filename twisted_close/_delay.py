@@ -35,7 +35,9 @@ def parse_delay(text: str, maximum: float | None = None, what: str = "delay") ->
         raise DelayError(f"{what} is empty; give seconds such as 2 or 0.5")
     shown = text if len(text) <= 20 else text[:20] + "..."
     if not _DELAY.match(text):
-        raise DelayError(f"delay {shown!r} is not a number of seconds such as 2 or 0.5")
+        raise DelayError(
+            f"{what} {shown!r} is not a number of seconds such as 2 or 0.5"
+        )
     value = float(text)
     if not math.isfinite(value) or (maximum is not None and value > maximum):
         bound = "" if maximum is None else f" of {maximum:g} s"

@@ -12,6 +12,7 @@ import sys
 from asyncio import AbstractEventLoop
 
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IReactorCore
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
@@ -25,6 +26,7 @@ __all__ = [
     "classify",
     "connection_closing",
     "keep_alive_off",
+    "reactor_cutting_connections",
     "request_state",
     "tcp_endpoint_address",
     "transport_of",
@@ -215,3 +217,16 @@ def asyncio_event_loop(reactor: object) -> AbstractEventLoop | None:
         return None
     loop: AbstractEventLoop = reactor._asyncioEventloop
     return loop
+
+
+def reactor_cutting_connections(reactor: IReactorCore) -> bool:
+    """
+    Whether C{reactor}, whose shutdown has begun, is now dropping every
+    connection.
+
+    Relies on the order of C{ReactorBase}'s own C{'during' 'shutdown'}
+    triggers: C{crash()}, which sets the public C{running} to False, comes
+    before C{disconnectAll()}, which loses every connection (as a plain
+    C{ConnectionLost}, the same failure as a client's reset).
+    """
+    return not reactor.running

@@ -19,6 +19,7 @@ from ._clock import default_clock
 from ._http import plain_error
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
+from ._shutdown import watch_shutdown
 from ._text import _printable, _raw, describe_client
 from ._twistedweb import (
     channel_of,
@@ -96,6 +97,7 @@ class RequestWatch:
         "_request",
         "_server_cancelled",
         "_server_ending",
+        "_shutdown",
         "_started",
         "detail",
         "endless",
@@ -126,6 +128,7 @@ class RequestWatch:
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = endless
+        self._shutdown = watch_shutdown(clock)
 
         finished, gone = request_state(request)
         if finished:
@@ -254,6 +257,10 @@ class RequestWatch:
         ending = self._server_ending or classify(reason)
         if connection_closing(self._channel, ending):
             ending = Ending.SERVER_CLOSED
+        elif not ending.by_server and self._shutdown.cutting_connections:
+            # Without a GracefulDrain, the reactor drops the connection as it
+            # stops: the client did not leave, the server did.
+            ending = Ending.SHUTDOWN
         self._interrupted(ending)
 
     def _cancel_all(self) -> int:

@@ -1,5 +1,6 @@
 """
-Prometheus metrics read from a L{Ledger}: C{pip install 'twisted-close[metrics]'}.
+Prometheus metrics read from a L{Ledger}: C{pip install '.[metrics]'} in a
+clone of twisted-close adds prometheus-client.
 
 Every figure is the ledger's own, read when scraped, so it is exact and
 there is no second bookkeeping; with several worker processes the source

@@ -60,6 +60,12 @@ class StatsResource(Resource):
         return b"" if request.method == b"HEAD" else body
 
 
+METRICS_HINT = (
+    "install prometheus-client (pip install '.[metrics]' in a clone of twisted-close)"
+)
+"""How to turn /metrics on, as the README says: the package is on no index."""
+
+
 def optional_metrics(source: CountsSource) -> IResource | None:
     """
     C{/metrics} for C{source} if prometheus-client is installed; else
@@ -68,10 +74,7 @@ def optional_metrics(source: CountsSource) -> IResource | None:
     try:
         from ..metrics import metrics_registry, metrics_resource
     except ImportError:
-        log.info(
-            "No /metrics: pip install 'twisted-close[metrics]' to serve "
-            "Prometheus metrics"
-        )
+        log.info("No /metrics: {hint} to serve Prometheus metrics", hint=METRICS_HINT)
         return None
     return metrics_resource(metrics_registry(source))
 
@@ -86,7 +89,7 @@ class _NoMetrics(Resource):
         return plain_error(
             request,
             404,
-            "metrics are off: pip install 'twisted-close[metrics]' and restart",
+            f"metrics are off: {METRICS_HINT} and restart",
         )
 
 

@@ -4,12 +4,16 @@ The C{closedemo} twistd plugin: its L{Options} and L{makeService}.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -25,6 +29,7 @@ from .._drain import GracefulDrain
 from .._host import AllowedHosts
 from .._ledger import Ledger
 from .._text import describe_address
+from .._twistedweb import tcp_endpoint_address
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics
 from .workers import WorkerPool, tcp_only
@@ -36,9 +41,16 @@ DEFAULT_LISTEN = "tcp:1337:interface=127.0.0.1"
 log = Logger(namespace="twisted_close")
 
 
+HOUR = 3600.0
+DAY = 86400.0
+
+
 class Options(usage.Options):
     """
     Options of C{twistd closedemo}.
+
+    Each value is checked by its line in L{CHECKS}; the help text states
+    its bounds.  A new option adds a line to both.
     """
 
     synopsis = "[options]"
@@ -47,34 +59,65 @@ class Options(usage.Options):
         "the client goes away first.  /stats shows the counters."
     )
     optParameters = [
-        ["delay", "d", "10", "Seconds before the answer (decimal, e.g. 0.5)."],
-        ["max-delay", None, "60", "The largest ?delay=S a request may ask for."],
+        ["delay", "d", "10", "Seconds before the answer, 0 to --max-delay."],
+        ["max-delay", None, "60", "The largest ?delay=S, up to 86400 s."],
         ["message", "m", "hello", "The answer's body (UTF-8 text or HTML)."],
-        ["tick", None, "1", "Seconds between /events events."],
-        ["heartbeat", None, "15", "Seconds between /events heartbeats (0: none)."],
-        ["shutdown-grace", None, "5", "Seconds pending answers get at a stop."],
-        ["max-pending", None, "10000", "Requests pending at once; more get 503."],
-        ["idle-timeout", None, "75", "Seconds an idle connection is kept open."],
-        ["workers", None, "1", "Processes serving the same sockets (tcp only)."],
+        ["tick", None, "1", "Seconds between /events events, up to 3600."],
+        [
+            "heartbeat",
+            None,
+            "15",
+            "Seconds between /events heartbeats, up to 3600 (0: none).",
+        ],
+        [
+            "shutdown-grace",
+            None,
+            "5",
+            "Seconds pending answers get at a stop, up to 3600.",
+        ],
+        [
+            "max-pending",
+            None,
+            "10000",
+            "Requests pending at once, 1 to 10,000,000; more get 503.",
+        ],
+        [
+            "idle-timeout",
+            None,
+            "75",
+            "Seconds an idle connection is kept open, up to 86400; keep it "
+            "above --max-delay on TLS (HTTP/2 times out on quiet).",
+        ],
+        [
+            "workers",
+            None,
+            "1",
+            "Processes serving the same sockets (tcp only), 1 to 64.",
+        ],
         [
             "access-log",
             None,
             None,
             "Log a line per request: '-' (server log) or a file.",
         ],
-        ["max-streams", None, "1000", "Streams (/events, /outcomes) open at once."],
+        [
+            "max-streams",
+            None,
+            "1000",
+            "Streams (/events, /outcomes) open at once, 1 to 10,000,000.",
+        ],
         [
             "max-streams-per-client",
             None,
             "8",
-            "Streams one client address holds open (0: no cap).",
+            "Streams one client address holds open, up to 10,000,000 (0: no cap).",
         ],
         [
             "max-pending-per-client",
             None,
             None,
-            "Pending requests of one client address (0: no cap) "
-            "[default: a tenth of --max-pending].",
+            "Pending requests of one client address, up to 10,000,000 (0: no "
+            "cap) [default: a tenth of --max-pending].",
         ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
@@ -83,6 +126,14 @@ class Options(usage.Options):
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["allowed-host"] = []
+        self.warnings: list[str] = []
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        from .. import __version__
+
+        print(f"closedemo (twisted-close) {__version__}")
+        raise SystemExit(0)
 
     def opt_listen(self, description: str) -> None:
         """Strports endpoint to listen on; repeatable. [default: tcp:1337:interface=127.0.0.1]"""  # noqa: E501
@@ -98,34 +149,8 @@ class Options(usage.Options):
         self["allowed-host"].append(name)
 
     def postOptions(self) -> None:
-        self["max-delay"] = _seconds("--max-delay", self["max-delay"], DAY)
-        self["delay"] = _seconds(
-            "--delay", self["delay"], self["max-delay"], "--max-delay"
-        )
-        self["tick"] = _seconds("--tick", self["tick"], HOUR)
-        if self["tick"] == 0:
-            raise usage.UsageError("--tick: 0 s between events is no stream")
-        # 0 turns the heartbeat off; a vanished peer is then found only by
-        # the next event's failing write.
-        self["heartbeat"] = _seconds("--heartbeat", self["heartbeat"], HOUR) or None
-        self["shutdown-grace"] = _seconds(
-            "--shutdown-grace", self["shutdown-grace"], HOUR
-        )
-        self["idle-timeout"] = _seconds("--idle-timeout", self["idle-timeout"], DAY)
-        if self["idle-timeout"] == 0:
-            raise usage.UsageError("--idle-timeout: give seconds > 0")
-        self["max-pending"] = _count("--max-pending", self["max-pending"], 10**7)
-        self["workers"] = _count("--workers", self["workers"], 64)
-        self["max-streams"] = _count("--max-streams", self["max-streams"], 10**7)
-        self["max-streams-per-client"] = _cap(
-            "--max-streams-per-client", self["max-streams-per-client"]
-        )
-        if self["max-pending-per-client"] is None:
-            self["max-pending-per-client"] = max(1, self["max-pending"] // 10)
-        else:
-            self["max-pending-per-client"] = _cap(
-                "--max-pending-per-client", self["max-pending-per-client"]
-            )
+        for name, check in CHECKS.items():
+            self[name] = check(self, f"--{name}", self[name])
         if self["workers"] > 1:
             for description in self["listen"] or [DEFAULT_LISTEN]:
                 if not tcp_only(serverFromString(MemoryReactor(), description)):
@@ -135,46 +160,159 @@ class Options(usage.Options):
                     )
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+        self.warnings = _warnings(self)
 
 
-HOUR = 3600.0
-DAY = 86400.0
+Check = Callable[[Options, str, Any], Any]
+"""Turns an option's text into its value, given the options checked so far
+and the option's name (C{"--tick"}); raises C{usage.UsageError}."""
 
 
 def _seconds(
-    option: str, text: str, maximum: float, bound_by: str | None = None
-) -> float:
+    noun: str,
+    maximum: float | None = None,
+    *,
+    bound_by: str | None = None,
+    positive: bool = False,
+    zero_is_off: bool = False,
+) -> Check:
+    """
+    Decimal seconds from 0 to C{maximum}, or to the value of the option
+    C{bound_by} (checked before); C{positive}: not 0; C{zero_is_off}: 0
+    becomes C{None}.
+    """
+
+    def check(options: Options, option: str, text: Any) -> float | None:
+        bound = maximum if bound_by is None else options[bound_by.lstrip("-")]
+        try:
+            value = parse_delay(str(text), bound, what=noun)
+        except DelayError as e:
+            over = bound_by is not None and "maximum" in str(e)
+            hint = f" ({bound_by} is {bound:g})" if over else ""
+            raise usage.UsageError(f"{option}: {e}{hint}") from None
+        if value == 0 and positive:
+            raise usage.UsageError(f"{option}: the {noun} must be over 0 s")
+        return None if value == 0 and zero_is_off else value
+
+    return check
+
+
+def _count(maximum: int) -> Check:
+    """
+    A whole number from 1 to C{maximum}.
+    """
+
+    def check(options: Options, option: str, text: Any) -> int:
+        text = str(text)
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise usage.UsageError(
+                f"{option}: {shown!r} is not a whole number from 1 to {maximum:,}"
+            )
+        return int(text)
+
+    return check
+
+
+def _log_file(options: Options, option: str, path: Any) -> str | None:
+    """
+    C{-}, or a file that can be written (opened at start, not now).
+    """
+    if path is None or path == "-":
+        return None if path is None else "-"
+    shown = repr(path if len(path) <= 60 else path[:60] + "...")
+    target = Path(path)
+    if "\0" in path:
+        problem = "is not a file name (it holds a NUL)"
+    elif target.is_dir():
+        problem = "is a directory"
+    elif not target.parent.is_dir():
+        problem = f"cannot be made: there is no directory {str(target.parent)!r}"
+    elif not os.access(target if target.exists() else target.parent, os.W_OK):
+        problem = "cannot be written"
+    else:
+        return str(path)
+    raise usage.UsageError(f"{option}: {shown} {problem}")
+
+
+def _utf8(options: Options, option: str, text: Any) -> str:
+    """
+    Text that can be sent as UTF-8 (an argument in another encoding comes
+    with lone surrogates standing for its bytes).
+    """
     try:
-        return parse_delay(text, maximum, what=option.removeprefix("--"))
-    except DelayError as e:
-        over = bound_by is not None and "maximum" in str(e)
-        hint = f" ({bound_by} is {maximum:g})" if over else ""
-        raise usage.UsageError(f"{option}: {e}{hint}") from None
-
-
-def _count(option: str, text: str, maximum: int) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        str(text).encode("utf-8")
+    except UnicodeEncodeError:
         raise usage.UsageError(
-            f"{option}: {text!r} is not a whole number from 1 to {maximum}"
-        )
-    return int(text)
+            f"{option}: {ascii(text)[:60]} is not UTF-8 text"
+        ) from None
+    return str(text)
 
 
-def _cap(option: str, text: str) -> int | None:
-    # A per-client cap: 0 turns it off (behind a proxy, every client is the
-    # proxy's address).
-    if text == "0":
+def _cap(options: Options, option: str, text: Any) -> int | None:
+    """
+    A per-client cap: 0 turns it off (behind a proxy, every client is the
+    proxy's address); not given, a tenth of C{--max-pending}.
+    """
+    if text is None:
+        return max(1, int(options["max-pending"]) // 10)
+    if str(text) == "0":
         return None
-    return _count(option, text, 10**7)
+    value: int = _count(10**7)(options, option, text)
+    return value
+
+
+CHECKS: dict[str, Check] = {
+    # In this order: an option bounded by another comes after it.
+    "message": _utf8,
+    "max-delay": _seconds("maximum delay", DAY),
+    "delay": _seconds("delay", bound_by="--max-delay"),
+    "tick": _seconds("tick", HOUR, positive=True),
+    # 0 turns the heartbeat off; a vanished peer is then found only by the
+    # next event's failing write.
+    "heartbeat": _seconds("heartbeat", HOUR, zero_is_off=True),
+    "shutdown-grace": _seconds("grace", HOUR),
+    "idle-timeout": _seconds("idle timeout", DAY, positive=True),
+    "max-pending": _count(10**7),
+    "workers": _count(64),
+    "access-log": _log_file,
+    "max-streams": _count(10**7),
+    "max-streams-per-client": _cap,
+    "max-pending-per-client": _cap,
+}
+"""How each option's text is checked and turned into its value."""
+
+
+def _warnings(options: Options) -> list[str]:
+    """
+    What the options allow but is likely wrong, to log at start.
+    """
+    warnings = []
+    tls = [d for d in options["listen"] if d.split(":", 1)[0].lower() == "ssl"]
+    idle, most = options["idle-timeout"], options["max-delay"]
+    if tls and idle <= most:
+        warnings.append(
+            f"--idle-timeout {idle:g} is not above --max-delay {most:g}: "
+            f"over HTTP/2 (offered on {tls[0]!r}) a connection quiet for "
+            f"{idle:g} s is closed, pending answers and all"
+        )
+    return warnings
 
 
 def _check_endpoint(description: str) -> None:
     # Parsing against a memory reactor checks the syntax (and loads TLS
     # certificate files) without listening on anything.
     try:
-        serverFromString(MemoryReactor(), description)
+        endpoint = serverFromString(MemoryReactor(), description)
     except Exception as e:
-        raise usage.UsageError(f"--listen {description!r}: {e}") from None
+        # One line, whatever the parser quoted back.
+        reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e))
+        raise usage.UsageError(f"--listen {description!r}: {reason}") from None
+    port = tcp_endpoint_address(endpoint)[1]
+    if not 0 <= port <= 65535:
+        raise usage.UsageError(
+            f"--listen {description!r}: port {port} is not from 0 to 65535"
+        )
 
 
 @implementer(IStreamServerEndpoint)
@@ -199,6 +337,20 @@ class _AnnouncedEndpoint:
         return self._endpoint.listen(factory).addCallback(announce)
 
 
+class _Closedemo(MultiService):
+    """
+    The single-process server: its listeners, its drain.
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
+        except CannotListenError as e:
+            # A port already taken, an address not on this machine: one line
+            # for the user, as a usage error would be, not a traceback.
+            raise SystemExit(f"closedemo: --listen: {e}") from None
+
+
 def site_settings(options: Any) -> dict[str, Any]:
     """
     What L{build_site} takes from the options, as JSON-ready keywords.
@@ -218,6 +370,9 @@ def makeService(options: Any) -> IService:
     """
     from twisted.internet import reactor
 
+    for warning in getattr(options, "warnings", []):
+        # Not a "warning" field: observers take that for a Python warning.
+        log.warn("closedemo: {problem}", problem=warning)
     if options["workers"] > 1:
         endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
         settings = {
@@ -234,7 +389,7 @@ def makeService(options: Any) -> IService:
         metrics=optional_metrics(ledger),
         **site_settings(options),
     )
-    service = MultiService()
+    service: MultiService = _Closedemo()  # type: ignore[no-untyped-call]
     # Services stop in reverse order: the listeners stop accepting first,
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
