@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from ._outcome import Ending, Outcome, Pending, Rejection
+from ._policy import HalfClose
 from ._report import Reporter
 
 __all__ = ["WAIT_BUCKETS", "CountsSource", "Ledger", "Totals"]
@@ -170,6 +171,8 @@ class Ledger:
         max_pending: int | None = None,
         log_per_second: int = 50,
         reporter: Reporter | None = None,
+        half_close: HalfClose = "leave",
+        stall_timeout: float = 30.0,
     ) -> None:
         """
         @param clock: lets the reporter rate-limit its log lines; without
@@ -179,7 +182,22 @@ class Ledger:
             second; past it, one summary line a second.
         @param reporter: what logs the interruptions; one made from C{clock}
             and C{log_per_second} by default.
+        @param half_close: what a client's half-close (a FIN while its
+            HTTP/1.x request is in hand) means: C{"leave"}, it left: its work
+            is cancelled (as Node and nginx do); C{"answer"}, it only stopped
+            sending: it is answered, then the connection is closed (RFC 9112
+            section 9.6), and the outcome says C{client half-closed}.
+        @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
+            client that lets nothing more through (flow control, a full
+            socket) before its stream is reset and the request reported as
+            C{client stopped reading}.
         """
+        if half_close not in ("leave", "answer"):
+            raise ValueError(f"half_close must be 'leave' or 'answer', not {half_close!r}")
+        if not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
+        self.half_close: HalfClose = half_close
+        self.stall_timeout = stall_timeout
         self._live: dict[Pending, None] = {}
         self._counts = Totals()
         self._closing = False

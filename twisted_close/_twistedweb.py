@@ -8,20 +8,52 @@ loudly, rather than as a wrong outcome somewhere else.
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITCPTransport
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from zope.interface import alsoProvides
+
+try:
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+except ImportError:  # pragma: no cover - without twisted[tls] there is no TLS
+    TLSMemoryBIOProtocol = None  # type: ignore[assignment,misc]
 
 from ._outcome import Ending
 
 __all__ = [
     "abort_connection",
+    "abort_transport",
+    "attach_state",
     "channel_of",
     "classify",
     "connection_closing",
+    "connection_state",
+    "http1_channel",
+    "abort_stream",
+    "is_tls",
     "keep_alive_off",
+    "lose_connection",
+    "on_half_close",
+    "record_stream_loss",
+    "record_tls_reason",
+    "request_in_hand",
     "request_state",
+    "stop_after_answer",
+    "stream_blocked",
+    "stream_end_pending",
+    "tap_reading",
     "tcp_endpoint_address",
+    "tcp_ending",
+    "TCP_CLOSE",
+    "TCP_CLOSE_WAIT",
+    "tcp_socket",
+    "tcp_state",
     "transport_of",
     "transport_paused",
 ]
@@ -177,3 +209,326 @@ def tcp_endpoint_address(endpoint: object) -> tuple[str, int, int]:
         int(getattr(endpoint, "_port", 0)),
         int(getattr(endpoint, "_backlog", 50)),
     )
+
+
+# -- One HTTP/1.x connection: its TLS layer, its reading, its half-close ------
+
+_STATE = "_twisted_close_connection"
+
+
+def connection_state(channel: object) -> Any:
+    """
+    What L{attach_state} put on C{channel}, or L{None}.
+
+    An C{HTTPChannel} lives as long as its connection and has no slots: the
+    state of the connection rides on it, found in one attribute lookup.
+    """
+    return getattr(channel, _STATE, None)
+
+
+def http1_channel(channel: object) -> bool:
+    """
+    Whether C{channel} is an HTTP/1.x C{HTTPChannel} whose connection is
+    made.
+
+    Relies on C{HTTPChannel._networkProducer}, set by C{connectionMade}: an
+    HTTP/2 stream has none (its connection is shared).
+    """
+    return getattr(channel, "_networkProducer", None) is not None
+
+
+def attach_state(channel: object, state: object) -> None:
+    """
+    Keep C{state} on C{channel} for L{connection_state} to find.
+    """
+    setattr(channel, _STATE, state)
+
+
+class _ReadingTap:
+    """
+    Stands in for C{HTTPChannel._networkProducer} (the transport, as the
+    producer of what the channel reads), telling C{on_pause} and
+    C{on_resume} when the channel stops and resumes reading.
+    """
+
+    def __init__(
+        self,
+        producer: Any,
+        on_pause: Callable[[], None],
+        on_resume: Callable[[], None],
+    ) -> None:
+        self._producer = producer
+        self._on_pause = on_pause
+        self._on_resume = on_resume
+
+    def pauseProducing(self) -> None:
+        self._producer.pauseProducing()
+        self._on_pause()
+
+    def resumeProducing(self) -> None:
+        self._producer.resumeProducing()
+        self._on_resume()
+
+    def stopProducing(self) -> None:
+        self._producer.stopProducing()
+
+    def __getattr__(self, name: str) -> Any:
+        # registerProducer, unregisterProducer and whatever else is asked.
+        return getattr(self._producer, name)
+
+
+def tap_reading(
+    channel: object, on_pause: Callable[[], None], on_resume: Callable[[], None]
+) -> None:
+    """
+    Call C{on_pause} whenever C{channel} stops reading its connection and
+    C{on_resume} when it reads again.
+
+    Relies on C{HTTPChannel} pausing and resuming its transport only through
+    C{_networkProducer}: when more than C{_optimisticEagerReadSize} bytes
+    are buffered behind the request in hand, and when its transport's
+    buffer is full between requests.
+    """
+    producer = getattr(channel, "_networkProducer")
+    setattr(channel, "_networkProducer", _ReadingTap(producer, on_pause, on_resume))
+
+
+def tcp_socket(transport: object) -> socket.socket | None:
+    """
+    The TCP socket under C{transport}, through any wrapping protocols (TLS).
+
+    Relies on C{TLSMemoryBIOProtocol.transport} and
+    C{ProtocolWrapper.transport} being the transport below them, and on a
+    TCP transport's C{getHandle()} being its socket.
+    """
+    for _ in range(8):
+        if transport is None:
+            return None
+        get_handle = getattr(transport, "getHandle", None)
+        if callable(get_handle):
+            try:
+                handle = get_handle()
+            except AttributeError:
+                # A closed TCP transport has dropped its socket.
+                return None
+            if isinstance(handle, socket.socket):
+                return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+# <netinet/tcp.h>: the first byte of struct tcp_info is the state.
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+
+
+def tcp_state(sock: socket.socket) -> int | None:
+    """
+    The kernel's TCP state of C{sock} (Linux C{TCP_INFO}): C{TCP_CLOSE_WAIT}
+    once the peer's FIN came, C{TCP_CLOSE} once its RST did; L{None} where
+    it cannot be asked.
+    """
+    if _TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)
+    except OSError:
+        return None
+    return info[0] if info else None
+
+
+def record_tls_reason(transport: object, record: Callable[[Failure], None]) -> None:
+    """
+    If C{transport} is Twisted's TLS layer, call C{record} with the reason
+    the TCP connection under it ended, before the layer above hears of it.
+
+    Relies on C{TLSMemoryBIOProtocol.connectionLost} being what the TCP
+    transport calls: it turns an EOF without C{close_notify} (a FIN) and a
+    reset alike into a bare C{ConnectionLost}, so the reason TCP gave is
+    only to be had there.
+    """
+    if not is_tls(transport):
+        return
+    below = getattr(transport, "connectionLost")
+
+    def connection_lost(reason: Failure) -> None:
+        record(reason)
+        below(reason)
+
+    # An instance attribute: this one connection, no subclass to install.
+    setattr(transport, "connectionLost", connection_lost)
+
+
+def is_tls(transport: object) -> bool:
+    """
+    Whether C{transport} is Twisted's TLS layer.
+    """
+    return TLSMemoryBIOProtocol is not None and isinstance(
+        transport, TLSMemoryBIOProtocol
+    )
+
+
+def tcp_ending(reason: Failure | None) -> Ending:
+    """
+    Say how a TLS connection's TCP connection ended, from the reason TCP
+    gave (L{record_tls_reason}), when TLS itself says only "lost": a FIN
+    without C{close_notify}, a reset, or L{Ending.CLIENT_LOST} if unknown.
+
+    Relies on C{twisted.internet.tcp} ending a connection with
+    C{ConnectionDone} for a FIN and a plain C{ConnectionLost} for a failed
+    read (a reset).
+    """
+    if reason is None:
+        return Ending.CLIENT_LOST
+    if isinstance(reason.value, ConnectionDone):
+        return Ending.CLIENT_CLOSED_NO_TLS_CLOSE
+    if type(reason.value) is ConnectionLost:
+        return Ending.CLIENT_RESET
+    return Ending.CLIENT_LOST
+
+
+def on_half_close(channel: object, half_closed: Callable[[], None]) -> bool:
+    """
+    Have C{channel}'s TCP connection call C{half_closed} when the client
+    shuts down its sending side (a FIN), keeping the connection open for
+    the answer; say whether it could be done (plain TCP only).
+
+    Twisted's TCP transport ends the whole connection on a FIN unless its
+    protocol provides C{IHalfCloseableProtocol}; C{HTTPChannel} does not,
+    and C{Site} wraps it in C{_GenericHTTPChannelProtocol}, so the protocol
+    the transport holds (C{transport.protocol}) is made to provide it, this
+    instance alone.
+    """
+    transport = getattr(channel, "transport", None)
+    protocol = getattr(transport, "protocol", None)
+    if protocol is None or not ITCPTransport.providedBy(transport):
+        return False
+
+    def read_connection_lost() -> None:
+        half_closed()
+
+    def write_connection_lost() -> None:
+        # The server's own shutdown of its side: nothing to do.
+        pass
+
+    alsoProvides(protocol, IHalfCloseableProtocol)
+    protocol.readConnectionLost = read_connection_lost
+    protocol.writeConnectionLost = write_connection_lost
+    return True
+
+
+def request_in_hand(channel: object) -> bool:
+    """
+    Whether C{channel} has a request it has not finished answering.
+
+    Relies on C{HTTPChannel.requests}, the queue of requests being answered.
+    """
+    return bool(getattr(channel, "requests", None))
+
+
+def stop_after_answer(channel: object) -> None:
+    """
+    Read no more requests on C{channel}'s connection; close it once the
+    request in hand is answered.
+
+    Relies on C{HTTPChannel.persistent}, read by C{requestDone}: when false,
+    the requests buffered behind are never parsed.
+    """
+    if hasattr(channel, "persistent"):
+        setattr(channel, "persistent", False)
+
+
+def lose_connection(channel: object) -> None:
+    """
+    Close C{channel}'s connection once what was written has gone.
+    """
+    lose = getattr(channel, "loseConnection", None)
+    if callable(lose):
+        lose()
+
+
+def abort_transport(channel: object) -> None:
+    """
+    Drop C{channel}'s connection at once, discarding what is unsent.
+    """
+    abort = getattr(transport_of(channel), "abortConnection", None)
+    if callable(abort):
+        abort()
+
+
+# -- An HTTP/2 stream's end ---------------------------------------------------
+
+
+def stream_end_pending(channel: object) -> Deferred[object] | None:
+    """
+    For an HTTP/2 stream whose request has finished but whose end
+    (C{END_STREAM}) has not yet gone out: a Deferred that fires once the
+    stream is done with, sent or not.  L{None} otherwise.
+
+    Relies on C{H2Stream._conn}, C{H2Stream.streamID} and
+    C{H2Connection._streamCleanupCallbacks}: the Deferred
+    C{H2Connection._requestDone} fires when the stream's end was written,
+    or when it was reset or its connection lost (then after the stream's
+    C{connectionLost}).  C{request.finish()} only queues the end behind the
+    data that flow control holds back.
+    """
+    connection = getattr(channel, "_conn", None)
+    if connection is None:
+        return None
+    cleanups = getattr(connection, "_streamCleanupCallbacks", None)
+    d = None if cleanups is None else cleanups.get(getattr(channel, "streamID", None))
+    if d is None or d.called:
+        return None
+    done: Deferred[object] = Deferred()
+    d.addBoth(lambda result: (done.callback(None), result)[1])
+    return done
+
+
+def stream_blocked(channel: object) -> bool:
+    """
+    Whether an HTTP/2 stream has data queued that its flow-control window
+    does not let out, or its connection waits on a full transport.
+
+    Relies on C{H2Connection.remainingOutboundWindow} (window less what is
+    queued) and C{H2Connection._consumerBlocked}.
+    """
+    connection = getattr(channel, "_conn", None)
+    if connection is None:
+        return False
+    if getattr(connection, "_consumerBlocked", None) is not None:
+        return True
+    try:
+        return bool(connection.remainingOutboundWindow(channel.streamID) < 0)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def abort_stream(channel: object) -> None:
+    """
+    Reset an HTTP/2 stream (RST_STREAM), its connection going on.
+
+    Relies on C{H2Stream.abortConnection} resetting that stream alone.
+    """
+    abort = getattr(channel, "abortConnection", None)
+    if callable(abort):
+        abort()
+
+
+def record_stream_loss(channel: object, record: Callable[[Failure], None]) -> None:
+    """
+    Call C{record} with the reason an HTTP/2 stream is told it was lost (a
+    reset, its connection going) after its request finished, when the
+    request itself is no longer told.
+
+    Relies on C{H2Connection} calling C{H2Stream.connectionLost} before
+    C{_requestDone} for a reset stream or a lost connection, and not when
+    the stream's end was sent.
+    """
+    below = getattr(channel, "connectionLost")
+
+    def connection_lost(reason: Failure) -> None:
+        record(reason)
+        below(reason)
+
+    setattr(channel, "connectionLost", connection_lost)

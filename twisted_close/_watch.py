@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, cast, runtime_checkable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -16,16 +17,22 @@ from twisted.web import http
 from twisted.web.iweb import IRequest
 
 from ._clock import default_clock
+from ._connection import ConnectionWatch
 from ._http import plain_error
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
 from ._text import _printable, describe_client
 from ._twistedweb import (
+    abort_stream,
     channel_of,
     classify,
     connection_closing,
     keep_alive_off,
+    record_stream_loss,
     request_state,
+    stream_blocked,
+    stream_end_pending,
+    tcp_ending,
     transport_of,
 )
 
@@ -78,12 +85,15 @@ class RequestWatch:
         "_cancelled",
         "_channel",
         "_clock",
+        "_connection",
         "_ended_at",
         "_ending",
         "_ledger",
         "_outcome",
         "_pending",
+        "_peer_ending",
         "_request",
+        "_sending",
         "_server_cancelled",
         "_server_ending",
         "_started",
@@ -106,6 +116,9 @@ class RequestWatch:
         self._ended_at = 0.0
         self._cancelled = 0
         self._outcome: Outcome | None = None
+        self._connection: ConnectionWatch | None = None
+        self._peer_ending: Ending | None = None
+        self._sending = False
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = False
@@ -120,6 +133,10 @@ class RequestWatch:
         if gone:
             self._interrupted(Ending.ALREADY_GONE)
             return
+        connection = ConnectionWatch.of(self._channel, clock, ledger.half_close)
+        if connection is not None:
+            connection.watch = self
+            self._connection = connection
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = cast(http.Request, request).notifyFinish()
         finishing.addCallbacks(self._completed, self._lost)
@@ -189,6 +206,10 @@ class RequestWatch:
         """
         if self._ending is not None or self._server_ending is not None:
             return
+        if self._sending:
+            # Answered; its end waits on the client (bounded by the stall
+            # timeout): nothing to cancel or answer.
+            return
         self._server_ending = ending
         self.close_when_done()
         self._server_cancelled = self._cancel_all()
@@ -229,15 +250,72 @@ class RequestWatch:
         self._cancelled = cancelled
         self._ledger.end(self, ending, now - self._started)
 
+    def peer_left(self, ending: Ending) -> None:
+        """
+        The request's client was found gone (or half-closed) other than by
+        the request hearing of it: C{ending} is how the request ends, by
+        whatever path it ends.
+        """
+        if self._ending is None and self._server_ending is None:
+            self._peer_ending = ending
+
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        self._end(self._server_ending or Ending.COMPLETED, self._server_cancelled)
+        if self._server_ending is None and self._peer_ending is None:
+            sending = stream_end_pending(self._channel)
+            if sending is not None:
+                self._await_stream_end(sending)
+                return
+        ending = self._server_ending or self._peer_ending or Ending.COMPLETED
+        self._end(ending, self._server_cancelled)
 
-    def _lost(self, reason: Failure) -> None:
+    def _await_stream_end(self, sending: Deferred[object]) -> None:
+        """
+        An HTTP/2 answer is finished but its stream's end is queued behind
+        what flow control holds back: it completes when the end goes out.
+        """
+        self._sending = True
+        channel = self._channel
+        lost: list[Failure] = []
+        record_stream_loss(channel, lost.append)
+        stall = None
+        if stream_blocked(channel):
+            stall = self._clock.callLater(
+                self._ledger.stall_timeout, self._stalled, channel
+            )
+
+        def done(ignored: object) -> None:
+            if stall is not None and stall.active():
+                stall.cancel()
+            ending = self._peer_ending
+            if ending is None:
+                ending = self._loss_ending(lost[0]) if lost else Ending.COMPLETED
+            self._end(ending, 0)
+
+        sending.addCallback(done)
+
+    def _stalled(self, channel: object) -> None:
+        self._peer_ending = Ending.CLIENT_STOPPED_READING
+        abort_stream(channel)
+
+    def _loss_ending(self, reason: Failure) -> Ending:
         ending = self._server_ending or classify(reason)
         if connection_closing(self._channel, ending):
-            ending = Ending.SERVER_CLOSED
-        self._interrupted(ending)
+            return Ending.SERVER_CLOSED
+        if self._server_ending is not None:
+            return ending
+        peer = self._peer_ending
+        if peer is not None and peer is not Ending.CLIENT_HALF_CLOSED:
+            # Found gone by the connection's watch, which then aborted it.
+            return peer
+        connection = self._connection
+        if ending is Ending.CLIENT_RESET and connection is not None and connection.tls:
+            # TLS says "lost" for a FIN without close_notify and a reset alike.
+            return tcp_ending(connection.tcp_reason)
+        return ending
+
+    def _lost(self, reason: Failure) -> None:
+        self._interrupted(self._loss_ending(reason))
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, []
