@@ -15,6 +15,7 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from twisted.internet import reactor as _reactor
@@ -44,7 +45,8 @@ class Served:
 
     @property
     def number(self) -> int:
-        return int(getattr(self.port.getHost(), "port"))
+        address: Any = self.port.getHost()
+        return int(address.port)
 
 
 @asynccontextmanager
@@ -225,6 +227,7 @@ async def test_a_half_closed_client_is_answered_when_asked(
             0,
         )
         assert outcome.elapsed >= 0.5
+        assert outcome.detail == "answered"
         assert served.ledger.interruptions == {Ending.CLIENT_HALF_CLOSED: 1}
 
 

@@ -38,7 +38,6 @@ from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
-from h2.settings import SettingCodes, Settings
 from h2.events import (
     DataReceived,
     RemoteSettingsChanged,
@@ -47,6 +46,7 @@ from h2.events import (
     StreamEnded,
     StreamReset,
 )
+from h2.settings import SettingCodes, Settings
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -696,7 +696,7 @@ async def test_a_client_leaving_before_the_end_went_out_is_reported(
     tls: TLSFiles,
 ) -> None:
     async with serving(tls) as server:
-        client, stream_id = await _stuck_answer(server)
+        client, _ = await _stuck_answer(server)
         _abort(client)
         await wait_for(lambda: server.outcomes, "the outcome")
         [outcome] = server.outcomes

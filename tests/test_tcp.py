@@ -13,7 +13,7 @@ import struct
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -485,14 +485,14 @@ def count_socket_writes(connection: _Recorder) -> list[int]:
     on (its C{writeSomeData}, called when the socket is writable).
     """
     sizes: list[int] = []
-    transport = connection.transport
-    send = getattr(transport, "writeSomeData")
+    transport: Any = connection.transport
+    send = transport.writeSomeData
 
     def counted(data: bytes) -> object:
         sizes.append(len(data))
         return send(data)
 
-    setattr(transport, "writeSomeData", counted)
+    transport.writeSomeData = counted
     return sizes
 
 

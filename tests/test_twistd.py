@@ -235,3 +235,23 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
     assert event["outcome"]["client"] == f"127.0.0.1:{own_port}"
     assert event["outcome"]["reason"] == "client closed the connection"
     assert event["log_namespace"] == "twisted_close"
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_half_close_answer_answers_a_half_closed_client(
+    closedemo: Callable[..., Twistd], version: str
+) -> None:
+    server = closedemo(*LISTEN, "--delay", "0.3", "--half-close", "answer")
+    port = server.port()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(f"GET /slow HTTP/{version}\r\nHost: localhost\r\n\r\n".encode())
+        client.shutdown(socket.SHUT_WR)  # as `nc -N` does
+        received = b""
+        while data := client.recv(65536):
+            received += data
+    assert received.startswith(f"HTTP/{version} 200 ".encode())
+    assert received.endswith(b"\r\n\r\nhello")
+    server.wait_for_line(
+        r"Connection interrupted: GET /slow from 127\.0\.0\.1:\d+ "
+        r"after 0\.\d\d s \(client half-closed; answered\)$"
+    )

@@ -193,7 +193,9 @@ class Ledger:
             C{client stopped reading}.
         """
         if half_close not in ("leave", "answer"):
-            raise ValueError(f"half_close must be 'leave' or 'answer', not {half_close!r}")
+            raise ValueError(
+                f"half_close must be 'leave' or 'answer', not {half_close!r}"
+            )
         if not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
         self.half_close: HalfClose = half_close

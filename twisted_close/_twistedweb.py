@@ -27,7 +27,10 @@ except ImportError:  # pragma: no cover - without twisted[tls] there is no TLS
 from ._outcome import Ending
 
 __all__ = [
+    "TCP_CLOSE",
+    "TCP_CLOSE_WAIT",
     "abort_connection",
+    "abort_stream",
     "abort_transport",
     "attach_state",
     "channel_of",
@@ -35,7 +38,6 @@ __all__ = [
     "connection_closing",
     "connection_state",
     "http1_channel",
-    "abort_stream",
     "is_tls",
     "keep_alive_off",
     "lose_connection",
@@ -48,10 +50,8 @@ __all__ = [
     "stream_blocked",
     "stream_end_pending",
     "tap_reading",
-    "tcp_endpoint_address",
     "tcp_ending",
-    "TCP_CLOSE",
-    "TCP_CLOSE_WAIT",
+    "tcp_endpoint_address",
     "tcp_socket",
     "tcp_state",
     "transport_of",
@@ -289,8 +289,10 @@ def tap_reading(
     are buffered behind the request in hand, and when its transport's
     buffer is full between requests.
     """
-    producer = getattr(channel, "_networkProducer")
-    setattr(channel, "_networkProducer", _ReadingTap(producer, on_pause, on_resume))
+    untyped: Any = channel
+    untyped._networkProducer = _ReadingTap(
+        untyped._networkProducer, on_pause, on_resume
+    )
 
 
 def tcp_socket(transport: object) -> socket.socket | None:
@@ -350,14 +352,15 @@ def record_tls_reason(transport: object, record: Callable[[Failure], None]) -> N
     """
     if not is_tls(transport):
         return
-    below = getattr(transport, "connectionLost")
+    untyped: Any = transport
+    below = untyped.connectionLost
 
     def connection_lost(reason: Failure) -> None:
         record(reason)
         below(reason)
 
     # An instance attribute: this one connection, no subclass to install.
-    setattr(transport, "connectionLost", connection_lost)
+    untyped.connectionLost = connection_lost
 
 
 def is_tls(transport: object) -> bool:
@@ -436,7 +439,7 @@ def stop_after_answer(channel: object) -> None:
     the requests buffered behind are never parsed.
     """
     if hasattr(channel, "persistent"):
-        setattr(channel, "persistent", False)
+        channel.persistent = False
 
 
 def lose_connection(channel: object) -> None:
@@ -481,7 +484,12 @@ def stream_end_pending(channel: object) -> Deferred[object] | None:
     if d is None or d.called:
         return None
     done: Deferred[object] = Deferred()
-    d.addBoth(lambda result: (done.callback(None), result)[1])
+
+    def tell(result: object) -> object:
+        done.callback(None)
+        return result
+
+    d.addBoth(tell)
     return done
 
 
@@ -525,10 +533,11 @@ def record_stream_loss(channel: object, record: Callable[[Failure], None]) -> No
     C{_requestDone} for a reset stream or a lost connection, and not when
     the stream's end was sent.
     """
-    below = getattr(channel, "connectionLost")
+    untyped: Any = channel
+    below = untyped.connectionLost
 
     def connection_lost(reason: Failure) -> None:
         record(reason)
         below(reason)
 
-    setattr(channel, "connectionLost", connection_lost)
+    untyped.connectionLost = connection_lost

@@ -90,8 +90,8 @@ class RequestWatch:
         "_ending",
         "_ledger",
         "_outcome",
-        "_pending",
         "_peer_ending",
+        "_pending",
         "_request",
         "_sending",
         "_server_cancelled",
@@ -172,9 +172,16 @@ class RequestWatch:
                 elapsed=self._ended_at - self._started,
                 ending=self._ending,
                 cancelled=self._cancelled,
-                detail="" if self.detail is None else self.detail(),
+                detail=self._detail(),
             )
         return self._outcome
+
+    def _detail(self) -> str:
+        detail = "" if self.detail is None else self.detail()
+        if self._ending is Ending.CLIENT_HALF_CLOSED:
+            # Not cut short: the answer went, though perhaps not read.
+            return f"answered; {detail}" if detail else "answered"
+        return detail
 
     def add(self, *items: Cancellable) -> None:
         """

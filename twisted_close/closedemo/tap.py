@@ -61,6 +61,19 @@ class Options(usage.Options):
             None,
             "Log a line per request: '-' (server log) or a file.",
         ],
+        [
+            "half-close",
+            None,
+            "leave",
+            "A client's FIN with its request in hand: 'leave' (it left; "
+            "cancel) or 'answer' (answer it, then close).",
+        ],
+        [
+            "stall-timeout",
+            None,
+            "30",
+            "Seconds a finished HTTP/2 answer may wait on a client that reads nothing.",
+        ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -99,6 +112,13 @@ class Options(usage.Options):
                         f"--listen {description!r}: --workers shares plain tcp: "
                         "sockets only"
                     )
+        if self["half-close"] not in ("leave", "answer"):
+            raise usage.UsageError(
+                f"--half-close: {self['half-close']!r} is not 'leave' or 'answer'"
+            )
+        self["stall-timeout"] = _seconds("--stall-timeout", self["stall-timeout"], DAY)
+        if self["stall-timeout"] == 0:
+            raise usage.UsageError("--stall-timeout: give seconds > 0")
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
 
@@ -165,6 +185,17 @@ def site_settings(options: Any) -> dict[str, Any]:
     return {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
 
 
+def ledger_settings(options: Any) -> dict[str, Any]:
+    """
+    What the L{Ledger} takes from the options, as JSON-ready keywords.
+    """
+    return {
+        "max_pending": options["max-pending"],
+        "half_close": options["half-close"],
+        "stall_timeout": options["stall-timeout"],
+    }
+
+
 def makeService(options: Any) -> IService:
     """
     Build the closedemo service: one listener per C{--listen}, one site;
@@ -178,10 +209,11 @@ def makeService(options: Any) -> IService:
             "site": site_settings(options),
             "max_pending": options["max-pending"],
             "shutdown_grace": options["shutdown-grace"],
+            "ledger": ledger_settings(options),
         }
         return WorkerPool(reactor, endpoints, options["workers"], settings)
 
-    ledger = Ledger(reactor, max_pending=options["max-pending"])
+    ledger = Ledger(reactor, **ledger_settings(options))
     site = build_site(
         clock=reactor,
         ledger=ledger,
