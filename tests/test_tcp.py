@@ -35,7 +35,7 @@ from twisted.web.server import Site
 
 from twisted_close import DelayedResource, Ending, Ledger, Outcome
 from twisted_close._connection import ConnectionWatch
-from twisted_close._twistedweb import connection_state
+from twisted_close._twistedweb import network_producer
 from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
@@ -498,7 +498,7 @@ def count_socket_writes(connection: _Recorder) -> list[int]:
 
 def channel_watch(connection: _Recorder) -> ConnectionWatch:
     channel = getattr(connection.wrappedProtocol, "_channel", None)
-    watch = connection_state(channel)
+    watch = network_producer(channel)
     assert isinstance(watch, ConnectionWatch)
     return watch
 

@@ -4,15 +4,16 @@ connection under its TLS layer ended, whether its client half-closed, and,
 while Twisted is not reading it, whether its client is still there.
 
 One L{ConnectionWatch} is made for a connection when its first watched
-request begins; nothing here runs per request but a lookup.
+request begins.  It stands in for what the channel pauses and resumes to
+stop and start reading (its transport), so that it hears of both, costs
+the channel no new attribute, and is found from the channel in one lookup.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.python.failure import Failure
 
 from ._outcome import Ending
 from ._policy import HalfClose
@@ -20,16 +21,13 @@ from ._twistedweb import (
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
     abort_transport,
-    attach_state,
-    connection_state,
-    http1_channel,
-    is_tls,
+    keep_tls_tcp_reason,
     lose_connection,
+    network_producer,
     on_half_close,
-    record_tls_reason,
+    replace_network_producer,
     request_in_hand,
     stop_after_answer,
-    tap_reading,
     tcp_socket,
     tcp_state,
     transport_of,
@@ -52,8 +50,6 @@ class ConnectionWatch:
 
     @ivar watch: the latest request watched on the connection: the one in
         hand, since HTTP/1.x answers one request at a time.
-    @ivar tcp_reason: over TLS, how TCP said the connection ended.
-    @ivar tls: whether the connection is over Twisted's TLS layer.
     """
 
     __slots__ = (
@@ -63,20 +59,24 @@ class ConnectionWatch:
         "_half_closed",
         "_paused",
         "_poll",
-        "tcp_reason",
-        "tls",
+        "_producer",
         "watch",
     )
 
-    def __init__(self, channel: object, clock: IReactorTime, half_close: HalfClose):
+    def __init__(
+        self,
+        channel: object,
+        producer: Any,
+        clock: IReactorTime,
+        half_close: HalfClose,
+    ) -> None:
         self._channel = channel
+        self._producer = producer
         self._clock = clock
         self._answer_half_closed = half_close == "answer"
         self._half_closed = False
         self._paused = False
         self._poll: IDelayedCall | None = None
-        self.tcp_reason: Failure | None = None
-        self.tls = False
         self.watch: RequestWatch | None = None
 
     @classmethod
@@ -87,19 +87,45 @@ class ConnectionWatch:
         The watch of C{channel}'s connection, made on first asking; L{None}
         for an HTTP/2 stream (its connection is shared).
         """
-        state: ConnectionWatch | None = connection_state(channel)
-        if state is None:
-            if not http1_channel(channel):
-                return None
-            state = cls(channel, clock, half_close)
-            attach_state(channel, state)
-            transport = getattr(channel, "transport", None)
-            state.tls = is_tls(transport)
-            record_tls_reason(transport, state._tls_lost)
-            tap_reading(channel, state._stopped_reading, state._resumed_reading)
-            if state._answer_half_closed:
-                on_half_close(channel, state._client_half_closed)
+        producer = network_producer(channel)
+        if producer is None:
+            return None
+        if type(producer) is cls:
+            return producer
+        state = cls(channel, producer, clock, half_close)
+        replace_network_producer(channel, state)
+        transport = getattr(channel, "transport", None)
+        keep_tls_tcp_reason(transport)
+        if state._answer_half_closed:
+            on_half_close(channel, state._client_half_closed)
         return state
+
+    # The channel's producer, passed on: IPushProducer, and what
+    # HTTPChannel asks of its transport as a consumer of its own.
+
+    def pauseProducing(self) -> None:
+        self._producer.pauseProducing()
+        self._paused = True
+        self._schedule()
+
+    def resumeProducing(self) -> None:
+        self._producer.resumeProducing()
+        # Called as every request is done: cheap unless it was paused.
+        if self._paused:
+            self._resumed()
+
+    def stopProducing(self) -> None:
+        self._producer.stopProducing()
+
+    def registerProducer(self, producer: object, streaming: bool) -> None:
+        self._producer.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._producer.unregisterProducer()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else asked of the transport through here.
+        return getattr(self._producer, name)
 
     @property
     def polling(self) -> bool:
@@ -108,17 +134,7 @@ class ConnectionWatch:
         """
         return self._poll is not None
 
-    def _tls_lost(self, reason: Failure) -> None:
-        self.tcp_reason = reason
-
-    def _stopped_reading(self) -> None:
-        self._paused = True
-        self._schedule()
-
-    def _resumed_reading(self) -> None:
-        # Called as every request is done: cheap unless it was paused.
-        if not self._paused:
-            return
+    def _resumed(self) -> None:
         self._paused = False
         if not self._half_closed:
             self._unschedule()

@@ -27,33 +27,33 @@ except ImportError:  # pragma: no cover - without twisted[tls] there is no TLS
 from ._outcome import Ending
 
 __all__ = [
+    "NETWORK_PRODUCER",
     "TCP_CLOSE",
     "TCP_CLOSE_WAIT",
     "abort_connection",
     "abort_stream",
     "abort_transport",
-    "attach_state",
     "channel_of",
     "classify",
     "connection_closing",
-    "connection_state",
-    "http1_channel",
     "is_tls",
     "keep_alive_off",
+    "keep_tls_tcp_reason",
     "lose_connection",
+    "network_producer",
     "on_half_close",
     "record_stream_loss",
-    "record_tls_reason",
+    "replace_network_producer",
     "request_in_hand",
     "request_state",
     "stop_after_answer",
     "stream_blocked",
     "stream_end_pending",
-    "tap_reading",
     "tcp_ending",
     "tcp_endpoint_address",
     "tcp_socket",
     "tcp_state",
+    "tls_tcp_reason",
     "transport_of",
     "transport_paused",
 ]
@@ -213,86 +213,35 @@ def tcp_endpoint_address(endpoint: object) -> tuple[str, int, int]:
 
 # -- One HTTP/1.x connection: its TLS layer, its reading, its half-close ------
 
-_STATE = "_twisted_close_connection"
+
+NETWORK_PRODUCER = "_networkProducer"
+"""The name of C{HTTPChannel}'s attribute that L{network_producer} reads."""
 
 
-def connection_state(channel: object) -> Any:
+def network_producer(channel: object) -> Any:
     """
-    What L{attach_state} put on C{channel}, or L{None}.
+    What C{channel} pauses and resumes to stop and start reading its
+    connection: for an HTTP/1.x C{HTTPChannel} whose connection is made, its
+    transport (or what L{replace_network_producer} put there); L{None} for
+    an HTTP/2 stream, whose connection is shared.
 
-    An C{HTTPChannel} lives as long as its connection and has no slots: the
-    state of the connection rides on it, found in one attribute lookup.
+    Relies on C{HTTPChannel._networkProducer}, set by C{connectionMade}:
+    the channel pauses and resumes its transport only through it, when more
+    than C{_optimisticEagerReadSize} bytes are buffered behind the request
+    in hand (paused), after every request (resumed), and when its
+    transport's buffer is full between requests.
     """
-    return getattr(channel, _STATE, None)
+    return getattr(channel, NETWORK_PRODUCER, None)
 
 
-def http1_channel(channel: object) -> bool:
+def replace_network_producer(channel: object, producer: object) -> None:
     """
-    Whether C{channel} is an HTTP/1.x C{HTTPChannel} whose connection is
-    made.
-
-    Relies on C{HTTPChannel._networkProducer}, set by C{connectionMade}: an
-    HTTP/2 stream has none (its connection is shared).
-    """
-    return getattr(channel, "_networkProducer", None) is not None
-
-
-def attach_state(channel: object, state: object) -> None:
-    """
-    Keep C{state} on C{channel} for L{connection_state} to find.
-    """
-    setattr(channel, _STATE, state)
-
-
-class _ReadingTap:
-    """
-    Stands in for C{HTTPChannel._networkProducer} (the transport, as the
-    producer of what the channel reads), telling C{on_pause} and
-    C{on_resume} when the channel stops and resumes reading.
-    """
-
-    def __init__(
-        self,
-        producer: Any,
-        on_pause: Callable[[], None],
-        on_resume: Callable[[], None],
-    ) -> None:
-        self._producer = producer
-        self._on_pause = on_pause
-        self._on_resume = on_resume
-
-    def pauseProducing(self) -> None:
-        self._producer.pauseProducing()
-        self._on_pause()
-
-    def resumeProducing(self) -> None:
-        self._producer.resumeProducing()
-        self._on_resume()
-
-    def stopProducing(self) -> None:
-        self._producer.stopProducing()
-
-    def __getattr__(self, name: str) -> Any:
-        # registerProducer, unregisterProducer and whatever else is asked.
-        return getattr(self._producer, name)
-
-
-def tap_reading(
-    channel: object, on_pause: Callable[[], None], on_resume: Callable[[], None]
-) -> None:
-    """
-    Call C{on_pause} whenever C{channel} stops reading its connection and
-    C{on_resume} when it reads again.
-
-    Relies on C{HTTPChannel} pausing and resuming its transport only through
-    C{_networkProducer}: when more than C{_optimisticEagerReadSize} bytes
-    are buffered behind the request in hand, and when its transport's
-    buffer is full between requests.
+    Have C{channel} pause and resume C{producer} instead, which must pass
+    every call on to the one it replaces.  It takes the place of an
+    attribute the channel has: the channel grows no bigger.
     """
     untyped: Any = channel
-    untyped._networkProducer = _ReadingTap(
-        untyped._networkProducer, on_pause, on_resume
-    )
+    untyped._networkProducer = producer
 
 
 def tcp_socket(transport: object) -> socket.socket | None:
@@ -340,10 +289,14 @@ def tcp_state(sock: socket.socket) -> int | None:
     return info[0] if info else None
 
 
-def record_tls_reason(transport: object, record: Callable[[Failure], None]) -> None:
+_TCP_REASON = "_twisted_close_tcp_reason"
+
+
+def keep_tls_tcp_reason(transport: object) -> None:
     """
-    If C{transport} is Twisted's TLS layer, call C{record} with the reason
-    the TCP connection under it ended, before the layer above hears of it.
+    If C{transport} is Twisted's TLS layer, keep the reason the TCP
+    connection under it ended, for L{tls_tcp_reason}, before the layer
+    above hears of it.
 
     Relies on C{TLSMemoryBIOProtocol.connectionLost} being what the TCP
     transport calls: it turns an EOF without C{close_notify} (a FIN) and a
@@ -356,11 +309,19 @@ def record_tls_reason(transport: object, record: Callable[[Failure], None]) -> N
     below = untyped.connectionLost
 
     def connection_lost(reason: Failure) -> None:
-        record(reason)
+        setattr(untyped, _TCP_REASON, reason)
         below(reason)
 
     # An instance attribute: this one connection, no subclass to install.
     untyped.connectionLost = connection_lost
+
+
+def tls_tcp_reason(transport: object) -> Failure | None:
+    """
+    What L{keep_tls_tcp_reason} kept, if anything.
+    """
+    reason: Failure | None = getattr(transport, _TCP_REASON, None)
+    return reason
 
 
 def is_tls(transport: object) -> bool:
@@ -375,7 +336,7 @@ def is_tls(transport: object) -> bool:
 def tcp_ending(reason: Failure | None) -> Ending:
     """
     Say how a TLS connection's TCP connection ended, from the reason TCP
-    gave (L{record_tls_reason}), when TLS itself says only "lost": a FIN
+    gave (L{tls_tcp_reason}), when TLS itself says only "lost": a FIN
     without C{close_notify}, a reset, or L{Ending.CLIENT_LOST} if unknown.
 
     Relies on C{twisted.internet.tcp} ending a connection with

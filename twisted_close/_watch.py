@@ -23,16 +23,19 @@ from ._ledger import Ledger
 from ._outcome import Ending, Outcome
 from ._text import _printable, describe_client
 from ._twistedweb import (
+    NETWORK_PRODUCER,
     abort_stream,
     channel_of,
     classify,
     connection_closing,
+    is_tls,
     keep_alive_off,
     record_stream_loss,
     request_state,
     stream_blocked,
     stream_end_pending,
     tcp_ending,
+    tls_tcp_reason,
     transport_of,
 )
 
@@ -133,7 +136,10 @@ class RequestWatch:
         if gone:
             self._interrupted(Ending.ALREADY_GONE)
             return
-        connection = ConnectionWatch.of(self._channel, clock, ledger.half_close)
+        # The lookup ConnectionWatch.of makes first, inline: once per request.
+        connection = getattr(self._channel, NETWORK_PRODUCER, None)
+        if type(connection) is not ConnectionWatch:
+            connection = ConnectionWatch.of(self._channel, clock, ledger.half_close)
         if connection is not None:
             connection.watch = self
             self._connection = connection
@@ -268,7 +274,11 @@ class RequestWatch:
 
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        if self._server_ending is None and self._peer_ending is None:
+        if (
+            self._connection is None  # not HTTP/1.x: perhaps an HTTP/2 stream
+            and self._server_ending is None
+            and self._peer_ending is None
+        ):
             sending = stream_end_pending(self._channel)
             if sending is not None:
                 self._await_stream_end(sending)
@@ -315,10 +325,12 @@ class RequestWatch:
         if peer is not None and peer is not Ending.CLIENT_HALF_CLOSED:
             # Found gone by the connection's watch, which then aborted it.
             return peer
-        connection = self._connection
-        if ending is Ending.CLIENT_RESET and connection is not None and connection.tls:
-            # TLS says "lost" for a FIN without close_notify and a reset alike.
-            return tcp_ending(connection.tcp_reason)
+        if ending is Ending.CLIENT_RESET and self._connection is not None:
+            transport = getattr(self._channel, "transport", None)
+            if is_tls(transport):
+                # TLS says "lost" for a FIN without close_notify and a reset
+                # alike: what TCP said below it tells them apart.
+                return tcp_ending(tls_tcp_reason(transport))
         return ending
 
     def _lost(self, reason: Failure) -> None:
