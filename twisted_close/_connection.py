@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 
 from ._outcome import Ending
 from ._policy import HalfClose
@@ -55,7 +55,6 @@ class ConnectionWatch:
     __slots__ = (
         "_answer_half_closed",
         "_channel",
-        "_clock",
         "_half_closed",
         "_paused",
         "_poll",
@@ -67,12 +66,10 @@ class ConnectionWatch:
         self,
         channel: object,
         producer: Any,
-        clock: IReactorTime,
         half_close: HalfClose,
     ) -> None:
         self._channel = channel
         self._producer = producer
-        self._clock = clock
         self._answer_half_closed = half_close == "answer"
         self._half_closed = False
         self._paused = False
@@ -80,9 +77,7 @@ class ConnectionWatch:
         self.watch: RequestWatch | None = None
 
     @classmethod
-    def of(
-        cls, channel: object, clock: IReactorTime, half_close: HalfClose
-    ) -> ConnectionWatch | None:
+    def of(cls, channel: object, half_close: HalfClose) -> ConnectionWatch | None:
         """
         The watch of C{channel}'s connection, made on first asking; L{None}
         for an HTTP/2 stream (its connection is shared).
@@ -92,7 +87,7 @@ class ConnectionWatch:
             return None
         if type(producer) is cls:
             return producer
-        state = cls(channel, producer, clock, half_close)
+        state = cls(channel, producer, half_close)
         replace_network_producer(channel, state)
         transport = getattr(channel, "transport", None)
         keep_tls_tcp_reason(transport)
@@ -157,8 +152,10 @@ class ConnectionWatch:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._poll is None:
-            self._poll = self._clock.callLater(POLL_INTERVAL, self._tick)
+        # The clock of the requests watched: the reactor, or a test's Clock.
+        watch = self.watch
+        if self._poll is None and watch is not None:
+            self._poll = watch.clock.callLater(POLL_INTERVAL, self._tick)
 
     def _unschedule(self) -> None:
         if self._poll is not None:

@@ -88,7 +88,6 @@ class RequestWatch:
         "_cancelled",
         "_channel",
         "_clock",
-        "_connection",
         "_ended_at",
         "_ending",
         "_ledger",
@@ -96,7 +95,6 @@ class RequestWatch:
         "_peer_ending",
         "_pending",
         "_request",
-        "_sending",
         "_server_cancelled",
         "_server_ending",
         "_started",
@@ -119,9 +117,7 @@ class RequestWatch:
         self._ended_at = 0.0
         self._cancelled = 0
         self._outcome: Outcome | None = None
-        self._connection: ConnectionWatch | None = None
         self._peer_ending: Ending | None = None
-        self._sending = False
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = False
@@ -139,13 +135,19 @@ class RequestWatch:
         # The lookup ConnectionWatch.of makes first, inline: once per request.
         connection = getattr(self._channel, NETWORK_PRODUCER, None)
         if type(connection) is not ConnectionWatch:
-            connection = ConnectionWatch.of(self._channel, clock, ledger.half_close)
+            connection = ConnectionWatch.of(self._channel, ledger.half_close)
         if connection is not None:
             connection.watch = self
-            self._connection = connection
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = cast(http.Request, request).notifyFinish()
         finishing.addCallbacks(self._completed, self._lost)
+
+    @property
+    def clock(self) -> IReactorTime:
+        """
+        The time source of the watch.
+        """
+        return self._clock
 
     @property
     def request(self) -> IRequest:
@@ -219,9 +221,9 @@ class RequestWatch:
         """
         if self._ending is not None or self._server_ending is not None:
             return
-        if self._sending:
-            # Answered; its end waits on the client (bounded by the stall
-            # timeout): nothing to cancel or answer.
+        if request_state(self._request)[0]:
+            # Answered; over HTTP/2 its end may wait on the client (bounded
+            # by the stall timeout): nothing to cancel or answer.
             return
         self._server_ending = ending
         self.close_when_done()
@@ -274,11 +276,7 @@ class RequestWatch:
 
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        if (
-            self._connection is None  # not HTTP/1.x: perhaps an HTTP/2 stream
-            and self._server_ending is None
-            and self._peer_ending is None
-        ):
+        if self._server_ending is None and self._peer_ending is None:
             sending = stream_end_pending(self._channel)
             if sending is not None:
                 self._await_stream_end(sending)
@@ -291,7 +289,6 @@ class RequestWatch:
         An HTTP/2 answer is finished but its stream's end is queued behind
         what flow control holds back: it completes when the end goes out.
         """
-        self._sending = True
         channel = self._channel
         lost: list[Failure] = []
         record_stream_loss(channel, lost.append)
@@ -325,7 +322,7 @@ class RequestWatch:
         if peer is not None and peer is not Ending.CLIENT_HALF_CLOSED:
             # Found gone by the connection's watch, which then aborted it.
             return peer
-        if ending is Ending.CLIENT_RESET and self._connection is not None:
+        if ending is Ending.CLIENT_RESET:
             transport = getattr(self._channel, "transport", None)
             if is_tls(transport):
                 # TLS says "lost" for a FIN without close_notify and a reset
