@@ -45,6 +45,7 @@ PUBLIC = [
     "is_cancellation",
     "parse_delay",
     "read_body",
+    "__version__",
 ]
 
 

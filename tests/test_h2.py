@@ -46,6 +46,7 @@ from h2.events import (
     StreamEnded,
     StreamReset,
 )
+from h2.settings import SettingCodes, Settings
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -303,12 +304,12 @@ class Server:
     def ledger(self) -> Ledger:
         return self.delayed.ledger
 
-    async def connect(self) -> Client:
+    async def connect(self, client: Client | None = None) -> Client:
         number = self.port.getHost().port  # type: ignore[attr-defined]
         endpoint = SSL4ClientEndpoint(
             tcp, "127.0.0.1", number, self.tls.client_options()
         )
-        client = Client()
+        client = Client() if client is None else client
         await connectProtocol(endpoint, client)
         self.clients.append(client)
         await wait_for(lambda: client.settled, "the SETTINGS exchange")
@@ -367,13 +368,17 @@ class Server:
 
 @asynccontextmanager
 async def serving(
-    tls: TLSFiles, delay: float = 5.0, **options: Any
+    tls: TLSFiles,
+    delay: float = 5.0,
+    ledger: Ledger | None = None,
+    **options: Any,
 ) -> AsyncIterator[Server]:
     """
     Serve the closedemo site over TLS until the block ends, then close every
     connection and stop listening, so that the reactor is left clean.
     """
-    site: Site = build_site(clock=clock, ledger=Ledger(), delay=delay, **options)
+    ledger = Ledger() if ledger is None else ledger
+    site: Site = build_site(clock=clock, ledger=ledger, delay=delay, **options)
     delayed = cast(DemoRoot, cast(HostCheck, site.resource).resource).delayed
     port = await serverFromString(_reactor, tls.listen).listen(site)
     server = Server(tls, delayed, port)
@@ -707,3 +712,103 @@ async def test_a_forged_path_cannot_pass_for_other_fields(tls: TLSFiles) -> None
         assert line.count(" from ") == 1
         [outcome] = server.outcomes
         assert outcome.path == forged
+
+
+# -- A client that stops reading ----------------------------------------------
+
+
+class StingyClient(Client):
+    """
+    A client whose flow-control window for each stream is 0: the server may
+    send headers, never a byte of body, until the client opens the window.
+    """
+
+    def connectionMade(self) -> None:
+        self.h2.local_settings = Settings(
+            client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: 0}
+        )
+        super().connectionMade()
+
+    def open_window(self, stream_id: int, size: int) -> None:
+        self.h2.increment_flow_control_window(size, stream_id)
+        self._flush()
+
+
+async def _stuck_answer(server: Server) -> tuple[StingyClient, int]:
+    """
+    A request answered (its timer fired, C{finish()} called) whose body and
+    end are held back by the client's flow control.
+    """
+    client = StingyClient()
+    await server.connect(client)
+    assert await client.handshake == b"h2"
+    stream_id = client.get("/a?delay=0.1")
+    await wait_for(lambda: client.streams[stream_id].status == 200, "the headers")
+    await wait_for(lambda: not server.answers_due(), "the answer to be given")
+    return client, stream_id
+
+
+@twisted_test
+async def test_an_answer_completes_when_its_end_goes_out(tls: TLSFiles) -> None:
+    async with serving(tls) as server:
+        client, stream_id = await _stuck_answer(server)
+        # finish() was called; the client has had the headers only.
+        assert server.ledger.pending == 1
+        assert server.ledger.completed == 0
+        assert server.outcomes == []
+        assert client.streams[stream_id].body == b""
+
+        client.open_window(stream_id, 100)
+        await wait_for(lambda: client.streams[stream_id].ended, "the end")
+        assert client.streams[stream_id].body == b"hello"
+        await wait_for(lambda: server.outcomes, "the outcome")
+        [outcome] = server.outcomes
+        assert outcome.ending is Ending.COMPLETED
+        assert server.ledger.snapshot()["completed"] == 1
+
+
+@twisted_test
+async def test_a_client_leaving_before_the_end_went_out_is_reported(
+    tls: TLSFiles,
+) -> None:
+    async with serving(tls) as server:
+        client, _ = await _stuck_answer(server)
+        _abort(client)
+        await wait_for(lambda: server.outcomes, "the outcome")
+        [outcome] = server.outcomes
+        assert (outcome.path, outcome.ending) == ("/a", Ending.CLIENT_LOST)
+        assert server.ledger.snapshot()["completed"] == 0
+        assert server.ledger.interruptions == {Ending.CLIENT_LOST: 1}
+
+
+@twisted_test
+async def test_a_stream_stuck_on_flow_control_is_reset_as_stopped_reading(
+    tls: TLSFiles,
+) -> None:
+    ledger = Ledger(stall_timeout=0.5)
+    async with serving(tls, ledger=ledger) as server:
+        client, stream_id = await _stuck_answer(server)
+        stuck_since = clock.seconds()
+        await wait_for(lambda: server.outcomes, "the stall to be reported")
+        assert clock.seconds() - stuck_since >= 0.4
+        [outcome] = server.outcomes
+        assert outcome.ending is Ending.CLIENT_STOPPED_READING
+        assert outcome.reason == "client stopped reading"
+        # The stream is reset; the connection goes on.
+        await wait_for(
+            lambda: client.streams[stream_id].reset_by_server is not None,
+            "the client to hear the reset",
+        )
+        assert client.reason is None
+        assert client.streams[stream_id].body == b""
+        assert server.ledger.snapshot() == {
+            "pending": 0,
+            "completed": 0,
+            "interrupted": 1,
+            "rejected": 0,
+            "server_ended": 0,
+        }
+        other = client.get("/b?delay=0")
+        client.open_window(other, 100)
+        await wait_for(lambda: client.streams[other].ended, "another answer")
+        assert client.streams[other].body == b"hello"

@@ -338,3 +338,22 @@ def test_in_memory_example_prints_what_the_readme_shows() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == shown_output("in_memory.py")
+
+
+class EndingsTableTests(SynchronousTestCase):
+    def test_the_endings_table_lists_every_ending_once(self) -> None:
+        """
+        Whoever adds an L{Ending} adds its row to "What each ending means",
+        and no row names an ending that does not exist.
+        """
+        text = README.read_text()
+        section = text.split("\n## What each ending means\n", 1)[1].split("\n## ")[0]
+        rows = [line for line in section.splitlines() if line.startswith("| `")]
+        reasons = [re.match(r"\| `([^`]+)` \|", row).group(1) for row in rows]  # type: ignore[union-attr]
+        self.assertEqual(len(reasons), len(set(reasons)))
+        self.assertEqual(sorted(reasons), sorted(e.value for e in Ending))
+        for row in rows:
+            # reason, cause, certainty: each said.
+            cells = [c.strip() for c in row.strip("|").split(" | ")]
+            self.assertEqual(len(cells), 3, row)
+            self.assertTrue(all(cells), row)

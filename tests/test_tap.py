@@ -403,3 +403,37 @@ class StartWarningTests(SynchronousTestCase):
     def test_no_warning_without_tls(self) -> None:
         argv = ("--listen", "tcp:0", "--idle-timeout", "10")
         self.assertEqual(self.warnings(*argv), [])
+
+
+class ConnectionOptionsTests(SynchronousTestCase):
+    def test_defaults_leave_on_a_half_close_and_wait_30_s_on_a_stall(self) -> None:
+        options = parse()
+        self.assertEqual(options["half-close"], "leave")
+        self.assertEqual(options["stall-timeout"], 30.0)
+        self.assertEqual(
+            tap.ledger_settings(options),
+            {"max_pending": 10000, "half_close": "leave", "stall_timeout": 30.0},
+        )
+
+    def test_values_are_coerced_and_reach_the_ledger(self) -> None:
+        options = parse("--half-close", "answer", "--stall-timeout", "2.5")
+        service = tap.makeService(options)
+        assert isinstance(service, MultiService)
+        drain = next(iter(service))
+        assert isinstance(drain, GracefulDrain)
+        self.assertEqual(drain.ledger.half_close, "answer")
+        self.assertEqual(drain.ledger.stall_timeout, 2.5)
+
+    def test_bad_values_name_the_option(self) -> None:
+        cases = {
+            ("--half-close", "ignore"): "--half-close",
+            ("--stall-timeout", "0"): "--stall-timeout",
+            ("--stall-timeout", "soon"): "--stall-timeout",
+        }
+        for argv, option in cases.items():
+            with self.subTest(argv=argv):
+                with self.assertRaises(UsageError) as caught:
+                    parse(*argv)
+                message = str(caught.exception)
+                self.assertTrue(message.startswith(option), message)
+                self.assertNotIn("\n", message)

@@ -13,7 +13,7 @@ import struct
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -34,6 +34,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 
 from twisted_close import DelayedResource, Ending, HostCheck, Ledger, Outcome
+from twisted_close._connection import ConnectionWatch
+from twisted_close._twistedweb import network_producer
 from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
@@ -477,17 +479,54 @@ async def test_a_small_pipeline_does_not_hide_the_client_leaving() -> None:
         }
 
 
-@pytest.mark.parametrize("leave", ["close", "reset"])
+def count_socket_writes(connection: _Recorder) -> list[int]:
+    """
+    The sizes of what the server's TCP transport hands its socket from now
+    on (its C{writeSomeData}, called when the socket is writable).
+    """
+    sizes: list[int] = []
+    transport: Any = connection.transport
+    send = transport.writeSomeData
+
+    def counted(data: bytes) -> object:
+        sizes.append(len(data))
+        return send(data)
+
+    transport.writeSomeData = counted
+    return sizes
+
+
+def channel_watch(connection: _Recorder) -> ConnectionWatch:
+    channel = getattr(connection.wrappedProtocol, "_channel", None)
+    watch = network_producer(channel)
+    assert isinstance(watch, ConnectionWatch)
+    return watch
+
+
+@pytest.mark.parametrize(
+    ("leave", "ending"),
+    [("close", Ending.CLIENT_CLOSED), ("reset", Ending.CLIENT_RESET)],
+)
+@pytest.mark.parametrize(
+    "first_delay",
+    [
+        # Gone long before the answer: seen by the once-a-second look.
+        pytest.param(3.0, id="seen-while-paused"),
+        # Gone within the last second: seen by the look as the answer ends.
+        pytest.param(0.5, id="seen-at-the-answer"),
+    ],
+)
 @twisted_test
-async def test_a_paused_channel_sees_the_client_leave_only_later(leave: str) -> None:
+async def test_a_paused_channel_still_sees_the_client_leave(
+    leave: str, ending: Ending, first_delay: float
+) -> None:
     """
     Once more than C{HTTPChannel._optimisticEagerReadSize} bytes of
     pipelined requests are buffered behind the request in flight, Twisted
-    stops reading the socket.  A client that leaves then is not noticed:
-    the request in flight runs to its end and counts as completed, the next
-    one is taken from the buffer, and only when the server next touches the
-    socket does it find the client gone.  Still, every rendered request is
-    accounted for exactly once and nothing stays pending.
+    stops reading the socket, so it cannot hear the client leave.  The
+    socket's TCP state still tells (Linux): the request in hand is reported
+    with the client's ending, nothing is answered into the dead socket, and
+    no request behind it is rendered or blamed.
     """
     delayed = Recording(delay=5, ledger=Ledger())
     eager = HTTPChannel._optimisticEagerReadSize
@@ -495,14 +534,13 @@ async def test_a_paused_channel_sees_the_client_leave_only_later(leave: str) -> 
     assert len(b"".join(queued)) > eager
     async with serving(delayed) as server:
         client = await server.connect()
-        client.send(get("/first?delay=0.5") + b"".join(queued))
+        client.send(get(f"/first?delay={first_delay}") + b"".join(queued))
         await wait_for(lambda: server.ledger.pending == 1, "the first to be pending")
         [connection] = server.tracker.live
-        await wait_for(
-            lambda: not reading(connection),
-            "the server to stop reading",
-        )
-        assert server.ledger.completed == 0
+        await wait_for(lambda: not reading(connection), "the server to stop reading")
+        assert channel_watch(connection).polling
+        on_the_wire = count_socket_writes(connection)
+        started = clock.seconds()
         if leave == "close":
             client.close()
         else:
@@ -512,24 +550,55 @@ async def test_a_paused_channel_sees_the_client_leave_only_later(leave: str) -> 
             "the server to find the client gone",
         )
 
-        outcomes = server.outcomes
-        # The client had left before the first answer was due, yet it was
-        # answered in full and counted as completed.
-        assert (outcomes[0].path, outcomes[0].ending) == ("/first", Ending.COMPLETED)
-        assert outcomes[0].elapsed >= 0.5
-        # Each rendered request has one outcome, in order; the last one was
-        # interrupted, those before it completed; the rest were never rendered.
-        assert [o.path for o in outcomes] == delayed.rendered
-        assert len(set(delayed.rendered)) == len(delayed.rendered)
-        assert all(o.ending is Ending.COMPLETED for o in outcomes[:-1])
-        assert outcomes[-1].ending.interrupted
-        assert outcomes[-1].cancelled == 1
-        assert len(outcomes) < 1 + len(queued)
+        [outcome] = server.outcomes
+        assert (outcome.path, outcome.ending, outcome.cancelled) == (
+            "/first",
+            ending,
+            0 if first_delay < 1 else 1,
+        )
+        # Seen within a second or so of leaving, not at some later request.
+        assert clock.seconds() - started < 2.5
+        assert delayed.rendered == ["/first"]
+        # Not a byte of an answer went out: any was dropped unsent.
+        assert on_the_wire == []
+        # The server dropped it (or the reactor saw the reset first).
+        [(_, reason)] = server.tracker.lost
+        assert reason.check(ConnectionAborted, ConnectionLost)
         assert server.answers_due() == []
         assert server.ledger.snapshot() == {
             "pending": 0,
-            "completed": len(outcomes) - 1,
+            "completed": 0,
             "interrupted": 1,
             "rejected": 0,
             "server_ended": 0,
         }
+
+
+@twisted_test
+async def test_the_look_at_a_paused_channel_stops_when_it_reads_again() -> None:
+    delayed = Recording(delay=5, ledger=Ledger())
+    eager = HTTPChannel._optimisticEagerReadSize
+    body = b"x" * (2 * eager)
+    big = (
+        b"POST /big HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    async with serving(delayed) as server:
+        client = await server.connect()
+        client.send(get("/first?delay=0.3") + big)
+        await wait_for(lambda: server.ledger.pending == 1, "the first to be pending")
+        [connection] = server.tracker.live
+        await wait_for(lambda: not reading(connection), "the server to stop reading")
+        watch = channel_watch(connection)
+        assert watch.polling
+        await wait_for(
+            lambda: len(parse_responses(client.received)) == 2, "both answers"
+        )
+        assert [status for status, _ in parse_responses(client.received)] == [
+            200,
+            405,
+        ]
+        assert reading(connection)
+        assert not watch.polling
+        [outcome] = server.outcomes
+        assert outcome.ending is Ending.COMPLETED

@@ -288,3 +288,23 @@ def test_a_port_that_cannot_be_had_is_one_line_not_a_traceback(
     assert f"closedemo: --listen: Couldn't listen on 127.0.0.1:{port}" in output
     assert "Address already in use" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_half_close_answer_answers_a_half_closed_client(
+    closedemo: Callable[..., Twistd], version: str
+) -> None:
+    server = closedemo(*LISTEN, "--delay", "0.3", "--half-close", "answer")
+    port = server.port()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(f"GET /slow HTTP/{version}\r\nHost: localhost\r\n\r\n".encode())
+        client.shutdown(socket.SHUT_WR)  # as `nc -N` does
+        received = b""
+        while data := client.recv(65536):
+            received += data
+    assert received.startswith(f"HTTP/{version} 200 ".encode())
+    assert received.endswith(b"\r\n\r\nhello")
+    server.wait_for_line(
+        r"Connection interrupted: GET /slow from 127\.0\.0\.1:\d+ "
+        r"after 0\.\d\d s \(client half-closed; answered\)$"
+    )

@@ -19,6 +19,7 @@ from twisted.web.iweb import IRequest
 
 from ._limits import Limits, client_key
 from ._outcome import Ending, Outcome, Pending, Rejection
+from ._policy import HalfClose
 from ._report import Reporter
 
 __all__ = ["WAIT_BUCKETS", "CountsSource", "Ledger", "Totals"]
@@ -197,6 +198,8 @@ class Ledger:
         log_per_second: int = 50,
         reporter: Reporter | None = None,
         limits: Limits | None = None,
+        half_close: HalfClose = "leave",
+        stall_timeout: float = 30.0,
     ) -> None:
         """
         @param clock: lets the reporter rate-limit its log lines; without
@@ -208,7 +211,24 @@ class Ledger:
             and C{log_per_second} by default.
         @param limits: the caps on streams and on one client's share, shared
             with the resources counting into this ledger; none by default.
+        @param half_close: what a client's half-close (a FIN while its
+            HTTP/1.x request is in hand) means: C{"leave"}, it left: its work
+            is cancelled (as Node and nginx do); C{"answer"}, it only stopped
+            sending: it is answered, then the connection is closed (RFC 9112
+            section 9.6), and the outcome says C{client half-closed}.
+        @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
+            client that lets nothing more through (flow control, a full
+            socket) before its stream is reset and the request reported as
+            C{client stopped reading}.
         """
+        if half_close not in ("leave", "answer"):
+            raise ValueError(
+                f"half_close must be 'leave' or 'answer', not {half_close!r}"
+            )
+        if not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
+        self.half_close: HalfClose = half_close
+        self.stall_timeout = stall_timeout
         # Each live request, with the client it counts against in limits
         # (None: not counted per client; _ENDLESS: a stream).
         self._live: dict[Pending, str | None] = {}

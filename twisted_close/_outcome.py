@@ -29,6 +29,9 @@ class Ending(enum.Enum):
     SHUTDOWN = "server shutting down"
     STALLED = "dropped: the client read nothing"
     WORKER_DIED = "worker died"
+    CLIENT_CLOSED_NO_TLS_CLOSE = "client closed without TLS close_notify"
+    CLIENT_HALF_CLOSED = "client half-closed"
+    CLIENT_STOPPED_READING = "client stopped reading"
 
     # Members are singletons: identity is their equality, and hashing by it
     # is done in C (Enum's own __hash__ is Python code, run for every count).

@@ -8,27 +8,61 @@ loudly, rather than as a wrong outcome somewhere else.
 
 from __future__ import annotations
 
+import socket
 import sys
 from asyncio import AbstractEventLoop
+from collections.abc import Callable
+from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IReactorCore,
+    ITCPTransport,
+)
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from zope.interface import alsoProvides
+
+try:
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+except ImportError:  # pragma: no cover - without twisted[tls] there is no TLS
+    TLSMemoryBIOProtocol = None  # type: ignore[assignment,misc]
 
 from ._outcome import Ending
 
 __all__ = [
+    "NETWORK_PRODUCER",
+    "TCP_CLOSE",
+    "TCP_CLOSE_WAIT",
     "abort_connection",
     "abort_request",
+    "abort_stream",
+    "abort_transport",
     "asyncio_event_loop",
     "channel_of",
     "classify",
     "connection_closing",
+    "is_tls",
     "keep_alive_off",
+    "keep_tls_tcp_reason",
+    "lose_connection",
+    "network_producer",
+    "on_half_close",
     "reactor_cutting_connections",
+    "record_stream_loss",
+    "replace_network_producer",
+    "request_in_hand",
     "request_state",
+    "stop_after_answer",
+    "stream_blocked",
+    "stream_end_pending",
+    "tcp_ending",
     "tcp_endpoint_address",
+    "tcp_socket",
+    "tcp_state",
+    "tls_tcp_reason",
     "transport_of",
     "transport_paused",
 ]
@@ -230,3 +264,296 @@ def reactor_cutting_connections(reactor: IReactorCore) -> bool:
     C{ConnectionLost}, the same failure as a client's reset).
     """
     return not reactor.running
+
+
+# -- One HTTP/1.x connection: its TLS layer, its reading, its half-close ------
+
+
+NETWORK_PRODUCER = "_networkProducer"
+"""The name of C{HTTPChannel}'s attribute that L{network_producer} reads."""
+
+
+def network_producer(channel: object) -> Any:
+    """
+    What C{channel} pauses and resumes to stop and start reading its
+    connection: for an HTTP/1.x C{HTTPChannel} whose connection is made, its
+    transport (or what L{replace_network_producer} put there); C{None} for
+    an HTTP/2 stream, whose connection is shared.
+
+    Relies on C{HTTPChannel._networkProducer}, set by C{connectionMade}:
+    the channel pauses and resumes its transport only through it, when more
+    than C{_optimisticEagerReadSize} bytes are buffered behind the request
+    in hand (paused), after every request (resumed), and when its
+    transport's buffer is full between requests.
+    """
+    return getattr(channel, NETWORK_PRODUCER, None)
+
+
+def replace_network_producer(channel: object, producer: object) -> None:
+    """
+    Have C{channel} pause and resume C{producer} instead, which must pass
+    every call on to the one it replaces.  It takes the place of an
+    attribute the channel has: the channel grows no bigger.
+    """
+    untyped: Any = channel
+    untyped._networkProducer = producer
+
+
+def tcp_socket(transport: object) -> socket.socket | None:
+    """
+    The TCP socket under C{transport}, through any wrapping protocols (TLS).
+
+    Relies on C{TLSMemoryBIOProtocol.transport} and
+    C{ProtocolWrapper.transport} being the transport below them, and on a
+    TCP transport's C{getHandle()} being its socket.
+    """
+    for _ in range(8):
+        if transport is None:
+            return None
+        get_handle = getattr(transport, "getHandle", None)
+        if callable(get_handle):
+            try:
+                handle = get_handle()
+            except AttributeError:
+                # A closed TCP transport has dropped its socket.
+                return None
+            if isinstance(handle, socket.socket):
+                return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+# <netinet/tcp.h>: the first byte of struct tcp_info is the state.
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+
+
+def tcp_state(sock: socket.socket) -> int | None:
+    """
+    The kernel's TCP state of C{sock} (Linux C{TCP_INFO}): C{TCP_CLOSE_WAIT}
+    once the peer's FIN came, C{TCP_CLOSE} once its RST did; C{None} where
+    it cannot be asked.
+    """
+    if _TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)
+    except OSError:
+        return None
+    return info[0] if info else None
+
+
+_TCP_REASON = "_twisted_close_tcp_reason"
+
+
+def keep_tls_tcp_reason(transport: object) -> None:
+    """
+    If C{transport} is Twisted's TLS layer, keep the reason the TCP
+    connection under it ended, for L{tls_tcp_reason}, before the layer
+    above hears of it.
+
+    Relies on C{TLSMemoryBIOProtocol.connectionLost} being what the TCP
+    transport calls: it turns an EOF without C{close_notify} (a FIN) and a
+    reset alike into a bare C{ConnectionLost}, so the reason TCP gave is
+    only to be had there.
+    """
+    if not is_tls(transport):
+        return
+    untyped: Any = transport
+    below = untyped.connectionLost
+
+    def connection_lost(reason: Failure) -> None:
+        setattr(untyped, _TCP_REASON, reason)
+        below(reason)
+
+    # An instance attribute: this one connection, no subclass to install.
+    untyped.connectionLost = connection_lost
+
+
+def tls_tcp_reason(transport: object) -> Failure | None:
+    """
+    What L{keep_tls_tcp_reason} kept, if anything.
+    """
+    reason: Failure | None = getattr(transport, _TCP_REASON, None)
+    return reason
+
+
+def is_tls(transport: object) -> bool:
+    """
+    Whether C{transport} is Twisted's TLS layer.
+    """
+    return TLSMemoryBIOProtocol is not None and isinstance(
+        transport, TLSMemoryBIOProtocol
+    )
+
+
+def tcp_ending(reason: Failure | None) -> Ending:
+    """
+    Say how a TLS connection's TCP connection ended, from the reason TCP
+    gave (L{tls_tcp_reason}), when TLS itself says only "lost": a FIN
+    without C{close_notify}, a reset, or L{Ending.CLIENT_LOST} if unknown.
+
+    Relies on C{twisted.internet.tcp} ending a connection with
+    C{ConnectionDone} for a FIN and a plain C{ConnectionLost} for a failed
+    read (a reset).
+    """
+    if reason is None:
+        return Ending.CLIENT_LOST
+    if isinstance(reason.value, ConnectionDone):
+        return Ending.CLIENT_CLOSED_NO_TLS_CLOSE
+    if type(reason.value) is ConnectionLost:
+        return Ending.CLIENT_RESET
+    return Ending.CLIENT_LOST
+
+
+def on_half_close(channel: object, half_closed: Callable[[], None]) -> bool:
+    """
+    Have C{channel}'s TCP connection call C{half_closed} when the client
+    shuts down its sending side (a FIN), keeping the connection open for
+    the answer; say whether it could be done (plain TCP only).
+
+    Twisted's TCP transport ends the whole connection on a FIN unless its
+    protocol provides C{IHalfCloseableProtocol}; C{HTTPChannel} does not,
+    and C{Site} wraps it in C{_GenericHTTPChannelProtocol}, so the protocol
+    the transport holds (C{transport.protocol}) is made to provide it, this
+    instance alone.
+    """
+    transport = getattr(channel, "transport", None)
+    protocol = getattr(transport, "protocol", None)
+    if protocol is None or not ITCPTransport.providedBy(transport):
+        return False
+
+    def read_connection_lost() -> None:
+        half_closed()
+
+    def write_connection_lost() -> None:
+        # The server's own shutdown of its side: nothing to do.
+        pass
+
+    alsoProvides(protocol, IHalfCloseableProtocol)
+    protocol.readConnectionLost = read_connection_lost
+    protocol.writeConnectionLost = write_connection_lost
+    return True
+
+
+def request_in_hand(channel: object) -> bool:
+    """
+    Whether C{channel} has a request it has not finished answering.
+
+    Relies on C{HTTPChannel.requests}, the queue of requests being answered.
+    """
+    return bool(getattr(channel, "requests", None))
+
+
+def stop_after_answer(channel: object) -> None:
+    """
+    Read no more requests on C{channel}'s connection; close it once the
+    request in hand is answered.
+
+    Relies on C{HTTPChannel.persistent}, read by C{requestDone}: when false,
+    the requests buffered behind are never parsed.
+    """
+    if hasattr(channel, "persistent"):
+        channel.persistent = False
+
+
+def lose_connection(channel: object) -> None:
+    """
+    Close C{channel}'s connection once what was written has gone.
+    """
+    lose = getattr(channel, "loseConnection", None)
+    if callable(lose):
+        lose()
+
+
+def abort_transport(channel: object) -> None:
+    """
+    Drop C{channel}'s connection at once, discarding what is unsent.
+    """
+    abort = getattr(transport_of(channel), "abortConnection", None)
+    if callable(abort):
+        abort()
+
+
+# -- An HTTP/2 stream's end ---------------------------------------------------
+
+
+def stream_end_pending(channel: object) -> Deferred[object] | None:
+    """
+    For an HTTP/2 stream whose request has finished but whose end
+    (C{END_STREAM}) has not yet gone out: a Deferred that fires once the
+    stream is done with, sent or not.  C{None} otherwise.
+
+    Relies on C{H2Stream._conn}, C{H2Stream.streamID} and
+    C{H2Connection._streamCleanupCallbacks}: the Deferred
+    C{H2Connection._requestDone} fires when the stream's end was written,
+    or when it was reset or its connection lost (then after the stream's
+    C{connectionLost}).  C{request.finish()} only queues the end behind the
+    data that flow control holds back.
+    """
+    connection = getattr(channel, "_conn", None)
+    if connection is None:
+        return None
+    cleanups = getattr(connection, "_streamCleanupCallbacks", None)
+    d = None if cleanups is None else cleanups.get(getattr(channel, "streamID", None))
+    if d is None or d.called:
+        return None
+    done: Deferred[object] = Deferred()
+
+    def tell(result: object) -> object:
+        done.callback(None)
+        return result
+
+    d.addBoth(tell)
+    return done
+
+
+def stream_blocked(channel: object) -> bool:
+    """
+    Whether an HTTP/2 stream has data queued that its flow-control window
+    does not let out, or its connection waits on a full transport.
+
+    Relies on C{H2Connection.remainingOutboundWindow} (window less what is
+    queued) and C{H2Connection._consumerBlocked}.
+    """
+    connection = getattr(channel, "_conn", None)
+    if connection is None:
+        return False
+    if getattr(connection, "_consumerBlocked", None) is not None:
+        return True
+    try:
+        return bool(connection.remainingOutboundWindow(channel.streamID) < 0)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def abort_stream(channel: object) -> None:
+    """
+    Reset an HTTP/2 stream (RST_STREAM), its connection going on.
+
+    Relies on C{H2Stream.abortConnection} resetting that stream alone.
+    """
+    abort = getattr(channel, "abortConnection", None)
+    if callable(abort):
+        abort()
+
+
+def record_stream_loss(channel: object, record: Callable[[Failure], None]) -> None:
+    """
+    Call C{record} with the reason an HTTP/2 stream is told it was lost (a
+    reset, its connection going) after its request finished, when the
+    request itself is no longer told.
+
+    Relies on C{H2Connection} calling C{H2Stream.connectionLost} before
+    C{_requestDone} for a reset stream or a lost connection, and not when
+    the stream's end was sent.
+    """
+    untyped: Any = channel
+    below = untyped.connectionLost
+
+    def connection_lost(reason: Failure) -> None:
+        record(reason)
+        below(reason)
+
+    untyped.connectionLost = connection_lost

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, cast, runtime_checkable
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -16,17 +17,26 @@ from twisted.web import http
 from twisted.web.iweb import IRequest
 
 from ._clock import default_clock
+from ._connection import ConnectionWatch
 from ._http import plain_error
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
 from ._shutdown import watch_shutdown
 from ._text import _printable, _raw, describe_client
 from ._twistedweb import (
+    NETWORK_PRODUCER,
+    abort_stream,
     channel_of,
     classify,
     connection_closing,
+    is_tls,
     keep_alive_off,
+    record_stream_loss,
     request_state,
+    stream_blocked,
+    stream_end_pending,
+    tcp_ending,
+    tls_tcp_reason,
     transport_of,
 )
 
@@ -93,6 +103,7 @@ class RequestWatch:
         "_ending",
         "_ledger",
         "_outcome",
+        "_peer_ending",
         "_pending",
         "_request",
         "_server_cancelled",
@@ -125,6 +136,7 @@ class RequestWatch:
         self._ended_at = 0.0
         self._cancelled = 0
         self._outcome: Outcome | None = None
+        self._peer_ending: Ending | None = None
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = endless
@@ -140,9 +152,22 @@ class RequestWatch:
         if gone:
             self._interrupted(Ending.ALREADY_GONE)
             return
+        # The lookup ConnectionWatch.of makes first, inline: once per request.
+        connection = getattr(self._channel, NETWORK_PRODUCER, None)
+        if type(connection) is not ConnectionWatch:
+            connection = ConnectionWatch.of(self._channel, ledger.half_close)
+        if connection is not None:
+            connection.watch = self
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = cast(http.Request, request).notifyFinish()
         finishing.addCallbacks(self._completed, self._lost)
+
+    @property
+    def clock(self) -> IReactorTime:
+        """
+        The time source of the watch.
+        """
+        return self._clock
 
     @property
     def request(self) -> IRequest:
@@ -175,9 +200,16 @@ class RequestWatch:
                 elapsed=self._ended_at - self._started,
                 ending=self._ending,
                 cancelled=self._cancelled,
-                detail="" if self.detail is None else self.detail(),
+                detail=self._detail(),
             )
         return self._outcome
+
+    def _detail(self) -> str:
+        detail = "" if self.detail is None else self.detail()
+        if self._ending is Ending.CLIENT_HALF_CLOSED:
+            # Not cut short: the answer went, though perhaps not read.
+            return f"answered; {detail}" if detail else "answered"
+        return detail
 
     def add(self, *items: Cancellable) -> None:
         """
@@ -208,6 +240,10 @@ class RequestWatch:
         outcome is C{ending}, not a completion nor a client's interruption.
         """
         if self._ending is not None or self._server_ending is not None:
+            return
+        if request_state(self._request)[0]:
+            # Answered; over HTTP/2 its end may wait on the client (bounded
+            # by the stall timeout): nothing to cancel or answer.
             return
         self._server_ending = ending
         self.close_when_done()
@@ -249,19 +285,77 @@ class RequestWatch:
         self._cancelled = cancelled
         self._ledger.end(self, ending, now - self._started)
 
+    def peer_left(self, ending: Ending) -> None:
+        """
+        The request's client was found gone (or half-closed) other than by
+        the request hearing of it: C{ending} is how the request ends, by
+        whatever path it ends.
+        """
+        if self._ending is None and self._server_ending is None:
+            self._peer_ending = ending
+
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        self._end(self._server_ending or Ending.COMPLETED, self._server_cancelled)
+        if self._server_ending is None and self._peer_ending is None:
+            sending = stream_end_pending(self._channel)
+            if sending is not None:
+                self._await_stream_end(sending)
+                return
+        ending = self._server_ending or self._peer_ending or Ending.COMPLETED
+        self._end(ending, self._server_cancelled)
 
-    def _lost(self, reason: Failure) -> None:
+    def _await_stream_end(self, sending: Deferred[object]) -> None:
+        """
+        An HTTP/2 answer is finished but its stream's end is queued behind
+        what flow control holds back: it completes when the end goes out.
+        """
+        channel = self._channel
+        lost: list[Failure] = []
+        record_stream_loss(channel, lost.append)
+        stall = None
+        if stream_blocked(channel):
+            stall = self._clock.callLater(
+                self._ledger.stall_timeout, self._stalled, channel
+            )
+
+        def done(ignored: object) -> None:
+            if stall is not None and stall.active():
+                stall.cancel()
+            ending = self._peer_ending
+            if ending is None:
+                ending = self._loss_ending(lost[0]) if lost else Ending.COMPLETED
+            self._end(ending, 0)
+
+        sending.addCallback(done)
+
+    def _stalled(self, channel: object) -> None:
+        self._peer_ending = Ending.CLIENT_STOPPED_READING
+        abort_stream(channel)
+
+    def _loss_ending(self, reason: Failure) -> Ending:
         ending = self._server_ending or classify(reason)
         if connection_closing(self._channel, ending):
-            ending = Ending.SERVER_CLOSED
-        elif not ending.by_server and self._shutdown.cutting_connections:
+            return Ending.SERVER_CLOSED
+        if self._server_ending is not None:
+            return ending
+        peer = self._peer_ending
+        if peer is not None and peer is not Ending.CLIENT_HALF_CLOSED:
+            # Found gone by the connection's watch, which then aborted it.
+            return peer
+        if not ending.by_server and self._shutdown.cutting_connections:
             # Without a GracefulDrain, the reactor drops the connection as it
             # stops: the client did not leave, the server did.
-            ending = Ending.SHUTDOWN
-        self._interrupted(ending)
+            return Ending.SHUTDOWN
+        if ending is Ending.CLIENT_RESET:
+            transport = getattr(self._channel, "transport", None)
+            if is_tls(transport):
+                # TLS says "lost" for a FIN without close_notify and a reset
+                # alike: what TCP said below it tells them apart.
+                return tcp_ending(tls_tcp_reason(transport))
+        return ending
+
+    def _lost(self, reason: Failure) -> None:
+        self._interrupted(self._loss_ending(reason))
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, []

@@ -119,6 +119,20 @@ class Options(usage.Options):
             "Pending requests of one client address, up to 10,000,000 (0: no "
             "cap) [default: a tenth of --max-pending].",
         ],
+        [
+            "half-close",
+            None,
+            "leave",
+            "A client's FIN with its request in hand: 'leave' (it left; "
+            "cancel) or 'answer' (answer it, then close).",
+        ],
+        [
+            "stall-timeout",
+            None,
+            "30",
+            "Seconds a finished HTTP/2 answer may wait on a client that reads "
+            "nothing, up to 86400.",
+        ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -249,6 +263,21 @@ def _utf8(options: Options, option: str, text: Any) -> str:
     return str(text)
 
 
+def _choice(*choices: str) -> Check:
+    """
+    One of C{choices}, as written.
+    """
+
+    def check(options: Options, option: str, text: Any) -> str:
+        if text not in choices:
+            shown = str(text)[:20]
+            names = " or ".join(repr(c) for c in choices)
+            raise usage.UsageError(f"{option}: {shown!r} is not {names}")
+        return str(text)
+
+    return check
+
+
 def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     A per-client cap: 0 turns it off (behind a proxy, every client is the
@@ -279,6 +308,8 @@ CHECKS: dict[str, Check] = {
     "max-streams": _count(10**7),
     "max-streams-per-client": _cap,
     "max-pending-per-client": _cap,
+    "half-close": _choice("leave", "answer"),
+    "stall-timeout": _seconds("stall timeout", DAY, positive=True),
 }
 """How each option's text is checked and turned into its value."""
 
@@ -363,6 +394,17 @@ def site_settings(options: Any) -> dict[str, Any]:
     return settings
 
 
+def ledger_settings(options: Any) -> dict[str, Any]:
+    """
+    What the L{Ledger} takes from the options, as JSON-ready keywords.
+    """
+    return {
+        "max_pending": options["max-pending"],
+        "half_close": options["half-close"],
+        "stall_timeout": options["stall-timeout"],
+    }
+
+
 def makeService(options: Any) -> IService:
     """
     Build the closedemo service: one listener per C{--listen}, one site;
@@ -379,10 +421,11 @@ def makeService(options: Any) -> IService:
             "site": site_settings(options),
             "max_pending": options["max-pending"],
             "shutdown_grace": options["shutdown-grace"],
+            "ledger": ledger_settings(options),
         }
         return WorkerPool(reactor, endpoints, options["workers"], settings)
 
-    ledger = Ledger(reactor, max_pending=options["max-pending"])
+    ledger = Ledger(reactor, **ledger_settings(options))
     site = build_site(
         clock=reactor,
         ledger=ledger,

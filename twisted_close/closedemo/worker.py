@@ -47,7 +47,10 @@ def serve(config: dict[str, Any]) -> None:
     settings = config["settings"]
     slot = config["slot"]
     shared = SharedCounters.adopt(config["shared_fd"], config["slots"])
-    ledger = Ledger(reactor, max_pending=settings["max_pending"])
+    ledger = Ledger(
+        reactor,
+        **settings.get("ledger", {"max_pending": settings["max_pending"]}),
+    )
     previous = shared.read(slot)
     if previous is not None:
         # Carry on from the worker this one replaces: totals never go back.
