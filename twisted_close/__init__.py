@@ -6,6 +6,7 @@ it started and report who left, after how long, and why.
 """
 
 from ._async import SAFE_METHODS, AsyncResource
+from ._connections import ConnectionGuard, guard_connections
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
@@ -28,6 +29,7 @@ __all__ = [
     "SAFE_METHODS",
     "AsyncResource",
     "Cancellable",
+    "ConnectionGuard",
     "DelayError",
     "DelayedResource",
     "Ending",
@@ -44,5 +46,6 @@ __all__ = [
     "cancel_on_disconnect",
     "classify",
     "demo_events",
+    "guard_connections",
     "parse_delay",
 ]

@@ -27,6 +27,7 @@ class Ending(enum.Enum):
     SERVER_ABORTED = "connection aborted by the server"
     SERVER_CLOSED = "connection closed by the server"
     SHUTDOWN = "server shutting down"
+    PEER_TIMED_OUT = "peer stopped responding"
 
     # Members are singletons: identity is their equality, and hashing by it
     # is done in C (Enum's own __hash__ is Python code, run for every count).
@@ -63,6 +64,7 @@ class Rejection(enum.Enum):
     OVERLOADED = "overloaded"
     SHUTTING_DOWN = "shutting down"
     TOO_MANY_STREAMS = "too many streams"
+    READ_TIMEOUT = "request too slow to arrive"
 
     __hash__ = object.__hash__
 

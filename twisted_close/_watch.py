@@ -25,6 +25,7 @@ from ._twistedweb import (
     classify,
     connection_closing,
     keep_alive_off,
+    peer_timed_out,
     request_state,
     transport_of,
 )
@@ -237,6 +238,9 @@ class RequestWatch:
         ending = self._server_ending or classify(reason)
         if connection_closing(self._channel, ending):
             ending = Ending.SERVER_CLOSED
+        elif ending is Ending.CLIENT_LOST and peer_timed_out(self._channel):
+            # An HTTP/2 stream hears "Producing stopped" whatever happened.
+            ending = Ending.PEER_TIMED_OUT
         self._interrupted(ending)
 
     def _cancel_all(self) -> int:

@@ -15,6 +15,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
+from .._connections import guard_connections
 from .._delayed import DelayedResource
 from .._http import not_allowed, plain_error
 from .._ledger import CountsSource, Ledger, Totals
@@ -141,6 +142,8 @@ def build_site(
     metrics: IResource | None = None,
     counts: CountsSource | None = None,
     access_log: str | None = None,
+    peer_timeout: float | None = 30.0,
+    read_timeout: float | None = 20.0,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
@@ -161,6 +164,12 @@ def build_site(
         already say what matters, and a line per request costs a fifth of
         the throughput), C{"-"} for twisted.web's lines in the server's
         log, or a file's path.
+    @param peer_timeout: seconds after which a peer that stopped responding
+        is dropped, or L{None} for the kernel's defaults (see
+        L{twisted_close.guard_connections}, which also gives the site the
+        room to free descriptors when they run short).
+    @param read_timeout: seconds a request has to arrive from its first
+        byte, else C{408}; L{None}: no limit.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     delayed = DelayedResource(
@@ -175,4 +184,11 @@ def build_site(
     site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
+    guard_connections(
+        site,
+        peer_timeout=peer_timeout,
+        read_timeout=read_timeout,
+        ledger=ledger,
+        clock=clock,
+    )
     return site

@@ -20,10 +20,12 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from .._connections import ConnectionGuard, guard_of
 from .._delay import DelayError, parse_delay
 from .._drain import GracefulDrain
 from .._ledger import Ledger
 from .._text import describe_address
+from .descriptors import DescriptorRoom
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics
 from .workers import WorkerPool, tcp_only
@@ -61,6 +63,8 @@ class Options(usage.Options):
             None,
             "Log a line per request: '-' (server log) or a file.",
         ],
+        ["peer-timeout", None, "30", "Seconds to drop a silent peer after (0: off)."],
+        ["read-timeout", None, "20", "Seconds a request has to arrive (0: no limit)."],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -92,6 +96,14 @@ class Options(usage.Options):
             raise usage.UsageError("--idle-timeout: give seconds > 0")
         self["max-pending"] = _count("--max-pending", self["max-pending"], 10**7)
         self["workers"] = _count("--workers", self["workers"], 64)
+        # 0 leaves vanished peers to the kernel's defaults (minutes to hours).
+        self["peer-timeout"] = _seconds("--peer-timeout", self["peer-timeout"], HOUR)
+        if 0 < self["peer-timeout"] < 1:
+            raise usage.UsageError("--peer-timeout: give 0 (off) or at least 1 s")
+        self["peer-timeout"] = self["peer-timeout"] or None
+        self["read-timeout"] = (
+            _seconds("--read-timeout", self["read-timeout"], DAY) or None
+        )
         if self["workers"] > 1:
             for description in self["listen"] or [DEFAULT_LISTEN]:
                 if not tcp_only(serverFromString(MemoryReactor(), description)):
@@ -141,9 +153,15 @@ class _AnnouncedEndpoint:
     An endpoint that logs the address it listens on once it does.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, description: str) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        description: str,
+        guard: ConnectionGuard | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._description = description
+        self._guard = guard
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def announce(port: IListeningPort) -> IListeningPort:
@@ -152,6 +170,8 @@ class _AnnouncedEndpoint:
                 address=describe_address(port.getHost()),
                 description=self._description,
             )
+            if self._guard is not None:
+                self._guard.watch_port(port)
             return port
 
         return self._endpoint.listen(factory).addCallback(announce)
@@ -162,6 +182,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     What L{build_site} takes from the options, as JSON-ready keywords.
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
+    names += ["peer-timeout", "read-timeout"]
     return {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
 
 
@@ -179,7 +200,13 @@ def makeService(options: Any) -> IService:
             "max_pending": options["max-pending"],
             "shutdown_grace": options["shutdown-grace"],
         }
-        return WorkerPool(reactor, endpoints, options["workers"], settings)
+        pool = MultiService()
+        # Lifts the limit before the workers start: they inherit it.
+        pool.addService(
+            DescriptorRoom(None, options["max-pending"], options["peer-timeout"])
+        )
+        pool.addService(WorkerPool(reactor, endpoints, options["workers"], settings))
+        return pool
 
     ledger = Ledger(reactor, max_pending=options["max-pending"])
     site = build_site(
@@ -192,10 +219,14 @@ def makeService(options: Any) -> IService:
     # Services stop in reverse order: the listeners stop accepting first,
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
+    guard = guard_of(site)
+    service.addService(
+        DescriptorRoom(guard, options["max-pending"], options["peer-timeout"])
+    )
     for description in options["listen"]:
         # strports: a port that cannot be had stops twistd at once.
         listener = strports.service(description, site, reactor=reactor)
-        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description)
+        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description, guard)
         listener.setServiceParent(service)
     # Stops first: a second signal during the drain is only logged.
     QuietRepeatedStops(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
