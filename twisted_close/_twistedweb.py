@@ -386,10 +386,10 @@ def peer_timed_out(channel: object) -> bool:
 # -- Listening ports: failed accepts -----------------------------------------
 
 _ACCEPT_FORMATS = {
-    "EMFILE encountered; releasing reserved file descriptor.": None,
+    "EMFILE encountered; releasing reserved file descriptor.": "",
     "EMFILE recovery: Closed socket from {address}": "EMFILE",
-    "Re-reserving EMFILE recovery file descriptor.": None,
-    "Could not accept new connection ({acceptError})": "",
+    "Re-reserving EMFILE recovery file descriptor.": "",
+    "Could not accept new connection ({acceptError})": "?",
 }
 
 
@@ -402,13 +402,12 @@ def accept_failure(event: LogEvent) -> str | None:
     Relies on the formats C{twisted.internet.tcp._accept} logs with: on
     C{EMFILE} it frees a reserved descriptor, accepts and at once closes
     each waiting client (one line each, plus two); on C{ENFILE}, C{ENOBUFS},
-    C{ENOMEM} it logs one line and leaves the client waiting.
+    C{ENOMEM} (or C{EMFILE} with no reserve) it logs one line and leaves the
+    client waiting.
     """
-    kind = _ACCEPT_FORMATS.get(event.get("log_format", ""), "-")
-    if kind == "-":
-        return None
-    if kind == "" and "acceptError" in event:
-        return str(event["acceptError"])
+    kind = _ACCEPT_FORMATS.get(event.get("log_format", ""))
+    if kind == "?":
+        return str(event.get("acceptError", "accept error"))
     return kind
 
 
