@@ -64,7 +64,11 @@ class Twistd:
     """
 
     def __init__(
-        self, cwd: Path, *options: str, logging: tuple[str, ...] = ("--logfile=-",)
+        self,
+        cwd: Path,
+        *options: str,
+        logging: tuple[str, ...] = ("--logfile=-",),
+        preexec_fn: Callable[[], object] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
             command(*options, logging=logging),
@@ -74,6 +78,7 @@ class Twistd:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()

@@ -32,6 +32,7 @@ from ._outcome import Rejection
 from ._twistedweb import (
     accept_failure,
     after_data_received,
+    close_at_once,
     http11_channel,
     on_connection,
     on_connection_lost,
@@ -175,6 +176,10 @@ class ConnectionGuard:
             after_data_received(protocol, lambda: self._received(connection))
 
     def _made(self, connection: _Connection, transport: object) -> None:
+        room = self.room
+        if room is not None and len(self._connections) - self._closing >= room:
+            # Before the newcomer is counted: it is not one to close.
+            self.free()
         self._connections[connection] = None
         if self.peer_timeout is not None:
             tcp = tcp_transport_of(transport)
@@ -185,9 +190,6 @@ class ConnectionGuard:
                     pass  # a socket without TCP options: nothing to watch
                 else:
                     watch_peer_timeout(tcp)
-        room = self.room
-        if room is not None and len(self._connections) - self._closing > room:
-            self.free()
 
     def _lost(self, connection: _Connection) -> None:
         if self._connections.pop(connection, 0) is None and connection.closing:
@@ -225,15 +227,18 @@ class ConnectionGuard:
             b"Content-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
         )
-        self._close(connection, channel)
+        self._close(connection, channel, at_once=False)
 
-    def _close(self, connection: _Connection, channel: Any) -> None:
+    def _close(self, connection: _Connection, channel: Any, at_once: bool) -> None:
         if not connection.closing:
             connection.closing = True
             if connection in self._connections:
                 self._closing += 1
-        # HTTPChannel.loseConnection unregisters it as the producer first.
-        channel.loseConnection()
+        if at_once:
+            close_at_once(channel)
+        else:
+            # HTTPChannel.loseConnection unregisters it as the producer first.
+            channel.loseConnection()
 
     # -- descriptors ------------------------------------------------------
 
@@ -252,8 +257,9 @@ class ConnectionGuard:
             if connection.closing:
                 continue
             channel = http11_channel(connection.protocol)
-            if channel is not None and reusable(channel):
-                self._close(connection, channel)
+            if channel is not None and channel.transport and reusable(channel):
+                # At once: the descriptor is wanted in this very turn.
+                self._close(connection, channel, at_once=True)
                 closed += 1
         if closed:
             self.freed += closed
@@ -289,7 +295,8 @@ class ConnectionGuard:
                 return
             self.turned_away += 1
             self._accept_log.add(kind)
-            self.free()
+            # One for one: room for the next client, not a purge.
+            self.free(1)
             if "acceptError" in event:
                 # Twisted left the client waiting: a listener still ready
                 # to read would be tried again at once, in a busy loop.

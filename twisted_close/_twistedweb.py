@@ -27,6 +27,7 @@ __all__ = [
     "after_data_received",
     "channel_of",
     "classify",
+    "close_at_once",
     "connection_closing",
     "http11_channel",
     "keep_alive_off",
@@ -320,6 +321,26 @@ def tcp_transport_of(transport: object) -> Any:
         if transport is None:
             return None
     return None
+
+
+def close_at_once(channel: Any) -> None:
+    """
+    Close C{channel}'s connection now, its descriptor free before this
+    returns (C{loseConnection} and C{abortConnection} close it on a later
+    turn of the reactor, too late for an accept in the same turn).  Only for
+    a connection with nothing left to write.
+
+    Relies on C{tcp.Connection.connectionLost} closing the socket and
+    telling the protocol (through C{TLSMemoryBIOProtocol} for TLS), as
+    C{FileDescriptor.loseConnection} calls it at once when writing was shut.
+    """
+    transport = tcp_transport_of(channel.transport)
+    if transport is None:
+        channel.loseConnection()
+        return
+    transport.stopReading()
+    transport.stopWriting()
+    transport.connectionLost(Failure(ConnectionDone("closed to free a descriptor")))
 
 
 _PEER_GAVE_UP = "_twisted_close_peer_gave_up"
