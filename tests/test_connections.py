@@ -83,6 +83,20 @@ class ReadTimeoutTests(SynchronousTestCase):
         self.assertEqual(ledger.snapshot()["rejected"], 1)
         self.assertEqual((ledger.pending, ledger.interrupted), (0, 0))
 
+    def test_408s_are_in_the_metrics(self) -> None:
+        from prometheus_client import generate_latest
+
+        from twisted_close.metrics import metrics_registry
+
+        server, ledger, _ = serve(read_timeout=2)
+        registry = metrics_registry(ledger)
+        server.connect().send(b"GET / HTTP/1.1\r\n", b"GET")
+        server.advance(2)
+        self.assertIn(
+            'twisted_close_requests_rejected_total{reason="read_timeout"} 1.0',
+            generate_latest(registry).decode(),
+        )
+
     def test_the_clock_starts_at_the_first_byte_even_of_a_partial_line(self) -> None:
         server, _, _ = serve(read_timeout=5)
         client = server.connect()
@@ -178,7 +192,7 @@ class FreeingDescriptorsTests(SynchronousTestCase):
         self.assertEqual(
             line,
             "Descriptors short: closed 1 idle connections, oldest first "
-            "(5 open, room for 4)",
+            "(4 open, room for 4)",
         )
         # At most a line a second: the second one waits for its second.
         self.assertEqual(lines(more, "Descriptors short"), [])
@@ -327,7 +341,7 @@ class PeerTimeoutTests(SynchronousTestCase):
             self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
             self.assertEqual(sock.getsockopt(tcp, socket.TCP_KEEPIDLE), 5)
             self.assertEqual(sock.getsockopt(tcp, socket.TCP_KEEPINTVL), 1)
-            self.assertEqual(sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT), 10000)
+            self.assertEqual(sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT), 9750)
 
     def test_library_users_guard_their_own_site(self) -> None:
         from twisted.web.resource import Resource
@@ -377,3 +391,24 @@ class OptionsTests(SynchronousTestCase):
                 message = str(caught.exception)
                 self.assertTrue(message.startswith(argv[0]), message)
                 self.assertNotIn("\n", message)
+
+
+class StartTests(SynchronousTestCase):
+    def test_a_platform_without_the_options_says_so_once_and_serves(self) -> None:
+        from unittest import mock
+
+        from twisted_close import _connections
+        from twisted_close.closedemo.descriptors import DescriptorRoom
+
+        with mock.patch.object(_connections.socket, "TCP_USER_TIMEOUT", create=True):
+            del _connections.socket.TCP_USER_TIMEOUT
+            self.assertFalse(_connections.peer_timeout_supported())
+            server, _, guard = serve()
+            self.assertIsNone(guard.peer_timeout)
+            with capturedLogs() as events:
+                DescriptorRoom(guard, 10, 30.0).startService()
+            client = server.get("/?delay=0")
+            server.advance(0)
+        self.assertEqual(client.response and client.response.status, 200)
+        self.assertEqual(len(lines(events, "--peer-timeout: this platform lacks")), 1)
+        self.assertIsNotNone(guard.room)

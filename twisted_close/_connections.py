@@ -71,7 +71,8 @@ def set_peer_timeout(sock: socket.socket, seconds: float) -> None:
     Make the kernel drop C{sock}'s connection once its peer has not
     acknowledged anything for C{seconds}: data in flight
     (C{TCP_USER_TIMEOUT}) or, when idle, keep-alive probes (from
-    C{seconds / 2} on, one a second).
+    C{seconds / 2} on, one a second; a peer that answers them costs one
+    probe every C{seconds / 2} of quiet).
 
     @raise OSError: if the socket takes no such options.
     """
@@ -83,7 +84,10 @@ def set_peer_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(
         socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(seconds) - idle)
     )
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
+    # A quarter second short: keep-alive checks it once a second from the
+    # last packet received, and a check a hair early would wait one more.
+    user_timeout = max(500, int(seconds * 1000) - 250)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout)
 
 
 class _OncePerSecond:
