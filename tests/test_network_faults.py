@@ -22,9 +22,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from .realtcp import twisted_test
+from .test_h2 import TLSFiles, serving, tls  # noqa: F401 (tls: a fixture)
 from .twistd_process import Twistd, http_get, stats, wait_until
 
 PEER_TIMEOUT = 3.0
@@ -464,3 +467,22 @@ def test_failed_accepts_cost_a_line_a_second_and_end_when_descriptors_free(
     assert sum(map(int, summaries)) == 200, log
     # Twisted's own lines, one to three per failed accept, are not there.
     assert "EMFILE recovery" not in log and "EMFILE encountered" not in log, log
+
+
+@pytest.fixture
+def certificate(tls: TLSFiles) -> TLSFiles:  # noqa: F811 (the fixture)
+    return tls
+
+
+@twisted_test
+async def test_http2_over_tls_connections_get_the_peer_timeout(
+    certificate: TLSFiles,
+) -> None:
+    async with serving(certificate) as server:
+        client = await server.connect()
+        assert getattr(client.tls, "negotiatedProtocol", None) == b"h2"
+        [connection] = server.open_connections()
+        sock = cast(socket.socket, cast(Any, connection).getHandle())
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 15
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 29750
