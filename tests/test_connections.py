@@ -28,6 +28,7 @@ from twisted_close._twistedweb import (
     PeerTimedOut,
     accept_failure,
     classify,
+    http11_channel,
     peer_timed_out,
     watch_peer_timeout,
 )
@@ -199,6 +200,25 @@ class FreeingDescriptorsTests(SynchronousTestCase):
         with capturedLogs() as later:
             server.advance(1)
         self.assertEqual(len(lines(later, "Descriptors short: closed 1 ")), 1)
+
+    def test_an_answer_still_on_its_way_out_is_kept(self) -> None:
+        server, _, guard = serve()
+        guard.room = 1
+        slow_reader = server.get("/?delay=0")
+        server.advance(0)
+        # The client reads slowly: the transport asked the channel to wait.
+        http11_channel(slow_reader.channel).pauseProducing()
+        server.connect()
+        self.assertFalse(slow_reader.closed_by_server)
+        self.assertEqual(guard.freed, 0)
+        # Nothing to free: the next look waits a moment, then looks again.
+        http11_channel(slow_reader.channel).resumeProducing()
+        server.connect()
+        self.assertEqual(guard.freed, 0)
+        server.advance(0.05)
+        server.connect()
+        self.assertTrue(slow_reader.closed_by_server)
+        self.assertEqual(guard.freed, 1)
 
     def test_nothing_is_closed_while_there_is_room(self) -> None:
         server, _, guard = serve()

@@ -59,6 +59,10 @@ ACCEPT_PAUSE = 0.1
 client waiting (else the reactor would try again at once, in a loop)."""
 
 
+BARREN = 0.05
+"""Seconds without looking for connections to free after a look found none."""
+
+
 def peer_timeout_supported() -> bool:
     """
     Whether this platform has the socket options L{set_peer_timeout} sets.
@@ -159,6 +163,7 @@ class ConnectionGuard:
         self.turned_away = 0
         self._connections: dict[_Connection, None] = {}
         self._closing = 0
+        self._barren_until = -math.inf
         self._freed_log = _OncePerSecond(clock, self._say_freed)
         self._accept_log = _OncePerSecond(clock, self._say_turned_away)
 
@@ -252,6 +257,9 @@ class ConnectionGuard:
         still sending their request's head), oldest first; by default a
         sixteenth of those open, from 1 to 32.  Say how many were closed.
         """
+        now = self.clock.seconds()
+        if now < self._barren_until:
+            return 0
         if most is None:
             most = max(1, min(32, len(self._connections) // 16))
         closed = 0
@@ -268,6 +276,10 @@ class ConnectionGuard:
         if closed:
             self.freed += closed
             self._freed_log.add("freed", closed)
+        else:
+            # Every connection is busy: do not look through them all again
+            # for each of a flood of accepts.
+            self._barren_until = now + BARREN
         return closed
 
     def _say_freed(self, held: Counter[str]) -> None:

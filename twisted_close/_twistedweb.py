@@ -297,11 +297,21 @@ def reusable(channel: Any) -> bool:
     descriptor without losing anything: idle between requests, or still
     sending its request's head (not its body: that is an upload under way).
 
-    Relies on what L{receiving_request} relies on, and on
+    Relies on what L{receiving_request} relies on, on
     C{LineReceiver.line_mode} (the head is read in line mode, a body in raw
-    mode).
+    mode), on C{HTTPChannel._waitingForTransport} and on the TCP transport's
+    C{dataBuffer} and C{_tempDataBuffer} (an answer not yet sent).
     """
-    return not channel._handlingRequest and bool(channel.line_mode)
+    if channel._handlingRequest or not channel.line_mode:
+        return False
+    # An answer still on its way out (a client that reads slowly) is kept.
+    if channel._waitingForTransport:
+        return False
+    transport = tcp_transport_of(channel.transport)
+    return not (
+        getattr(transport, "dataBuffer", b"")
+        or getattr(transport, "_tempDataBuffer", None)
+    )
 
 
 def tcp_transport_of(transport: object) -> Any:
