@@ -32,6 +32,7 @@ from zope.interface.verify import verifyObject
 import twisted_close
 from twisted_close._drain import GracefulDrain
 from twisted_close.closedemo import tap
+from twisted_close.closedemo.descriptors import DescriptorRoom
 from twisted_close.closedemo.signals import QuietRepeatedStops
 
 
@@ -120,10 +121,11 @@ class ServiceTests(SynchronousTestCase):
             parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0")
         )
         assert isinstance(service, MultiService)
-        drain, *listeners, quiet = list(service)
+        drain, room, *listeners, quiet = list(service)
         # Services stop in reverse: the second signal is quieted first, the
         # ports close next, then the drain runs.
         self.assertIsInstance(drain, GracefulDrain)
+        self.assertIsInstance(room, DescriptorRoom)
         self.assertEqual(len(listeners), 2)
         for listener in listeners:
             self.assertIsInstance(listener, StreamServerEndpointService)

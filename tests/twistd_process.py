@@ -113,6 +113,7 @@ class Twistd:
         *options: str,
         logging: tuple[str, ...] = ("--logfile=-",),
         argv: list[str] | None = None,
+        preexec_fn: Callable[[], object] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
             command(*options, logging=logging) if argv is None else argv,
@@ -122,6 +123,7 @@ class Twistd:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self.arrived: list[float] = []  # time.monotonic() of each line

@@ -7,6 +7,7 @@ it started and report who left, after how long, and why.
 
 from ._async import SAFE_METHODS, AsyncResource
 from ._cancellation import is_cancellation
+from ._connections import ConnectionGuard, guard_connections
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
@@ -34,6 +35,7 @@ __all__ = [
     "AllowedHosts",
     "AsyncResource",
     "Cancellable",
+    "ConnectionGuard",
     "DelayError",
     "DelayedResource",
     "Ending",
@@ -53,6 +55,7 @@ __all__ = [
     "cancel_on_disconnect",
     "classify",
     "demo_events",
+    "guard_connections",
     "is_cancellation",
     "parse_delay",
     "read_body",

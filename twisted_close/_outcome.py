@@ -32,6 +32,7 @@ class Ending(enum.Enum):
     CLIENT_CLOSED_NO_TLS_CLOSE = "client closed without TLS close_notify"
     CLIENT_HALF_CLOSED = "client half-closed"
     CLIENT_STOPPED_READING = "client stopped reading"
+    PEER_TIMED_OUT = "peer stopped responding"
 
     # Members are singletons: identity is their equality, and hashing by it
     # is done in C (Enum's own __hash__ is Python code, run for every count).
@@ -79,6 +80,7 @@ class Rejection(enum.Enum):
     TOO_MANY_STREAMS = "too many streams"
     CLIENT_STREAMS = "too many streams from this client"
     CLIENT_PENDING = "too many pending requests from this client"
+    READ_TIMEOUT = "request too slow to arrive"
 
     __hash__ = object.__hash__
 

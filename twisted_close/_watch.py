@@ -31,6 +31,7 @@ from ._twistedweb import (
     connection_closing,
     is_tls,
     keep_alive_off,
+    peer_timed_out,
     record_stream_loss,
     request_state,
     stream_blocked,
@@ -342,6 +343,9 @@ class RequestWatch:
         if peer is not None and peer is not Ending.CLIENT_HALF_CLOSED:
             # Found gone by the connection's watch, which then aborted it.
             return peer
+        if ending is Ending.CLIENT_LOST and peer_timed_out(self._channel):
+            # An HTTP/2 stream hears "Producing stopped" whatever happened.
+            return Ending.PEER_TIMED_OUT
         if not ending.by_server and self._shutdown.cutting_connections:
             # Without a GracefulDrain, the reactor drops the connection as it
             # stops: the client did not leave, the server did.

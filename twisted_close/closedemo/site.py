@@ -16,6 +16,7 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
+from .._connections import guard_connections
 from .._delayed import DelayedResource
 from .._host import HostCheck
 from .._http import not_allowed, plain_error
@@ -151,6 +152,8 @@ def build_site(
     max_streams_per_client: int | None = None,
     max_pending_per_client: int | None = None,
     allowed_hosts: Sequence[str] = (),
+    peer_timeout: float | None = 30.0,
+    read_timeout: float | None = 20.0,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
@@ -178,6 +181,12 @@ def build_site(
         address waits for at once.
     @param allowed_hosts: the C{Host} names answered besides this machine's
         own (see L{twisted_close.HostCheck}); C{"*"} for any.
+    @param peer_timeout: seconds after which a peer that stopped responding
+        is dropped, or C{None} for the kernel's defaults (see
+        L{twisted_close.guard_connections}, which also gives the site the
+        room to free descriptors when they run short).
+    @param read_timeout: seconds a request has to arrive from its first
+        byte, else C{408}; C{None}: no limit.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     # The ledger and every resource counting into it share these caps.
@@ -198,4 +207,11 @@ def build_site(
     site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
+    guard_connections(
+        site,
+        peer_timeout=peer_timeout,
+        read_timeout=read_timeout,
+        ledger=ledger,
+        clock=clock,
+    )
     return site

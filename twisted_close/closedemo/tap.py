@@ -24,12 +24,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from .._connections import ConnectionGuard, guard_of
 from .._delay import DelayError, parse_delay
 from .._drain import GracefulDrain
 from .._host import AllowedHosts
 from .._ledger import Ledger
 from .._text import describe_address
 from .._twistedweb import tcp_endpoint_address
+from .descriptors import DescriptorRoom
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics
 from .workers import WorkerPool, tcp_only
@@ -132,6 +134,18 @@ class Options(usage.Options):
             "30",
             "Seconds a finished HTTP/2 answer may wait on a client that reads "
             "nothing, up to 86400.",
+        ],
+        [
+            "peer-timeout",
+            None,
+            "30",
+            "Seconds to drop a silent peer after, 1 to 3600 (0: off).",
+        ],
+        [
+            "read-timeout",
+            None,
+            "20",
+            "Seconds a request has to arrive, up to 86400 (0: no limit).",
         ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
@@ -278,6 +292,18 @@ def _choice(*choices: str) -> Check:
     return check
 
 
+def _peer_timeout(options: Options, option: str, text: Any) -> float | None:
+    """
+    Seconds, 0 for off: then vanished peers are left to the kernel's
+    defaults (minutes to hours).  Under a second, keep-alive cannot probe.
+    """
+    check = _seconds("peer timeout", HOUR, zero_is_off=True)
+    value: float | None = check(options, option, text)
+    if value is not None and value < 1:
+        raise usage.UsageError(f"{option}: give 0 (off) or at least 1 s")
+    return value
+
+
 def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     A per-client cap: 0 turns it off (behind a proxy, every client is the
@@ -310,6 +336,8 @@ CHECKS: dict[str, Check] = {
     "max-pending-per-client": _cap,
     "half-close": _choice("leave", "answer"),
     "stall-timeout": _seconds("stall timeout", DAY, positive=True),
+    "peer-timeout": _peer_timeout,
+    "read-timeout": _seconds("read timeout", DAY, zero_is_off=True),
 }
 """How each option's text is checked and turned into its value."""
 
@@ -352,9 +380,15 @@ class _AnnouncedEndpoint:
     An endpoint that logs the address it listens on once it does.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, description: str) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        description: str,
+        guard: ConnectionGuard | None = None,
+    ) -> None:
         self._endpoint = endpoint
         self._description = description
+        self._guard = guard
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def announce(port: IListeningPort) -> IListeningPort:
@@ -363,6 +397,8 @@ class _AnnouncedEndpoint:
                 address=describe_address(port.getHost()),
                 description=self._description,
             )
+            if self._guard is not None:
+                self._guard.watch_port(port)
             return port
 
         return self._endpoint.listen(factory).addCallback(announce)
@@ -387,6 +423,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     What L{build_site} takes from the options, as JSON-ready keywords.
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
+    names += ["peer-timeout", "read-timeout"]
     limits = ["max-streams", "max-streams-per-client", "max-pending-per-client"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings.update({n.replace("-", "_"): options[n] for n in limits})
@@ -423,7 +460,13 @@ def makeService(options: Any) -> IService:
             "shutdown_grace": options["shutdown-grace"],
             "ledger": ledger_settings(options),
         }
-        return WorkerPool(reactor, endpoints, options["workers"], settings)
+        pool = MultiService()
+        # Lifts the limit before the workers start: they inherit it.
+        pool.addService(
+            DescriptorRoom(None, options["max-pending"], options["peer-timeout"])
+        )
+        pool.addService(WorkerPool(reactor, endpoints, options["workers"], settings))
+        return pool
 
     ledger = Ledger(reactor, **ledger_settings(options))
     site = build_site(
@@ -436,10 +479,14 @@ def makeService(options: Any) -> IService:
     # Services stop in reverse order: the listeners stop accepting first,
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
+    guard = guard_of(site)
+    service.addService(
+        DescriptorRoom(guard, options["max-pending"], options["peer-timeout"])
+    )
     for description in options["listen"]:
         # strports: a port that cannot be had stops twistd at once.
         listener = strports.service(description, site, reactor=reactor)
-        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description)
+        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description, guard)
         listener.setServiceParent(service)
     # Stops first: a second signal during the drain is only logged.
     QuietRepeatedStops(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]

@@ -25,8 +25,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
+from .._connections import guard_of
 from .._drain import GracefulDrain
 from .._ledger import Ledger
+from .descriptors import connection_room
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 from .site import build_site, optional_metrics
@@ -83,10 +85,16 @@ def serve(config: dict[str, Any]) -> None:
     )
     ports: list[IListeningPort] = []
     sockets = cast(IReactorSocket, reactor)
+    guard = guard_of(site)
     for family, host, port, backlog in config["listen"]:
         own = listen_shared(family, host, port, backlog)
         ports.append(sockets.adoptStreamPort(own.fileno(), family, site))  # type: ignore[arg-type]
         own.close()  # adoptStreamPort took a copy
+        if guard is not None:
+            guard.watch_port(ports[-1])
+    if guard is not None:
+        # The parent lifted the limit and said what it holds.
+        guard.room = connection_room()
     drain = GracefulDrain(ledger, reactor, settings["shutdown_grace"])
     core = cast(IReactorCore, reactor)
     # Our stdin is a pipe from the parent: its end means the parent is gone

@@ -1,0 +1,435 @@
+"""
+The connection guard on a Clock through real channels in memory: the read
+timeout, freeing descriptors oldest first, failed accepts logged once a
+second, and how a peer that stopped responding is told from a reset.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.task import Clock
+from twisted.logger import LogEvent, Logger, capturedLogs, formatEvent
+from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close import (
+    ConnectionGuard,
+    Ending,
+    Ledger,
+    Rejection,
+    guard_connections,
+)
+from twisted_close._connections import guard_of, set_peer_timeout
+from twisted_close._twistedweb import (
+    PeerTimedOut,
+    accept_failure,
+    classify,
+    http11_channel,
+    peer_timed_out,
+    watch_peer_timeout,
+)
+from twisted_close.closedemo import tap
+from twisted_close.closedemo.site import build_site
+from twisted_close.testing import Connection, InMemoryServer
+
+
+def serve(
+    read_timeout: float | None = 20.0, idle_timeout: float = 60.0
+) -> tuple[InMemoryServer, Ledger, ConnectionGuard]:
+    clock = Clock()
+    ledger = Ledger(clock)
+    site = build_site(
+        clock=clock,
+        ledger=ledger,
+        delay=30,
+        read_timeout=read_timeout,
+        idle_timeout=idle_timeout,
+    )
+    guard = guard_of(site)
+    assert guard is not None
+    return InMemoryServer(site, clock=clock), ledger, guard
+
+
+def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
+    return [t for e in events if (t := formatEvent(e)).startswith(prefix)]
+
+
+class ReadTimeoutTests(SynchronousTestCase):
+    def trickle(self, server: InMemoryServer, client: Connection, seconds: int) -> None:
+        for n in range(seconds):
+            client.send(b"X-Trickle-%d: 1\r\n" % (n,))
+            server.advance(1)
+
+    def test_a_head_that_trickles_is_cut_with_408_at_the_read_timeout(self) -> None:
+        server, ledger, _ = serve()
+        client = server.connect()
+        client.send(b"GET /slow HTTP/1.1\r\n", b"GET")
+        server.advance(1)
+        # A line a second resets Twisted's idle timer every time.
+        self.trickle(server, client, 18)
+        self.assertFalse(client.closed_by_server)
+        self.assertIsNone(client.response)
+        self.trickle(server, client, 1)
+        response = client.response
+        assert response is not None
+        self.assertEqual(response.status, 408)
+        self.assertEqual(response.body, b"request not received within 20 s\n")
+        self.assertEqual(response.header("connection"), "close")
+        self.assertTrue(client.closed_by_server)
+        self.assertEqual(ledger.rejections[Rejection.READ_TIMEOUT], 1)
+        self.assertEqual(ledger.snapshot()["rejected"], 1)
+        self.assertEqual((ledger.pending, ledger.interrupted), (0, 0))
+
+    def test_408s_are_in_the_metrics(self) -> None:
+        from prometheus_client import generate_latest
+
+        from twisted_close.metrics import metrics_registry
+
+        server, ledger, _ = serve(read_timeout=2)
+        registry = metrics_registry(ledger)
+        server.connect().send(b"GET / HTTP/1.1\r\n", b"GET")
+        server.advance(2)
+        self.assertIn(
+            'twisted_close_requests_rejected_total{reason="read_timeout"} 1.0',
+            generate_latest(registry).decode(),
+        )
+
+    def test_the_clock_starts_at_the_first_byte_even_of_a_partial_line(self) -> None:
+        server, _, _ = serve(read_timeout=5)
+        client = server.connect()
+        server.advance(30)  # connected, silent: the idle timeout's business
+        self.assertFalse(client.closed_by_server)
+        client.send(b"GE", b"GET")
+        server.advance(4.9)
+        client.send(b"T / HTTP/1.1\r\n")
+        self.assertIsNone(client.response)
+        server.advance(0.1)
+        response = client.response
+        assert response is not None
+        self.assertEqual(response.status, 408)
+
+    def test_a_body_that_trickles_is_cut_too(self) -> None:
+        server, ledger, _ = serve(read_timeout=5)
+        client = server.connect()
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n", b"POST"
+        )
+        for _ in range(5):
+            client.send(b"x")
+            server.advance(1)
+        response = client.response
+        assert response is not None
+        self.assertEqual(response.status, 408)
+        self.assertEqual(ledger.rejections[Rejection.READ_TIMEOUT], 1)
+
+    def test_pending_answers_and_idle_keep_alives_are_not_cut(self) -> None:
+        server, ledger, _ = serve(read_timeout=5)
+        pending = server.get("/?delay=30")
+        kept = server.get("/?delay=1")
+        server.advance(29)
+        self.assertFalse(pending.closed_by_server)
+        self.assertIsNone(pending.response)
+        # Answered at 1 s, then idle for 28 s on a kept-alive connection.
+        self.assertFalse(kept.closed_by_server)
+        kept.request("/?delay=0")
+        server.advance(0)
+        self.assertEqual([r.status for r in kept.responses], [200, 200])
+        server.advance(1)
+        assert pending.response is not None
+        self.assertEqual(pending.response.status, 200)
+        self.assertEqual(ledger.rejections[Rejection.READ_TIMEOUT], 0)
+
+    def test_each_request_on_a_connection_gets_its_own_time(self) -> None:
+        server, _, _ = serve(read_timeout=5)
+        client = server.get("/?delay=0")
+        server.advance(4)
+        client.send(b"GET /?delay=0 HTTP/1.1\r\n", b"GET")
+        server.advance(4)
+        client.send(b"Host: localhost\r\n\r\n")
+        server.advance(0)
+        self.assertEqual([r.status for r in client.responses], [200, 200])
+        self.assertFalse(client.closed_by_server)
+
+    def test_no_read_timeout_leaves_a_trickle_alone(self) -> None:
+        server, _, _ = serve(read_timeout=None)
+        client = server.connect()
+        client.send(b"GET / HTTP/1.1\r\n", b"GET")
+        self.trickle(server, client, 40)
+        self.assertFalse(client.closed_by_server)
+
+
+class FreeingDescriptorsTests(SynchronousTestCase):
+    def test_idle_and_head_sending_connections_go_first_oldest_first(self) -> None:
+        server, ledger, guard = serve()
+        guard.room = 4
+        idle = server.connect()
+        pending = server.get("/?delay=30")
+        stream = server.get("/events")
+        heading = server.connect()
+        heading.send(b"GET / HTTP/1.1\r\n", b"GET")
+        self.assertEqual(guard.open, 4)
+        with capturedLogs() as events:
+            newcomer = server.connect()
+            server.advance(0)
+        self.assertTrue(idle.closed_by_server)
+        self.assertFalse(heading.closed_by_server)
+        self.assertEqual(guard.freed, 1)
+        newcomer.request("/?delay=0")
+        server.advance(0)
+        self.assertEqual(newcomer.response and newcomer.response.status, 200)
+        with capturedLogs() as more:
+            server.connect()
+            server.advance(0)
+        self.assertTrue(heading.closed_by_server)
+        # Pending answers and live streams are kept.
+        self.assertFalse(pending.closed_by_server)
+        self.assertFalse(stream.closed_by_server)
+        self.assertEqual(ledger.pending, 2)
+        [line] = lines(events, "Descriptors short")
+        self.assertEqual(
+            line,
+            "Descriptors short: closed 1 idle connections, oldest first "
+            "(4 open, room for 4)",
+        )
+        # At most a line a second: the second one waits for its second.
+        self.assertEqual(lines(more, "Descriptors short"), [])
+        with capturedLogs() as later:
+            server.advance(1)
+        self.assertEqual(len(lines(later, "Descriptors short: closed 1 ")), 1)
+
+    def test_an_answer_still_on_its_way_out_is_kept(self) -> None:
+        server, _, guard = serve()
+        guard.room = 1
+        slow_reader = server.get("/?delay=0")
+        server.advance(0)
+        # The client reads slowly: the transport asked the channel to wait.
+        http11_channel(slow_reader.channel).pauseProducing()
+        server.connect()
+        self.assertFalse(slow_reader.closed_by_server)
+        self.assertEqual(guard.freed, 0)
+        # Nothing to free: the next look waits a moment, then looks again.
+        http11_channel(slow_reader.channel).resumeProducing()
+        server.connect()
+        self.assertEqual(guard.freed, 0)
+        server.advance(0.05)
+        server.connect()
+        self.assertTrue(slow_reader.closed_by_server)
+        self.assertEqual(guard.freed, 1)
+
+    def test_nothing_is_closed_while_there_is_room(self) -> None:
+        server, _, guard = serve()
+        guard.room = 10
+        clients = [server.connect() for _ in range(10)]
+        server.advance(0)
+        self.assertFalse(any(c.closed_by_server for c in clients))
+        self.assertEqual(guard.freed, 0)
+        clients[0].close()
+        server.advance(0)
+        self.assertEqual(guard.open, 9)
+
+
+class _Port:
+    """What the guard touches of a tcp.Port."""
+
+    connected = True
+    disconnecting = False
+
+    def __init__(self, observer: object) -> None:
+        self._logger = Logger(namespace="twisted.internet.tcp.Port", observer=observer)  # type: ignore[arg-type]
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def startReading(self) -> None:
+        self.reading = True
+
+
+class AcceptFailureTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server, _, self.guard = serve()
+        self.forwarded: list[LogEvent] = []
+        self.port = _Port(self.forwarded.append)
+        self.guard.watch_port(self.port)
+
+    def emfile(self, n: int) -> None:
+        # What tcp._accept logs when the reserved descriptor lets it accept
+        # and close the clients it cannot serve.
+        logger = self.port._logger
+        for i in range(n):
+            logger.info("EMFILE encountered; releasing reserved file descriptor.")
+            logger.info("EMFILE recovery: Closed socket from {address}", address=i)
+            logger.info("Re-reserving EMFILE recovery file descriptor.")
+
+    def test_a_flood_of_failed_accepts_is_one_line_a_second(self) -> None:
+        with capturedLogs() as events:
+            self.emfile(500)
+            self.server.advance(0.5)
+            self.emfile(300)
+            self.server.advance(0.5)
+        self.assertEqual(
+            lines(events, "Out of descriptors"),
+            [
+                "Out of descriptors: 1 connections could not be accepted "
+                "(1 EMFILE); 0 open",
+                "Out of descriptors: 799 connections could not be accepted "
+                "(799 EMFILE); 0 open",
+            ],
+        )
+        self.assertEqual(self.guard.turned_away, 800)
+        self.assertEqual(self.forwarded, [])
+
+    def test_a_failure_that_leaves_the_client_waiting_pauses_accepting(self) -> None:
+        with capturedLogs():
+            self.port._logger.info(
+                "Could not accept new connection ({acceptError})", acceptError="ENFILE"
+            )
+        self.assertFalse(self.port.reading)
+        self.server.advance(0.1)
+        self.assertTrue(self.port.reading)
+
+    def test_other_lines_of_the_port_pass_through(self) -> None:
+        self.port._logger.info("something else {x}", x=1)
+        self.assertEqual([formatEvent(e) for e in self.forwarded], ["something else 1"])
+
+    def test_the_formats_are_twisteds(self) -> None:
+        from twisted.internet import tcp
+
+        source = open(tcp.__file__).read()
+        for text in [
+            "EMFILE encountered;",
+            '" releasing reserved file descriptor."',
+            '"EMFILE recovery:" " Closed socket from {address}"',
+            '"Could not accept new connection ({acceptError})"',
+            "self._logger.namespace, self._logger.observer",
+        ]:
+            self.assertIn(text, source)
+        event = {"log_format": "Could not accept new connection ({acceptError})"}
+        self.assertEqual(accept_failure({**event, "acceptError": "ENFILE"}), "ENFILE")
+        self.assertIsNone(accept_failure({"log_format": "Hello"}))
+
+
+class _Transport:
+    def __init__(self, inner: object = None) -> None:
+        self.transport = inner
+
+
+class PeerTimeoutTests(SynchronousTestCase):
+    def test_a_peer_that_timed_out_has_its_own_ending(self) -> None:
+        self.assertIs(classify(Failure(PeerTimedOut())), Ending.PEER_TIMED_OUT)
+        self.assertEqual(Ending.PEER_TIMED_OUT.value, "peer stopped responding")
+        self.assertEqual(Ending.PEER_TIMED_OUT.code, "peer_timed_out")
+        self.assertTrue(Ending.PEER_TIMED_OUT.interrupted)
+        self.assertFalse(Ending.PEER_TIMED_OUT.by_server)
+        # A reset is still a reset.
+        self.assertIs(classify(Failure(ConnectionLost())), Ending.CLIENT_RESET)
+
+    def test_an_http2_stream_learns_it_from_the_tcp_transport(self) -> None:
+        tcp = _Transport()
+        stream = _Transport(_Transport(tcp))  # H2Stream -> TLS -> TCP
+        stream.__dict__["_conn"] = None
+        self.assertFalse(peer_timed_out(stream))
+        tcp.__dict__["_twisted_close_peer_gave_up"] = True
+        self.assertTrue(peer_timed_out(stream))
+
+    def test_a_loss_with_nothing_unanswered_stays_what_twisted_said(self) -> None:
+        with socket.socket() as sock:
+            reasons: list[Failure] = []
+
+            class Transport:
+                socket = sock
+
+                def connectionLost(self, reason: Failure) -> None:
+                    reasons.append(reason)
+
+            transport = Transport()
+            watch_peer_timeout(transport)
+            transport.connectionLost(Failure(ConnectionLost()))
+            transport.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [type(r.value) for r in reasons], [ConnectionLost, ConnectionDone]
+        )
+
+    def test_the_socket_options_are_set(self) -> None:
+        with socket.socket() as sock:
+            set_peer_timeout(sock, 10)
+            tcp = socket.IPPROTO_TCP
+            self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
+            self.assertEqual(sock.getsockopt(tcp, socket.TCP_KEEPIDLE), 5)
+            self.assertEqual(sock.getsockopt(tcp, socket.TCP_KEEPINTVL), 1)
+            self.assertEqual(sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT), 9750)
+
+    def test_library_users_guard_their_own_site(self) -> None:
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        clock = Clock()
+        ledger = Ledger(clock)
+        site = Site(Resource(), reactor=clock)
+        guard = guard_connections(site, read_timeout=5, ledger=ledger)
+        self.assertIs(guard_of(site), guard)
+        client = InMemoryServer(site, clock=clock).connect()
+        client.send(b"GET / HTTP/1.1\r\n", b"GET")
+        clock.advance(5)
+        self.assertEqual(client.response and client.response.status, 408)
+        self.assertEqual(ledger.rejections[Rejection.READ_TIMEOUT], 1)
+
+
+class OptionsTests(SynchronousTestCase):
+    def parse(self, *argv: str) -> tap.Options:
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults_and_off(self) -> None:
+        options = self.parse()
+        self.assertEqual((options["peer-timeout"], options["read-timeout"]), (30, 20))
+        options = self.parse("--peer-timeout", "0", "--read-timeout", "0")
+        self.assertEqual(
+            (options["peer-timeout"], options["read-timeout"]), (None, None)
+        )
+        settings = tap.site_settings(self.parse("--peer-timeout", "3"))
+        # What the workers get too.
+        self.assertEqual((settings["peer_timeout"], settings["read_timeout"]), (3, 20))
+
+    def test_bad_values_name_the_option(self) -> None:
+        for argv in [
+            ("--peer-timeout", "-1"),
+            ("--peer-timeout", "0.5"),
+            ("--peer-timeout", "soon"),
+            ("--peer-timeout", "3601"),
+            ("--read-timeout", "x"),
+            ("--read-timeout", "-2"),
+        ]:
+            with self.subTest(argv=argv):
+                with self.assertRaises(UsageError) as caught:
+                    self.parse(*argv)
+                message = str(caught.exception)
+                self.assertTrue(message.startswith(argv[0]), message)
+                self.assertNotIn("\n", message)
+
+
+class StartTests(SynchronousTestCase):
+    def test_a_platform_without_the_options_says_so_once_and_serves(self) -> None:
+        from unittest import mock
+
+        from twisted_close import _connections
+        from twisted_close.closedemo.descriptors import DescriptorRoom
+
+        # The module _connections asks is the socket module itself.
+        with mock.patch.object(socket, "TCP_USER_TIMEOUT", create=True):
+            del socket.TCP_USER_TIMEOUT
+            self.assertFalse(_connections.peer_timeout_supported())
+            server, _, guard = serve()
+            self.assertIsNone(guard.peer_timeout)
+            with capturedLogs() as events:
+                DescriptorRoom(guard, 10, 30.0).startService()
+            client = server.get("/?delay=0")
+            server.advance(0)
+        self.assertEqual(client.response and client.response.status, 200)
+        self.assertEqual(len(lines(events, "--peer-timeout: this platform lacks")), 1)
+        self.assertIsNotNone(guard.room)

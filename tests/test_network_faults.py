@@ -1,0 +1,488 @@
+"""
+Faults from the real network, against the real kernel and C{twistd
+closedemo}: a client in its own network namespace whose link goes down
+mid-stream and mid-wait, a client that trickles its request, and a server
+short of file descriptors.
+
+The namespace tests need root and iproute2 (CI runs as root); where a
+namespace cannot be made they skip and say why.  Every load is bounded in
+count and time, and everything made is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from .realtcp import twisted_test
+from .test_h2 import TLSFiles, serving, tls  # noqa: F401 (tls: a fixture)
+from .twistd_process import Twistd, http_get, stats, wait_until
+
+PEER_TIMEOUT = 3.0
+HEARTBEAT = 1.0
+SLACK = 1.5
+"""Seconds allowed on top for the log line to be written and read."""
+
+
+@dataclass
+class Link:
+    """
+    A veth pair: the server's end in this namespace, the client's in its own.
+    """
+
+    namespace: str
+    server_end: str
+    client_end: str
+    server_ip: str
+    client_ip: str
+
+    def run(self, *argv: str) -> subprocess.Popen[str]:
+        """
+        Run C{argv} in the client's namespace, its output piped.
+        """
+        return subprocess.Popen(
+            ["ip", "netns", "exec", self.namespace, *argv],
+            text=True,
+            stdout=subprocess.PIPE,
+        )
+
+    def down(self) -> None:
+        _ip(
+            "netns",
+            "exec",
+            self.namespace,
+            "ip",
+            "link",
+            "set",
+            self.client_end,
+            "down",
+        )
+
+
+def _ip(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", *argv], capture_output=True, text=True, timeout=10, check=True
+    )
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    """
+    A client namespace joined to this one by a veth pair, both named with a
+    prefix of our own; removed afterwards.
+    """
+    if shutil.which("ip") is None:
+        pytest.skip("network namespaces: iproute2 ('ip') is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces: making them needs root")
+    tag = str(os.getpid() % 100000)
+    # A /30 of 10.210.0.0/16 of our own, from the process id.
+    index = os.getpid() % 16384
+    base = f"10.210.{index // 64}.{(index % 64) * 4}"
+    prefix = base.rsplit(".", 1)[0]
+    last = int(base.rsplit(".", 1)[1])
+    made = Link(
+        namespace=f"tc10-{tag}",
+        server_end=f"tc10s{tag}",
+        client_end=f"tc10c{tag}",
+        server_ip=f"{prefix}.{last + 1}",
+        client_ip=f"{prefix}.{last + 2}",
+    )
+    steps = [
+        ("netns", "add", made.namespace),
+        ("link", "add", made.server_end, "type", "veth",
+         "peer", "name", made.client_end),
+        ("link", "set", made.client_end, "netns", made.namespace),
+        ("addr", "add", f"{made.server_ip}/30", "dev", made.server_end),
+        ("link", "set", made.server_end, "up"),
+        ("netns", "exec", made.namespace, "ip", "addr", "add", f"{made.client_ip}/30",
+         "dev", made.client_end),
+        ("netns", "exec", made.namespace, "ip", "link", "set", made.client_end, "up"),
+    ]  # fmt: skip
+    try:
+        try:
+            for step in steps:
+                _ip(*step)
+        except subprocess.CalledProcessError as e:
+            pytest.skip(f"network namespaces cannot be made here: {e.stderr.strip()}")
+        yield made
+    finally:
+        subprocess.run(["ip", "link", "del", made.server_end], capture_output=True)
+        subprocess.run(["ip", "netns", "del", made.namespace], capture_output=True)
+
+
+@pytest.fixture
+def closedemo(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
+    started: list[Twistd] = []
+
+    def start(*options: str, limits: tuple[int, int] | None = None) -> Twistd:
+        def lower() -> None:
+            if limits is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+        started.append(Twistd(tmp_path, *options, preexec_fn=lower))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.kill()
+
+
+def listening(server: Twistd, host: str) -> int:
+    match = server.wait_for_line(
+        rf"closedemo listening on {re.escape(host)}:(\d+) ", timeout=30
+    )
+    return int(match.group(1))
+
+
+# The client: opens a pending request and an event stream, waits for the
+# stream's first bytes, says so, then holds both until it is killed.
+CLIENT = """
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+held = []
+for path in sys.argv[3:]:
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
+    held.append(s)
+held[-1].recv(100)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_vanished_peers_are_reported_within_the_peer_timeout(
+    link: Link, closedemo: Callable[..., Twistd]
+) -> None:
+    server = closedemo(
+        "--listen", f"tcp:0:interface={link.server_ip}",
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--peer-timeout", f"{PEER_TIMEOUT:g}",
+        "--heartbeat", f"{HEARTBEAT:g}",
+    )  # fmt: skip
+    port = listening(server, link.server_ip)
+    control = listening(server, "127.0.0.1")
+    client = link.run(
+        sys.executable, "-c", CLIENT, link.server_ip, str(port),
+        "/?delay=50", "/events",
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "ready"
+        wait_until(lambda: stats(control)["pending"] == 2, "both requests pending")
+        link.down()
+        gone = time.monotonic()
+        pending = server.wait_for_line(
+            r"Connection interrupted: GET / from "
+            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+            r"\(peer stopped responding\)$",
+            timeout=PEER_TIMEOUT + 10,
+        )
+        pending_after = time.monotonic() - gone
+        stream = server.wait_for_line(
+            r"Connection interrupted: GET /events from "
+            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+            r"\(peer stopped responding; \d+ events sent\)$",
+            timeout=PEER_TIMEOUT + HEARTBEAT + 10,
+        )
+        stream_after = time.monotonic() - gone
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+    assert pending and stream
+    assert pending_after <= PEER_TIMEOUT + SLACK, pending_after
+    assert stream_after <= PEER_TIMEOUT + HEARTBEAT + SLACK, stream_after
+    assert stats(control) == {
+        "pending": 0,
+        "completed": 0,
+        "interrupted": 2,
+        "rejected": 0,
+        "server_ended": 0,
+    }
+    assert "client closed the connection" not in server.output
+    assert "Traceback" not in server.output
+
+
+def test_a_trickling_client_is_cut_at_the_read_timeout(
+    closedemo: Callable[..., Twistd],
+) -> None:
+    server = closedemo(
+        "--listen", "tcp:0:interface=127.0.0.1", "--read-timeout", "3"
+    )  # fmt: skip
+    port = listening(server, "127.0.0.1")
+    answered = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as trickle:
+        trickle.sendall(b"GET /slow HTTP/1.1\r\n")
+        start = time.monotonic()
+        trickle.setblocking(False)
+        reply = b""
+        for n in range(10):
+            # A header line a second; a well-behaved client meanwhile.
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline:
+                assert http_get(port, "/?delay=0") == (200, b"hello")
+                answered += 1
+                time.sleep(0.2)
+            try:
+                trickle.sendall(b"X-Line-%d: 1\r\n" % (n,))
+                reply += trickle.recv(1000)
+            except (BlockingIOError, ConnectionError):
+                pass
+            if reply:
+                break
+        cut_after = time.monotonic() - start
+        trickle.settimeout(5)
+        while not reply.endswith(b"\n") or b"\r\n\r\n" not in reply:
+            chunk = trickle.recv(1000)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert reply.endswith(b"\r\n\r\nrequest not received within 3 s\n"), reply
+    assert 3 <= cut_after <= 3 + SLACK, cut_after
+    assert answered >= 10
+    assert stats(port)["rejected"] == 1
+
+
+def test_a_low_soft_limit_is_lifted_at_start(
+    closedemo: Callable[..., Twistd],
+) -> None:
+    server = closedemo(
+        "--listen", "tcp:0:interface=127.0.0.1", "--max-pending", "5000",
+        limits=(64, 1024),
+    )  # fmt: skip
+    line = server.wait_for_line(
+        r"File descriptors: soft limit 1024 \(raised from 64\); "
+        r"room for (\d+) connections$",
+        timeout=30,
+    )
+    room = int(line.group(1))
+    assert 900 < room < 1024 - 16
+    server.wait_for_line(
+        rf"--max-pending 5000 cannot be held: {room} connections fit in 1024 "
+        r"descriptors"
+    )
+    limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+    assert re.search(r"Max open files\s+1024\s+1024", limits), limits
+
+
+def flood(port: int, count: int, request: bytes) -> list[socket.socket]:
+    held = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if request:
+            try:
+                s.sendall(request)
+            except OSError:
+                pass  # turned away at once
+        held.append(s)
+    return held
+
+
+def lines(server: Twistd, text: str) -> list[str]:
+    return [line for line in server.output.splitlines() if text in line]
+
+
+HARD = 256
+"""The hard descriptor limit of the flooded server: a flood of 400
+connections, bounded, shows what the issue's 1,500 against 1,024 would."""
+
+
+def test_a_flood_of_idle_connections_past_the_limit_leaves_it_reachable(
+    closedemo: Callable[..., Twistd],
+) -> None:
+    server = closedemo(
+        "--listen", "tcp:0:interface=127.0.0.1", "--max-pending", "100",
+        limits=(HARD, HARD),
+    )  # fmt: skip
+    port = listening(server, "127.0.0.1")
+    server.wait_for_line(r"File descriptors: soft limit 256;")
+    start = time.monotonic()
+    held: list[socket.socket] = []
+    try:
+        for round in range(8):
+            # Idle connections and heads sent a line at a time.
+            held += flood(port, 25, b"")
+            held += flood(port, 25, b"GET / HTTP/1.1\r\n")
+            assert http_get(port, "/?delay=0") == (200, b"hello"), round
+        took = time.monotonic() - start
+        wait_until(lambda: bool(lines(server, "Descriptors short")), "a freeing")
+        freeing = lines(server, "Descriptors short")
+        assert 1 <= len(freeing) <= took + 2, freeing
+        # Twisted's own line per failed accept is not there.
+        assert not lines(server, "EMFILE recovery")
+        assert len(lines(server, "Out of descriptors")) <= took + 2
+    finally:
+        for s in held:
+            s.close()
+    assert http_get(port, "/?delay=0") == (200, b"hello")
+    assert "Traceback" not in server.output
+
+
+def test_a_flood_of_pending_requests_is_held_to_the_room_and_passes(
+    closedemo: Callable[..., Twistd],
+) -> None:
+    server = closedemo(
+        "--listen", "tcp:0:interface=127.0.0.1", "--max-pending", "1000",
+        limits=(HARD, HARD),
+    )  # fmt: skip
+    port = listening(server, "127.0.0.1")
+    room = int(server.wait_for_line(r"soft limit 256; room for (\d+) ").group(1))
+    start = time.monotonic()
+    # Pending answers are never closed to make room; clients that have not
+    # been read yet are, as nginx does, so that accept never fails.
+    held = flood(port, 400, b"GET /?delay=60 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    try:
+        wait_until(lambda: bool(lines(server, "Descriptors short")), "a freeing")
+        took = time.monotonic() - start
+        assert 1 <= len(lines(server, "Descriptors short")) <= took + 2
+        assert not lines(server, "EMFILE")
+        assert "Traceback" not in server.output
+    finally:
+        for s in held:
+            s.close()
+
+    # Once they leave, it serves again.
+    def serves() -> bool:
+        try:
+            return http_get(port, "/?delay=0") == (200, b"hello")
+        except OSError:
+            return False
+
+    wait_until(serves, "the server to serve again", timeout=10)
+    wait_until(lambda: stats(port)["pending"] == 0, "the flood to be gone")
+    # Every pending answer was held to the end, as many as there was room for.
+    assert room - 32 <= stats(port)["interrupted"] <= HARD
+
+
+# A server whose descriptors are all taken by something else (files it
+# opened), so that accept itself fails with EMFILE: it holds them until a
+# line arrives on stdin, and stops when stdin ends.
+FULL = """
+import os, sys
+from twisted.internet import reactor, stdio
+from twisted.internet.protocol import Protocol
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
+from twisted_close import guard_connections
+
+globalLogBeginner.beginLoggingTo(
+    [textFileLogObserver(sys.stdout)], redirectStandardIO=False
+)
+root = Resource()
+root.putChild(b"", Data(b"hello", "text/plain"))
+site = Site(root)
+guard = guard_connections(site)
+port = reactor.listenTCP(0, site, interface="127.0.0.1")
+guard.watch_port(port)
+fillers = []
+
+class Control(Protocol):
+    def dataReceived(self, data):
+        for fd in fillers:
+            os.close(fd)
+        fillers.clear()
+        print("freed", flush=True)
+
+    def connectionLost(self, reason):
+        # Past the second the last summary line waits for.
+        reactor.callLater(1.5, reactor.stop)
+
+def fill():
+    while True:
+        try:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            break
+    print("full", port.getHost().port, flush=True)
+
+stdio.StandardIO(Control())
+reactor.callWhenRunning(fill)
+reactor.run()
+"""
+
+
+def test_failed_accepts_cost_a_line_a_second_and_end_when_descriptors_free(
+    tmp_path: Path,
+) -> None:
+    def lower() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (HARD, HARD))
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", FULL],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lower,
+    )
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        output: list[str] = []
+        while not (line := process.stdout.readline()).startswith("full"):
+            assert line, "".join(output)
+            output.append(line)
+        port = int(line.split()[1])
+        start = time.monotonic()
+        turned_away = 0
+        for _ in range(200):
+            try:
+                http_get(port, "/")
+            except OSError:
+                turned_away += 1
+        took = time.monotonic() - start
+        assert turned_away == 200
+        process.stdin.write("free\n")
+        process.stdin.flush()
+        while not (line := process.stdout.readline()).startswith("freed"):
+            assert line, "".join(output)
+            output.append(line)
+        assert http_get(port, "/") == (200, b"hello")
+        out, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    log = "".join(output) + out
+    summaries = re.findall(
+        r"Out of descriptors: (\d+) connections could not be accepted", log
+    )
+    assert 1 <= len(summaries) <= took + 2, log
+    assert sum(map(int, summaries)) == 200, log
+    # Twisted's own lines, one to three per failed accept, are not there.
+    assert "EMFILE recovery" not in log and "EMFILE encountered" not in log, log
+
+
+@pytest.fixture
+def certificate(tls: TLSFiles) -> TLSFiles:  # noqa: F811 (the fixture)
+    return tls
+
+
+@twisted_test
+async def test_http2_over_tls_connections_get_the_peer_timeout(
+    certificate: TLSFiles,
+) -> None:
+    async with serving(certificate) as server:
+        client = await server.connect()
+        assert getattr(client.tls, "negotiatedProtocol", None) == b"h2"
+        [connection] = server.open_connections()
+        sock = cast(socket.socket, cast(Any, connection).getHandle())
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 15
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 29750

@@ -1,0 +1,400 @@
+"""
+L{guard_connections}: a C{Site}'s defences against what the network does
+on a bad day, where nothing is sent at all:
+
+  - a peer that vanished (no FIN, no RST) is dropped within C{peer_timeout}
+    seconds, by TCP keep-alive and C{TCP_USER_TIMEOUT}, and reported as
+    L{Ending.PEER_TIMED_OUT};
+  - a request that trickles in is answered C{408} and closed once
+    C{read_timeout} seconds have passed since its first byte;
+  - when descriptors run short (past L{ConnectionGuard.room} connections),
+    idle connections and those still sending their request's head are
+    closed, oldest first, as nginx frees its connections, and failed
+    accepts are logged once a second with a count.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import ILogObserver, LogEvent, Logger
+from twisted.web.server import Site
+from zope.interface import provider
+
+from ._clock import default_clock
+from ._ledger import Ledger
+from ._outcome import Rejection
+from ._twistedweb import (
+    accept_failure,
+    after_data_received,
+    close_at_once,
+    http11_channel,
+    on_connection,
+    on_connection_lost,
+    receiving_request,
+    redirect_accept_log,
+    reusable,
+    tcp_transport_of,
+    watch_peer_timeout,
+)
+
+__all__ = [
+    "ConnectionGuard",
+    "guard_connections",
+    "peer_timeout_supported",
+    "set_peer_timeout",
+]
+
+log = Logger(namespace="twisted_close")
+
+_PEER_OPTIONS = ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT")
+
+ACCEPT_PAUSE = 0.1
+"""Seconds a port stops accepting after an accept failed and left the
+client waiting (else the reactor would try again at once, in a loop)."""
+
+
+BARREN = 0.05
+"""Seconds without looking for connections to free after a look found none."""
+
+
+def peer_timeout_supported() -> bool:
+    """
+    Whether this platform has the socket options L{set_peer_timeout} sets.
+    """
+    return all(hasattr(socket, name) for name in _PEER_OPTIONS)
+
+
+def set_peer_timeout(sock: socket.socket, seconds: float) -> None:
+    """
+    Make the kernel drop C{sock}'s connection once its peer has not
+    acknowledged anything for C{seconds}: data in flight
+    (C{TCP_USER_TIMEOUT}) or, when idle, keep-alive probes (from
+    C{seconds / 2} on, one a second; a peer that answers them costs one
+    probe every C{seconds / 2} of quiet).
+
+    @raise OSError: if the socket takes no such options.
+    """
+    idle = max(1, int(seconds // 2))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    # Only where TCP_USER_TIMEOUT does not override it (it does on Linux).
+    sock.setsockopt(
+        socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, math.ceil(seconds) - idle)
+    )
+    # A quarter second short: keep-alive checks it once a second from the
+    # last packet received, and a check a hair early would wait one more.
+    user_timeout = max(500, int(seconds * 1000) - 250)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout)
+
+
+class _OncePerSecond:
+    """
+    Counts, said at most once a second: at once if the last line is a
+    second old, else when its second is over.
+    """
+
+    def __init__(self, clock: IReactorTime, say: Callable[[Counter[str]], None]):
+        self._clock = clock
+        self._say = say
+        self._held: Counter[str] = Counter()
+        self._last = -math.inf
+        self._later: IDelayedCall | None = None
+
+    def add(self, kind: str, n: int = 1) -> None:
+        self._held[kind] += n
+        if self._later is not None:
+            return
+        wait = self._last + 1.0 - self._clock.seconds()
+        if wait <= 0:
+            self.flush()
+        else:
+            self._later = self._clock.callLater(wait, self.flush)
+
+    def flush(self) -> None:
+        if self._later is not None and self._later.active():
+            self._later.cancel()
+        self._later = None
+        if self._held:
+            held, self._held = self._held, Counter()
+            self._last = self._clock.seconds()
+            self._say(held)
+
+
+class _Connection:
+    __slots__ = ("closing", "protocol", "timer")
+
+    def __init__(self, protocol: object) -> None:
+        self.protocol = protocol
+        self.timer: IDelayedCall | None = None
+        self.closing = False
+
+
+class ConnectionGuard:
+    """
+    The connections of one C{Site} (see L{guard_connections}).
+
+    @ivar room: how many connections may be open before idle ones are
+        closed to make room for new ones; C{None}: no limit.
+    @ivar freed: connections closed so far to make room.
+    @ivar turned_away: clients turned away so far because accept failed.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        ledger: Ledger | None,
+        peer_timeout: float | None,
+        read_timeout: float | None,
+    ) -> None:
+        self.clock = clock
+        self.ledger = ledger
+        self.peer_timeout = peer_timeout if peer_timeout_supported() else None
+        self.read_timeout = read_timeout
+        self.room: int | None = None
+        self.freed = 0
+        self.turned_away = 0
+        self._connections: dict[_Connection, None] = {}
+        self._closing = 0
+        self._barren_until = -math.inf
+        self._freed_log = _OncePerSecond(clock, self._say_freed)
+        self._accept_log = _OncePerSecond(clock, self._say_turned_away)
+
+    @property
+    def open(self) -> int:
+        """
+        Connections open now (those being closed included).
+        """
+        return len(self._connections)
+
+    def track(self, protocol: object) -> None:
+        """
+        Guard the connection of C{protocol}, just built by the site.
+        """
+        connection = _Connection(protocol)
+        on_connection(protocol, lambda transport: self._made(connection, transport))
+        on_connection_lost(protocol, lambda: self._lost(connection))
+        if self.read_timeout is not None:
+            after_data_received(protocol, lambda: self._received(connection))
+
+    def _made(self, connection: _Connection, transport: object) -> None:
+        room = self.room
+        if room is not None and len(self._connections) - self._closing >= room:
+            # Before the newcomer is counted: it is not one to close.
+            self.free()
+        self._connections[connection] = None
+        if self.peer_timeout is not None:
+            tcp = tcp_transport_of(transport)
+            if tcp is not None:
+                try:
+                    set_peer_timeout(tcp.getHandle(), self.peer_timeout)
+                except OSError:
+                    pass  # a socket without TCP options: nothing to watch
+                else:
+                    watch_peer_timeout(tcp)
+
+    def _lost(self, connection: _Connection) -> None:
+        if self._connections.pop(connection, 0) is None and connection.closing:
+            self._closing -= 1
+        if connection.timer is not None:
+            connection.timer.cancel()
+            connection.timer = None
+
+    # -- read timeout -----------------------------------------------------
+
+    def _received(self, connection: _Connection) -> None:
+        channel = http11_channel(connection.protocol)
+        if channel is None:
+            return
+        if connection.timer is None:
+            if receiving_request(channel):
+                assert self.read_timeout is not None
+                connection.timer = self.clock.callLater(
+                    self.read_timeout, self._too_slow, connection
+                )
+        elif not receiving_request(channel):
+            connection.timer.cancel()
+            connection.timer = None
+
+    def _too_slow(self, connection: _Connection) -> None:
+        connection.timer = None
+        channel = http11_channel(connection.protocol)
+        if channel is None or connection.closing or not receiving_request(channel):
+            return
+        if self.ledger is not None:
+            self.ledger.reject(Rejection.READ_TIMEOUT)
+        body = b"request not received within %g s\n" % (self.read_timeout or 0,)
+        channel.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self._close(connection, channel, at_once=False)
+
+    def _close(self, connection: _Connection, channel: Any, at_once: bool) -> None:
+        if not connection.closing:
+            connection.closing = True
+            if connection in self._connections:
+                self._closing += 1
+        if at_once:
+            close_at_once(channel)
+        else:
+            # HTTPChannel.loseConnection unregisters it as the producer first.
+            channel.loseConnection()
+
+    # -- descriptors ------------------------------------------------------
+
+    def free(self, most: int | None = None) -> int:
+        """
+        Close up to C{most} connections that lose nothing by it (idle, or
+        still sending their request's head), oldest first; by default a
+        sixteenth of those open, from 1 to 32.  Say how many were closed.
+        """
+        now = self.clock.seconds()
+        if now < self._barren_until:
+            return 0
+        if most is None:
+            most = max(1, min(32, len(self._connections) // 16))
+        closed = 0
+        for connection in list(self._connections):
+            if closed >= most:
+                break
+            if connection.closing:
+                continue
+            channel = http11_channel(connection.protocol)
+            if channel is not None and channel.transport and reusable(channel):
+                # At once: the descriptor is wanted in this very turn.
+                self._close(connection, channel, at_once=True)
+                closed += 1
+        if closed:
+            self.freed += closed
+            self._freed_log.add("freed", closed)
+        else:
+            # Every connection is busy: do not look through them all again
+            # for each of a flood of accepts.
+            self._barren_until = now + BARREN
+        return closed
+
+    def _say_freed(self, held: Counter[str]) -> None:
+        log.warn(
+            "Descriptors short: closed {closed} idle connections, oldest first "
+            "({open} open, room for {room})",
+            closed=held["freed"],
+            open=self.open,
+            room=self.room,
+        )
+
+    def watch_port(self, port: Any) -> None:
+        """
+        Log what C{port} (a listening C{tcp.Port}) says of failed accepts
+        once a second with a count, instead of a line or three each; free
+        room when they fail for lack of descriptors; pause accepting a
+        moment when a failure leaves the client waiting.
+        """
+        forward = getattr(getattr(port, "_logger", None), "observer", None)
+
+        @provider(ILogObserver)
+        def observe(event: LogEvent) -> None:
+            kind = accept_failure(event)
+            if kind is None:
+                if forward is not None:
+                    forward(event)
+                return
+            if not kind:
+                return
+            self.turned_away += 1
+            self._accept_log.add(kind)
+            # One for one: room for the next client, not a purge.
+            self.free(1)
+            if "acceptError" in event:
+                # Twisted left the client waiting: a listener still ready
+                # to read would be tried again at once, in a busy loop.
+                self._pause(port)
+
+        redirect_accept_log(port, observe)
+
+    def _pause(self, port: Any) -> None:
+        stop = getattr(port, "stopReading", None)
+        if stop is None or getattr(port, "_twisted_close_paused", False):
+            return
+        stop()
+        port._twisted_close_paused = True
+
+        def resume() -> None:
+            port._twisted_close_paused = False
+            if getattr(port, "connected", False) and not getattr(
+                port, "disconnecting", False
+            ):
+                port.startReading()
+
+        self.clock.callLater(ACCEPT_PAUSE, resume)
+
+    def _say_turned_away(self, held: Counter[str]) -> None:
+        log.warn(
+            "Out of descriptors: {count} connections could not be accepted "
+            "({errors}); {open} open",
+            count=sum(held.values()),
+            errors=", ".join(f"{n} {kind}" for kind, n in held.most_common()),
+            open=self.open,
+        )
+
+
+_GUARD = "_twisted_close_guard"
+
+
+def guard_connections(
+    site: Site,
+    *,
+    peer_timeout: float | None = 30.0,
+    read_timeout: float | None = 20.0,
+    ledger: Ledger | None = None,
+    clock: IReactorTime | None = None,
+) -> ConnectionGuard:
+    """
+    Guard every connection C{site} accepts from now on (HTTP/1.1, and
+    HTTP/2 over TLS) against peers that vanish and requests that trickle.
+
+    @param peer_timeout: seconds after which a peer that stopped
+        acknowledging is dropped, with or without data in flight (TCP
+        keep-alive and C{TCP_USER_TIMEOUT}; nothing where the platform lacks
+        them, see L{peer_timeout_supported}); C{None}: the kernel's defaults
+        (about 15 minutes with data in flight, hours without).
+    @param read_timeout: seconds a request's head and body have, from its
+        first byte, to arrive over HTTP/1.1; else C{408} and the connection
+        is closed; C{None}: no limit.
+    @param ledger: counts those C{408}s as rejected
+        (L{Rejection.READ_TIMEOUT}).
+    @param clock: the site's reactor by default.
+    @return: the guard, whose L{ConnectionGuard.room} turns on freeing idle
+        connections when descriptors run short.
+    """
+    clock = default_clock(clock if clock is not None else site.reactor)
+    guard = ConnectionGuard(
+        clock=clock, ledger=ledger, peer_timeout=peer_timeout, read_timeout=read_timeout
+    )
+    build = site.buildProtocol
+
+    def buildProtocol(addr: object) -> object:
+        protocol = build(addr)  # type: ignore[no-untyped-call]
+        if protocol is not None:
+            guard.track(protocol)
+        return protocol
+
+    site.buildProtocol = buildProtocol  # type: ignore[method-assign]
+    setattr(site, _GUARD, guard)
+    return guard
+
+
+def guard_of(site: Site) -> ConnectionGuard | None:
+    """
+    The guard L{guard_connections} gave C{site}, if any.
+    """
+    guard = getattr(site, _GUARD, None)
+    return guard if isinstance(guard, ConnectionGuard) else None
