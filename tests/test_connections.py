@@ -116,7 +116,8 @@ class ReadTimeoutTests(SynchronousTestCase):
         server, ledger, _ = serve(read_timeout=5)
         client = server.connect()
         client.send(
-            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n", b"POST"
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n",
+            b"POST",
         )
         for _ in range(5):
             client.send(b"x")
