@@ -336,9 +336,10 @@ def test_a_flood_of_idle_connections_past_the_limit_leaves_it_reachable(
 def test_a_flood_of_pending_requests_is_held_to_the_room_and_passes(
     closedemo: Callable[..., Twistd],
 ) -> None:
+    # One client address sends the whole flood: no per-client cap here.
     server = closedemo(
         "--listen", "tcp:0:interface=127.0.0.1", "--max-pending", "1000",
-        limits=(HARD, HARD),
+        "--max-pending-per-client", "0", limits=(HARD, HARD),
     )  # fmt: skip
     port = listening(server, "127.0.0.1")
     room = int(server.wait_for_line(r"soft limit 256; room for (\d+) ").group(1))
