@@ -4,7 +4,10 @@ Shared fixtures for the deterministic tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from twisted.internet.task import Clock
+from twisted.logger import LogEvent, formatEvent
 
 from twisted_close import DelayedResource, Ledger
 from twisted_close.closedemo.site import build_site
@@ -40,6 +43,23 @@ def demo_server(
         clock=clock, ledger=ledger, delay=delay, tick=tick, idle_timeout=idle_timeout
     )
     return InMemoryServer(site, clock=clock), ledger
+
+
+def serve(
+    *, max_pending: int | None = None, idle_timeout: float | None = 60.0
+) -> tuple[InMemoryServer, Ledger]:
+    """
+    The closedemo site as the operating tests use it: 2 s answers, events
+    every 0.5 s.
+    """
+    return demo_server(2, tick=0.5, max_pending=max_pending, idle_timeout=idle_timeout)
+
+
+def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
+    """
+    The log lines, formatted, that start with C{prefix}.
+    """
+    return [t for e in events if (t := formatEvent(e)).startswith(prefix)]
 
 
 def our_calls(server: InMemoryServer) -> list[float]:

@@ -55,7 +55,6 @@ from twisted.internet.endpoints import (
     quoteStringArgument,
     serverFromString,
 )
-from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IHandshakeListener,
     IListeningPort,
@@ -64,14 +63,10 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import Certificate, optionsForClientTLS
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.web._http2 import H2Connection
 from twisted.web.iweb import IRequest
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Site
 from zope.interface import implementer
 
 from twisted_close import (
@@ -80,7 +75,6 @@ from twisted_close import (
     HostCheck,
     Ledger,
     Outcome,
-    classify,
 )
 from twisted_close.closedemo.site import DemoRoot, build_site
 from twisted_close.testing import outcome_events
@@ -502,151 +496,6 @@ async def test_the_connection_going_reports_every_open_stream(
         # After GOAWAY Twisted calls loseConnection(), but the TLS transport
         # waits for its producer, the H2Connection, which never unregisters:
         # the client is the one to close (serving() does it).
-
-
-# -- classify() on the failures Twisted makes ---------------------------------
-
-
-class _Watching(Resource):
-    """
-    Answer nothing; keep the failure each request's notifyFinish() gets.
-    """
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures: dict[bytes, Failure] = {}
-
-    def render(self, request: IRequest) -> int:
-        def lost(reason: Failure) -> None:
-            self.failures[request.path] = reason
-
-        # IRequest lacks notifyFinish(); every twisted.web request has it.
-        request.notifyFinish().addErrback(lost)  # type: ignore[attr-defined]
-        return NOT_DONE_YET
-
-
-def _h2_in_memory() -> tuple[H2Connection, H2Client, _Watching]:
-    """
-    Twisted's HTTP/2 server connection on a L{Clock} and a L{StringTransport},
-    set up as C{twisted.web.http._GenericHTTPChannelProtocol} does after ALPN
-    chose C{h2}, with a client that opened streams 1 (C{/a}) and 3 (C{/b}).
-    """
-    watching = _Watching()
-    site = Site(watching)
-    server = H2Connection(Clock())
-    untyped: Any = server
-    untyped.requestFactory = site.requestFactory
-    untyped.site = site
-    untyped.factory = site
-    server.makeConnection(StringTransport())
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    for stream_id, path in [(1, "/a"), (3, "/b")]:
-        headers = [
-            (":method", "GET"),
-            (":scheme", "https"),
-            (":authority", "localhost"),
-            (":path", path),
-        ]
-        client.send_headers(stream_id, headers, end_stream=True)
-    server.dataReceived(client.data_to_send())
-    return server, client, watching
-
-
-def test_classify_rst_stream_as_twisted_reports_it() -> None:
-    server, client, watching = _h2_in_memory()
-    assert watching.failures == {}
-
-    client.reset_stream(3, ErrorCodes.CANCEL)
-    server.dataReceived(client.data_to_send())
-    [(path, reason)] = watching.failures.items()
-    assert path == b"/b"
-    assert isinstance(reason.value, ConnectionLost)
-    assert type(reason.value) is ConnectionLost
-    assert reason.value.args[0].startswith("Stream reset with code ")
-    assert classify(reason) is Ending.STREAM_RESET
-
-    # The transport going: TCP stops its producer (the H2Connection) before
-    # it calls connectionLost; the streams left hear of the first only.
-    server.stopProducing()
-    server.connectionLost(Failure(ConnectionDone()))
-    lost = watching.failures[b"/a"]
-    assert isinstance(lost.value, ConnectionLost)
-    assert lost.value.args == ("Producing stopped",)
-    assert classify(lost) is Ending.CLIENT_LOST
-
-
-def test_classify_goaway_as_twisted_reports_it() -> None:
-    server, client, watching = _h2_in_memory()
-    client.close_connection()
-    server.dataReceived(client.data_to_send())
-    assert set(watching.failures) == {b"/a", b"/b"}
-    for reason in watching.failures.values():
-        assert isinstance(reason.value, ConnectionLost)
-        assert reason.value.args == ("Remote peer sent GOAWAY",)
-        assert classify(reason) is Ending.CLIENT_CLOSED
-
-
-@pytest.mark.parametrize(
-    ("failure", "ending"),
-    [
-        # Python 3.10 formats the IntEnum by name, 3.11 on by number; an
-        # unknown code is a plain int.
-        (
-            ConnectionLost("Stream reset with code ErrorCodes.CANCEL"),
-            Ending.STREAM_RESET,
-        ),
-        (ConnectionLost("Stream reset with code 8"), Ending.STREAM_RESET),
-        (ConnectionLost("Stream reset with code 4919"), Ending.STREAM_RESET),
-        (ConnectionLost("Too many stream resets"), Ending.SERVER_ABORTED),
-        # HTTP/1.1 is as before.
-        (ConnectionLost(), Ending.CLIENT_RESET),
-        (ConnectionLost("Connection reset by peer."), Ending.CLIENT_RESET),
-        (ConnectionDone(), Ending.CLIENT_CLOSED),
-    ],
-)
-def test_classify_by_twisted_message(failure: Exception, ending: Ending) -> None:
-    assert classify(Failure(failure)) is ending
-
-
-def test_an_idle_timeout_of_the_connection_is_the_servers_doing() -> None:
-    """
-    H2Connection times out on quiet alone, pending streams or not; when it
-    does, its streams hear "Producing stopped" like any lost connection, but
-    it was the server that closed it.
-    """
-    clock, ledger = Clock(), Ledger()
-    site = Site(DelayedResource(delay=30, clock=clock, ledger=ledger))
-    server = H2Connection(clock)
-    untyped: Any = server
-    untyped.requestFactory = site.requestFactory
-    untyped.site = site
-    untyped.factory = site
-    untyped.timeOut = 5
-    untyped.callLater = clock.callLater  # as _GenericHTTPChannelProtocol does
-    transport = StringTransport()
-    server.makeConnection(transport)
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    headers = [
-        (":method", "GET"),
-        (":scheme", "https"),
-        (":authority", "localhost"),
-        (":path", "/slow"),
-    ]
-    client.send_headers(1, headers, end_stream=True)
-    server.dataReceived(client.data_to_send())
-    assert ledger.pending == 1
-    clock.advance(5)
-    assert transport.disconnecting
-    # The transport goes: TCP stops its producer, then tells of the loss.
-    server.stopProducing()
-    server.connectionLost(Failure(ConnectionDone()))
-    assert ledger.server_endings[Ending.SERVER_CLOSED] == 1
-    assert ledger.interrupted == 0
-    assert ledger.pending == 0
 
 
 # -- One client, one connection: limits, Host, log lines ----------------------

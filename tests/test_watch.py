@@ -9,15 +9,13 @@ import gc
 import weakref
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from twisted_close import Ending, Ledger, RequestWatch, cancel_on_disconnect, classify
+from twisted_close import Ending, Ledger, RequestWatch, cancel_on_disconnect
 from twisted_close.testing import Connection, InMemoryServer
 
 
@@ -195,13 +193,3 @@ class OrderTests(SynchronousTestCase):
         self.assertEqual(after.cancels, 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertEqual(f.ledger.interrupted, 1)
-
-
-class ClassifyTests(SynchronousTestCase):
-    def test_endings(self) -> None:
-        from twisted.internet.error import ConnectionAborted
-
-        self.assertIs(classify(Failure(ConnectionDone())), Ending.CLIENT_CLOSED)
-        self.assertIs(classify(Failure(ConnectionLost())), Ending.CLIENT_RESET)
-        self.assertIs(classify(Failure(ConnectionAborted())), Ending.SERVER_ABORTED)
-        self.assertIs(classify(Failure(ValueError())), Ending.CLIENT_LOST)

@@ -26,7 +26,7 @@ import pytest
 
 from twisted_close.closedemo.shared import SharedCounters
 
-from .test_shared import leave_mid_write
+from .test_closedemo_shared import leave_mid_write
 from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 
 
