@@ -27,6 +27,7 @@ from typing import Any
 
 from . import _load as load
 from . import _peers, _subscribers
+from ._chart import write_chart
 from ._peers import BASELINE, HERE, PEER_NAMES, HarnessError, Peer, get_stats
 
 FIGURES = [  # key, label, format
@@ -333,6 +334,8 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
     print(f"\nJSON: {args.json}")
+    chart = write_chart(data, args.json.with_suffix(".png"), BASELINE)
+    print(f"chart: {chart}" if chart else "no chart: pip install matplotlib")
     return 0
 
 

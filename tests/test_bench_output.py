@@ -13,6 +13,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench.__main__ import OUTPUT, TRACKED, parse
+from bench._chart import write_chart
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +35,24 @@ class BenchOutputTests(SynchronousTestCase):
             with self.assertRaises(SystemExit):
                 parse(["--update-docs", "--json", "/tmp/r.json"])
         self.assertIn("--update-docs", err.getvalue())
+
+
+class ChartTests(SynchronousTestCase):
+    def test_the_chart_shows_each_peers_ratios_beside_the_json(self) -> None:
+        data = {
+            "machine": {"closedemo_commit": "abc1234"},
+            "ratios": {
+                "bare_twisted": {"requests_per_s": 1.0, "abort_ms": 1.0},
+                "closedemo": {"requests_per_s": 0.98, "abort_ms": 1.02},
+                "node": {"requests_per_s": 1.3, "abort_ms": 1.5},
+            },
+        }
+        path = Path(self.mktemp()) / "results.png"
+        written = write_chart(data, path, "bare_twisted")
+        self.assertEqual(written, path)
+        self.assertEqual(path.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
+
+    def test_no_ratios_no_chart(self) -> None:
+        path = Path(self.mktemp()) / "results.png"
+        self.assertIsNone(write_chart({"ratios": {}}, path, "bare_twisted"))
+        self.assertFalse(path.exists())

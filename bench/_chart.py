@@ -1,0 +1,59 @@
+"""
+The picture of a run: each figure's ratio to the baseline, one bar per peer,
+as a PNG beside the JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+FIGURES = {
+    "requests_per_s": "requests/s (higher is better)",
+    "kib_per_held": "KiB per held request",
+    "abort_ms": "abort until all reported",
+    "lateness_p50_ms": "lateness p50",
+    "lateness_p99_ms": "lateness p99",
+}
+
+
+def write_chart(data: dict[str, Any], path: Path, baseline: str) -> Path | None:
+    """
+    Draw C{data["ratios"]} into C{path}; L{None} if matplotlib is missing
+    (the JSON still has every figure).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ratios: dict[str, dict[str, float]] = data.get("ratios", {})
+    peers = [p for p in ratios if p != baseline]
+    figures = [f for f in FIGURES if any(f in ratios[p] for p in peers)]
+    if not peers or not figures:
+        return None
+    height = 0.8 / len(peers)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.9 * len(figures)))
+    for i, peer in enumerate(peers):
+        ys = [n + i * height for n in range(len(figures))]
+        values = [ratios[peer].get(f, 0.0) for f in figures]
+        bars = ax.barh(ys, values, height=height, label=peer)
+        ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks([n + 0.4 - height / 2 for n in range(len(figures))])
+    ax.set_yticklabels([FIGURES[f] for f in figures])
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        f"ratio to {baseline} (1.0, the line); lower is better but for requests/s"
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    machine = data.get("machine", {})
+    commit = machine.get("closedemo_commit", "")
+    ax.set_title(f"python -m bench{' at ' + commit if commit else ''}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
