@@ -96,7 +96,9 @@ class AllowedHosts:
                 self._names.add(pattern)
         self._names.add("localhost")
         # Decisions by (Host, local address): a server sees few of each.
-        self._seen: dict[tuple[bytes, str], bool] = {}
+        # Per Host value: allowed or not, or the address literal it names,
+        # allowed only if the request came in on that address.
+        self._seen: dict[bytes, bool | _IP] = {}
 
     def check(self, request: IRequest) -> tuple[int, str] | None:
         """
@@ -112,22 +114,30 @@ class AllowedHosts:
         if len(hosts) > 1:
             return 400, "more than one Host header"
         host = hosts[0]
-        local = request.getHost()
-        here = local.host if isinstance(local, (IPv4Address, IPv6Address)) else ""
-        key = (host, here)
-        allowed = self._seen.get(key)
-        if allowed is None:
+        verdict = self._seen.get(host)
+        if verdict is None:
             match = _HOST.fullmatch(host.strip())
             if match is None:
                 return 400, f"malformed Host {_printable(host[:100])}"
             if len(self._seen) >= 1024:
                 self._seen.clear()
-            allowed = self._seen[key] = self._allows(match, here)
-        if allowed:
+            verdict = self._seen[host] = self._verdict(match)
+        if verdict is True:
             return None
+        if verdict is not False:
+            # Only now the local address (a getsockname() call) is needed.
+            local = request.getHost()
+            if isinstance(local, (IPv4Address, IPv6Address)):
+                if verdict == _ip(local.host):
+                    return None
         return 421, f"host {_printable(host[:100])} is not served here"
 
-    def _allows(self, match: re.Match[bytes], here: str) -> bool:
+    def _verdict(self, match: re.Match[bytes]) -> bool | _IP:
+        """
+        Whether the Host of C{match} is allowed, or, for an address that is
+        neither loopback nor one of ours, that address: it is allowed if
+        the request came in on it.
+        """
         if self._any:
             return True
         v6 = match.group("v6")
@@ -137,11 +147,9 @@ class AllowedHosts:
         address = _ip(text)
         if address is None:
             return text in self._names or any(map(text.endswith, self._suffixes))
-        return (
-            address.is_loopback
-            or address in self._addresses
-            or (here != "" and address == _ip(here))
-        )
+        if address.is_loopback or address in self._addresses:
+            return True
+        return address
 
 
 class HostCheck(Resource):
