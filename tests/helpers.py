@@ -4,10 +4,13 @@ Shared fixtures for the deterministic tests.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import DelayedResource, Ledger
 from twisted_close.closedemo.site import build_site
@@ -60,6 +63,16 @@ def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
     The log lines, formatted, that start with C{prefix}.
     """
     return [t for e in events if (t := formatEvent(e)).startswith(prefix)]
+
+
+def temporary_directory(case: SynchronousTestCase) -> str:
+    """
+    A new directory, removed after C{case}; not trial's C{mktemp()}, which
+    under pytest would write into the source tree.
+    """
+    directory = tempfile.mkdtemp()
+    case.addCleanup(shutil.rmtree, directory)
+    return directory
 
 
 def our_calls(server: InMemoryServer) -> list[float]:

@@ -15,6 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from bench.__main__ import OUTPUT, TRACKED, parse
 from bench._chart import write_chart
 
+from .helpers import temporary_directory
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,12 +49,12 @@ class ChartTests(SynchronousTestCase):
                 "node": {"requests_per_s": 1.3, "abort_ms": 1.5},
             },
         }
-        path = Path(self.mktemp()) / "results.png"
+        path = Path(temporary_directory(self)) / "results.png"
         written = write_chart(data, path, "bare_twisted")
         self.assertEqual(written, path)
         self.assertEqual(path.read_bytes()[:8], b"\x89PNG\r\n\x1a\n")
 
     def test_no_ratios_no_chart(self) -> None:
-        path = Path(self.mktemp()) / "results.png"
+        path = Path(temporary_directory(self)) / "results.png"
         self.assertIsNone(write_chart({"ratios": {}}, path, "bare_twisted"))
         self.assertFalse(path.exists())

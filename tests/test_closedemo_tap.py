@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime
 import io
 import os
-import shutil
-import tempfile
 from contextlib import redirect_stdout
 from typing import Any, cast
 
@@ -34,6 +32,8 @@ from twisted_close._drain import GracefulDrain
 from twisted_close.closedemo import tap
 from twisted_close.closedemo.descriptors import DescriptorRoom
 from twisted_close.closedemo.signals import QuietRepeatedStops
+
+from .helpers import temporary_directory
 
 
 def parse(*argv: str) -> tap.Options:
@@ -235,16 +235,6 @@ VALUES = st.one_of(
         ]
     ),
 )
-
-
-def temporary_directory(case: SynchronousTestCase) -> str:
-    """
-    A new directory, removed after C{case}; not trial's C{mktemp()}, which
-    under pytest would write into the source tree.
-    """
-    directory = tempfile.mkdtemp()
-    case.addCleanup(shutil.rmtree, directory)
-    return directory
 
 
 def parse_or_usage_error(argv: list[str]) -> tap.Options | None:

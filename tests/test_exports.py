@@ -16,6 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import twisted_close
 
+from .helpers import temporary_directory
+
 LIBRARY = Path(twisted_close.__file__).parent
 
 PUBLIC = [
@@ -177,8 +179,7 @@ EMBEDDING = textwrap.dedent(
 
 class SideEffectsTests(SynchronousTestCase):
     def test_an_embedding_program_keeps_its_signals_files_and_reactor(self) -> None:
-        workdir = Path(self.mktemp())
-        workdir.mkdir()
+        workdir = Path(temporary_directory(self))
         done = subprocess.run(
             [sys.executable, "-c", EMBEDDING],
             cwd=workdir,
