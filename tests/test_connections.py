@@ -221,6 +221,48 @@ class FreeingDescriptorsTests(SynchronousTestCase):
         self.assertTrue(slow_reader.closed_by_server)
         self.assertEqual(guard.freed, 1)
 
+    def test_with_none_to_free_the_newcomer_is_closed_and_the_room_holds(
+        self,
+    ) -> None:
+        server, ledger, guard = serve()
+        guard.room = 2
+        pending = [server.get("/?delay=30"), server.get("/?delay=30")]
+        with capturedLogs() as events:
+            newcomers = [server.connect() for _ in range(3)]
+            server.advance(0)
+        # Kept, each would hold a descriptor until accept fails (EMFILE).
+        self.assertTrue(all(c.closed_by_server for c in newcomers))
+        self.assertEqual(guard.open, 2)
+        self.assertEqual((guard.freed, guard.refused), (0, 3))
+        self.assertFalse(any(c.closed_by_server for c in pending))
+        self.assertEqual(ledger.pending, 2)
+        [line] = lines(events, "Descriptors short")
+        # Said as the first newcomer goes (over a transport in memory its
+        # close ends on the next turn: counted open until then).
+        self.assertEqual(
+            line,
+            "Descriptors short: closed 0 idle connections, oldest first; "
+            "1 new ones closed as soon as accepted, none being idle "
+            "(3 open, room for 2)",
+        )
+        with capturedLogs() as later:
+            server.advance(1)
+        self.assertEqual(
+            len(
+                lines(
+                    later,
+                    "Descriptors short: closed 0 idle connections, "
+                    "oldest first; 2 new ones",
+                )
+            ),
+            1,
+        )
+        # Room again once an answer is done: the next one is served.
+        server.advance(30)
+        newcomer = server.get("/?delay=0")
+        server.advance(0)
+        self.assertEqual(newcomer.response and newcomer.response.status, 200)
+
     def test_nothing_is_closed_while_there_is_room(self) -> None:
         server, _, guard = serve()
         guard.room = 10

@@ -9,8 +9,11 @@ on a bad day, where nothing is sent at all:
     C{read_timeout} seconds have passed since its first byte;
   - when descriptors run short (past L{ConnectionGuard.room} connections),
     idle connections and those still sending their request's head are
-    closed, oldest first, as nginx frees its connections, and failed
-    accepts are logged once a second with a count.
+    closed, oldest first, as nginx frees its connections; with none such,
+    the newcomer itself is closed once accepted (as nginx does when its
+    C{worker_connections} are all busy), so that the room holds and accept
+    does not fail for lack of descriptors; failed accepts are logged once a
+    second with a count.
 """
 
 from __future__ import annotations
@@ -128,12 +131,13 @@ class _OncePerSecond:
 
 
 class _Connection:
-    __slots__ = ("closing", "protocol", "timer")
+    __slots__ = ("closing", "protocol", "refused", "timer")
 
     def __init__(self, protocol: object) -> None:
         self.protocol = protocol
         self.timer: IDelayedCall | None = None
         self.closing = False
+        self.refused = False
 
 
 class ConnectionGuard:
@@ -143,6 +147,8 @@ class ConnectionGuard:
     @ivar room: how many connections may be open before idle ones are
         closed to make room for new ones; C{None}: no limit.
     @ivar freed: connections closed so far to make room.
+    @ivar refused: new connections closed as soon as accepted, the room
+        being full with none to free.
     @ivar turned_away: clients turned away so far because accept failed.
     """
 
@@ -160,6 +166,7 @@ class ConnectionGuard:
         self.read_timeout = read_timeout
         self.room: int | None = None
         self.freed = 0
+        self.refused = 0
         self.turned_away = 0
         self._connections: dict[_Connection, None] = {}
         self._closing = 0
@@ -179,7 +186,11 @@ class ConnectionGuard:
         Guard the connection of C{protocol}, just built by the site.
         """
         connection = _Connection(protocol)
-        on_connection(protocol, lambda transport: self._made(connection, transport))
+        on_connection(
+            protocol,
+            lambda transport: self._made(connection, transport),
+            lambda transport: self._heard(connection),
+        )
         on_connection_lost(protocol, lambda: self._lost(connection))
         if self.read_timeout is not None:
             after_data_received(protocol, lambda: self._received(connection))
@@ -188,9 +199,13 @@ class ConnectionGuard:
         room = self.room
         if room is not None and len(self._connections) - self._closing >= room:
             # Before the newcomer is counted: it is not one to close.
-            self.free()
+            # With none to free, the newcomer goes, once its protocol has
+            # heard of it: kept, each one past the room would hold a
+            # descriptor until accept itself fails (EMFILE), however fast
+            # the pending ones are answered.
+            connection.refused = not self.free()
         self._connections[connection] = None
-        if self.peer_timeout is not None:
+        if self.peer_timeout is not None and not connection.refused:
             tcp = tcp_transport_of(transport)
             if tcp is not None:
                 try:
@@ -199,6 +214,15 @@ class ConnectionGuard:
                     pass  # a socket without TCP options: nothing to watch
                 else:
                     watch_peer_timeout(tcp)
+
+    def _heard(self, connection: _Connection) -> None:
+        if not connection.refused or connection not in self._connections:
+            return
+        channel = http11_channel(connection.protocol)
+        # At once: the descriptor is wanted for the next accept of this turn.
+        self._close(connection, channel or connection.protocol, at_once=True)
+        self.refused += 1
+        self._freed_log.add("refused")
 
     def _lost(self, connection: _Connection) -> None:
         if self._connections.pop(connection, 0) is None and connection.closing:
@@ -283,6 +307,17 @@ class ConnectionGuard:
         return closed
 
     def _say_freed(self, held: Counter[str]) -> None:
+        if held["refused"]:
+            log.warn(
+                "Descriptors short: closed {closed} idle connections, oldest "
+                "first; {refused} new ones closed as soon as accepted, none "
+                "being idle ({open} open, room for {room})",
+                closed=held["freed"],
+                refused=held["refused"],
+                open=self.open,
+                room=self.room,
+            )
+            return
         log.warn(
             "Descriptors short: closed {closed} idle connections, oldest first "
             "({open} open, room for {room})",

@@ -595,10 +595,15 @@ def record_stream_loss(channel: object, record: Callable[[Failure], None]) -> No
 # -- Connections: the accepted socket, the HTTP/1.1 channel's state ---------
 
 
-def on_connection(protocol: Any, made: Callable[[object], None]) -> None:
+def on_connection(
+    protocol: Any,
+    made: Callable[[object], None],
+    then: Callable[[object], None] | None = None,
+) -> None:
     """
     Call C{made(transport)} once C{protocol}, just built by a C{Site}, is
-    connected, before it hears of it.
+    connected, before it hears of it; and C{then(transport)}, if given,
+    once it has heard.
 
     Relies on the C{Site}'s callers (a port, C{TLSMemoryBIOProtocol}) calling
     the protocol's C{makeConnection} through the instance, which is wrapped
@@ -609,6 +614,8 @@ def on_connection(protocol: Any, made: Callable[[object], None]) -> None:
     def makeConnection(transport: object) -> None:
         made(transport)
         original(transport)
+        if then is not None:
+            then(transport)
 
     protocol.makeConnection = makeConnection
 
