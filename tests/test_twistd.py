@@ -23,8 +23,8 @@ from .twistd_process import (
     LISTEN,
     Twistd,
     command,
-    environment,
     http_get,
+    run_to_end,
     stats,
     wait_until,
 )
@@ -94,15 +94,7 @@ def test_readme_walkthrough(closedemo: Callable[..., Twistd]) -> None:
 def test_bad_options_are_usage_errors(
     tmp_path: Path, options: tuple[str, ...], option: str, words: str
 ) -> None:
-    result = subprocess.run(
-        command(*options),
-        cwd=tmp_path,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_to_end(command(*options), tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Usage:" in output
@@ -251,15 +243,7 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
 def test_option_errors_are_one_line_not_a_traceback(
     tmp_path: Path, options: tuple[str, ...], words: str
 ) -> None:
-    result = subprocess.run(
-        command(*options),
-        cwd=tmp_path,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_to_end(command(*options), tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert words in output
@@ -274,14 +258,8 @@ def test_a_port_that_cannot_be_had_is_one_line_not_a_traceback(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            command("--listen", f"tcp:{port}:interface=127.0.0.1"),
-            cwd=tmp_path,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = run_to_end(
+            command("--listen", f"tcp:{port}:interface=127.0.0.1"), tmp_path
         )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

@@ -32,6 +32,7 @@ __all__ = [
     "environment",
     "http_get",
     "reactor_options",
+    "run_to_end",
     "stats",
     "twistd_command",
     "wait_until",
@@ -99,6 +100,21 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def run_to_end(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{argv} in C{cwd} until it exits (60 s at most), its output captured.
+    """
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class Twistd:
