@@ -25,6 +25,7 @@ from .twistd_process import (
     command,
     http_get,
     run_to_end,
+    started_in,
     stats,
     wait_until,
 )
@@ -36,17 +37,8 @@ def closedemo(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
     Start C{twistd closedemo} with options, in an empty directory so that
     it is the installed plugin that twistd finds; kill it afterwards.
     """
-    started: list[Twistd] = []
-
-    def start(*options: str) -> Twistd:
-        started.append(Twistd(tmp_path, *options))
-        return started[-1]
-
-    try:
+    with started_in(tmp_path) as start:
         yield start
-    finally:
-        for server in started:
-            server.kill()
 
 
 def test_readme_walkthrough(closedemo: Callable[..., Twistd]) -> None:

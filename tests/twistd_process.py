@@ -21,8 +21,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "INTERRUPTED",
@@ -33,6 +35,7 @@ __all__ = [
     "http_get",
     "reactor_options",
     "run_to_end",
+    "started_in",
     "stats",
     "twistd_command",
     "wait_until",
@@ -207,6 +210,25 @@ class Twistd:
         self._reader.join(timeout=10)
         assert self.process.stdout is not None
         self.process.stdout.close()
+
+
+@contextmanager
+def started_in(cwd: Path) -> Iterator[Callable[..., Twistd]]:
+    """
+    A starter of L{Twistd}s in C{cwd} (given what L{Twistd} takes after
+    C{cwd}); every one it started is killed at the end.
+    """
+    started: list[Twistd] = []
+
+    def start(*options: str, **settings: Any) -> Twistd:
+        started.append(Twistd(cwd, *options, **settings))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.kill()
 
 
 def http_get(port: int, path: str) -> tuple[int, bytes]:
