@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from contextlib import redirect_stdout
 from typing import Any, cast
 
@@ -40,6 +41,24 @@ def parse(*argv: str) -> tap.Options:
     options = tap.Options()
     options.parseOptions(list(argv))
     return options
+
+
+def assert_usage_errors(
+    case: SynchronousTestCase,
+    cases: Iterable[tuple[Sequence[str], str]],
+    then: str = "",
+) -> None:
+    """
+    Each argv of C{cases} is a one-line usage error that starts with its
+    option, followed by C{then}.
+    """
+    for argv, option in cases:
+        with case.subTest(argv=argv):
+            with case.assertRaises(UsageError) as caught:
+                parse(*argv)
+            message = str(caught.exception)
+            case.assertTrue(message.startswith(option + then), message)
+            case.assertNotIn("\n", message)
 
 
 class OptionsTests(SynchronousTestCase):
@@ -101,13 +120,7 @@ class OptionsTests(SynchronousTestCase):
             ("--listen", "tcp:80:nosuch=1"): "--listen",
             ("--listen", "ssl:8443:privateKey=/nonexistent/key.pem"): "--listen",
         }
-        for argv, option in cases.items():
-            with self.subTest(argv=argv):
-                with self.assertRaises(UsageError) as caught:
-                    parse(*argv)
-                message = str(caught.exception)
-                self.assertTrue(message.startswith(option), message)
-                self.assertNotIn("\n", message)
+        assert_usage_errors(self, cases.items())
 
     def test_over_the_maximum_says_the_maximum(self) -> None:
         with self.assertRaises(UsageError) as caught:
@@ -196,13 +209,7 @@ class LimitOptionsTests(SynchronousTestCase):
             ("--allowed-host", "a b"): "--allowed-host",
             ("--allowed-host", "example.com:80"): "--allowed-host",
         }
-        for argv, option in cases.items():
-            with self.subTest(argv=argv):
-                with self.assertRaises(UsageError) as caught:
-                    parse(*argv)
-                message = str(caught.exception)
-                self.assertTrue(message.startswith(option + ":"), message)
-                self.assertNotIn("\n", message)
+        assert_usage_errors(self, cases.items(), then=":")
 
 
 # Every option's value, whatever it is: a usage error naming the option, or
@@ -432,10 +439,4 @@ class ConnectionOptionsTests(SynchronousTestCase):
             ("--stall-timeout", "0"): "--stall-timeout",
             ("--stall-timeout", "soon"): "--stall-timeout",
         }
-        for argv, option in cases.items():
-            with self.subTest(argv=argv):
-                with self.assertRaises(UsageError) as caught:
-                    parse(*argv)
-                message = str(caught.exception)
-                self.assertTrue(message.startswith(option), message)
-                self.assertNotIn("\n", message)
+        assert_usage_errors(self, cases.items())
