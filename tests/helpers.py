@@ -4,8 +4,19 @@ Shared fixtures for the deterministic tests.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet.endpoints import quoteStringArgument
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 
@@ -72,3 +83,67 @@ def our_calls(server: InMemoryServer) -> list[float]:
         for call in server.clock.getDelayedCalls()
         if getattr(getattr(call, "func", None), "__name__", "") == "_answer"
     )
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    key: Path
+    cert: Path
+
+    @property
+    def listen(self) -> str:
+        """
+        The strports description of a TLS port on 127.0.0.1 with these files.
+        """
+        key = quoteStringArgument(str(self.key))
+        cert = quoteStringArgument(str(self.cert))
+        return f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+
+    def client_options(self) -> Any:
+        """
+        Client TLS options that trust only this certificate and offer C{h2}.
+        """
+        trusted = Certificate.loadPEM(self.cert.read_bytes())
+        return optionsForClientTLS(
+            "localhost", trustRoot=trusted, acceptableProtocols=[b"h2"]
+        )
+
+
+def self_signed(directory: Path) -> TLSFiles:
+    """
+    A self-signed certificate for localhost and 127.0.0.1 and its key, as
+    PEM files in C{directory}.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    files = TLSFiles(key=directory / "key.pem", cert=directory / "cert.pem")
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return files

@@ -4,19 +4,15 @@ The twistd plugin: options, the service it makes, and its discovery.
 
 from __future__ import annotations
 
-import datetime
 import io
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any, cast
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.application.internet import StreamServerEndpointService
@@ -35,6 +31,8 @@ from twisted_close._drain import GracefulDrain
 from twisted_close.closedemo import tap
 from twisted_close.closedemo.descriptors import DescriptorRoom
 from twisted_close.closedemo.signals import QuietRepeatedStops
+
+from .helpers import self_signed
 
 
 def parse(*argv: str) -> tap.Options:
@@ -372,30 +370,7 @@ class OptionErrorTests(SynchronousTestCase):
 
 class StartWarningTests(SynchronousTestCase):
     def tls_listen(self) -> str:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256())
-        )
-        pem = os.path.join(temporary_directory(self), "server.pem")
-        with open(pem, "wb") as f:
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        return f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+        return self_signed(Path(temporary_directory(self))).listen
 
     def warnings(self, *argv: str) -> list[str]:
         with capturedLogs() as events:

@@ -27,8 +27,9 @@ from twisted.web.server import Site
 from twisted_close import DelayedResource, Ending, Ledger, Outcome
 from twisted_close._policy import HalfClose
 
+from .helpers import TLSFiles
 from .realtcp import clock, twisted_test, wait_for
-from .test_h2 import TLSFiles, tls  # noqa: F401 (the fixture)
+from .test_h2 import tls  # noqa: F401 (the fixture)
 
 # Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
 pytestmark = pytest.mark.filterwarnings(

@@ -26,8 +26,9 @@ from typing import Any, cast
 
 import pytest
 
+from .helpers import TLSFiles
 from .realtcp import twisted_test
-from .test_h2 import TLSFiles, serving, tls  # noqa: F401 (tls: a fixture)
+from .test_h2 import serving, tls  # noqa: F401 (tls: a fixture)
 from .twistd_process import Twistd, http_get, started_in, stats, wait_until
 
 PEER_TIMEOUT = 3.0
