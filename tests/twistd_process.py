@@ -32,6 +32,7 @@ __all__ = [
     "Twistd",
     "command",
     "environment",
+    "http_connection",
     "http_get",
     "reactor_options",
     "run_to_end",
@@ -231,10 +232,34 @@ def started_in(cwd: Path) -> Iterator[Callable[..., Twistd]]:
             server.kill()
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def http_connection(port: int, source: str | None = None) -> http.client.HTTPConnection:
+    """
+    A connection to 127.0.0.1:C{port} (10 s timeout), made from the address
+    C{source} where given.
+    """
+    return http.client.HTTPConnection(
+        "127.0.0.1",
+        port,
+        timeout=10,
+        source_address=None if source is None else (source, 0),
+    )
+
+
+def http_get(
+    port: int, path: str, *, source: str | None = None, host: str = ""
+) -> tuple[int, bytes]:
+    """
+    GET C{path}: the status and body.  Made from the address C{source},
+    and with C{host} as its Host header, where given.
+    """
+    connection = http_connection(port, source)
     try:
-        connection.request("GET", path)
+        if host:
+            connection.putrequest("GET", path, skip_host=True)
+            connection.putheader("Host", host)
+            connection.endheaders()
+        else:
+            connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
