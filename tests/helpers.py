@@ -24,6 +24,15 @@ from twisted_close import DelayedResource, Ledger
 from twisted_close.closedemo.site import build_site
 from twisted_close.testing import InMemoryServer
 
+ZERO = {
+    "pending": 0,
+    "completed": 0,
+    "interrupted": 0,
+    "rejected": 0,
+    "server_ended": 0,
+}
+"""The ledger's counters (and C{/stats}) before any request."""
+
 
 def delayed_server(
     delay: float = 2.0, max_delay: float = 60.0, body: str = "hello"

@@ -27,15 +27,7 @@ from twisted_close.closedemo.page import DemoPage, page_html
 from twisted_close.closedemo.site import DemoRoot
 from twisted_close.testing import Connection, InMemoryServer, dechunk, sse_blocks
 
-from .helpers import delayed_server, demo_server
-
-ZERO = {
-    "pending": 0,
-    "completed": 0,
-    "interrupted": 0,
-    "rejected": 0,
-    "server_ended": 0,
-}
+from .helpers import ZERO, delayed_server, demo_server
 
 
 def outcomes_of(server: InMemoryServer) -> OutcomeStreamResource:

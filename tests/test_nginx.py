@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import ZERO
 from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 
 CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
@@ -46,13 +47,6 @@ OPTIONS = (
     str(GRACE),
     *PER_CLIENT_OFF,
 )
-ZERO = {
-    "pending": 0,
-    "completed": 0,
-    "interrupted": 0,
-    "rejected": 0,
-    "server_ended": 0,
-}
 ACCESS_LINE = re.compile(
     r'"(?P<request>[^"]*)" (?P<status>\d+) \d+ upstream=(?P<upstream>.*) '
     r"upstream_status=(?P<upstream_status>.*) request_time="
