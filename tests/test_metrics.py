@@ -11,7 +11,14 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 from twisted.internet.task import Clock
-from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEvent
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    capturedLogs,
+    eventsFromJSONLogFile,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ledger
@@ -23,6 +30,20 @@ from twisted_close.testing import InMemoryServer
 from .helpers import demo_server
 
 METRICS = "twisted_close.metrics"
+
+
+def log_an_outcome_and(observer: ILogObserver, unrelated: str) -> None:
+    """
+    Log, through C{observer}, the outcome of a client at port 5555 leaving
+    C{/slow}, then C{unrelated} (a format, n=1) in another namespace.
+    """
+    globalLogPublisher.addObserver(observer)
+    try:
+        server, _ = demo_server()
+        server.connect(port=5555).request("/slow").close()
+        Logger(namespace="other").info(unrelated, n=1)
+    finally:
+        globalLogPublisher.removeObserver(observer)
 
 
 class MetricsTests(SynchronousTestCase):
@@ -96,15 +117,7 @@ class JSONLogTests(SynchronousTestCase):
     def test_rfc7464_records_read_back_by_twisted(self) -> None:
         out = io.StringIO()
         observer = json_observer(out)
-        from twisted.logger import globalLogPublisher
-
-        globalLogPublisher.addObserver(observer)
-        try:
-            server, _ = demo_server()
-            server.connect(port=5555).request("/slow").close()
-            Logger(namespace="other").info("unrelated {n}", n=1)
-        finally:
-            globalLogPublisher.removeObserver(observer)
+        log_an_outcome_and(observer, "unrelated {n}")
         events = list(eventsFromJSONLogFile(io.StringIO(out.getvalue())))
         [event] = [e for e in events if "outcome" in e]
         self.assertEqual(
@@ -159,15 +172,7 @@ class LimitMetricsTests(SynchronousTestCase):
     def test_json_lines_one_object_a_line_with_no_separator(self) -> None:
         out = io.StringIO()
         observer = json_lines_observer(out)
-        from twisted.logger import globalLogPublisher
-
-        globalLogPublisher.addObserver(observer)
-        try:
-            server, _ = demo_server()
-            server.connect(port=5555).request("/slow").close()
-            Logger(namespace="other").info("two\nlines {n}", n=1)
-        finally:
-            globalLogPublisher.removeObserver(observer)
+        log_an_outcome_and(observer, "two\nlines {n}")
         lines = out.getvalue().splitlines()
         self.assertNotIn("\x1e", out.getvalue())
         events = [json.loads(line) for line in lines]
