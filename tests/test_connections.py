@@ -7,7 +7,6 @@ second, and how a peer that stopped responding is told from a reset.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -36,6 +35,8 @@ from twisted_close.closedemo import tap
 from twisted_close.closedemo.site import build_site
 from twisted_close.testing import Connection, InMemoryServer
 
+from .helpers import lines
+
 
 def serve(
     read_timeout: float | None = 20.0, idle_timeout: float = 60.0
@@ -52,10 +53,6 @@ def serve(
     guard = guard_of(site)
     assert guard is not None
     return InMemoryServer(site, clock=clock), ledger, guard
-
-
-def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
-    return [t for e in events if (t := formatEvent(e)).startswith(prefix)]
 
 
 class ReadTimeoutTests(SynchronousTestCase):
