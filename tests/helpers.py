@@ -9,20 +9,21 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.internet.endpoints import quoteStringArgument
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 
 from twisted_close import DelayedResource, Ledger
 from twisted_close.closedemo.site import build_site
-from twisted_close.testing import InMemoryServer
+from twisted_close.testing import Connection, InMemoryServer
 
 ZERO = {
     "pending": 0,
@@ -80,6 +81,16 @@ def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
     The log lines, formatted, that start with C{prefix}.
     """
     return [t for e in events if (t := formatEvent(e)).startswith(prefix)]
+
+
+def channel(client: Connection) -> IPushProducer:
+    """
+    The producer registered with the client's transport: the HTTPChannel,
+    which passes the transport's pause and resume on to the request's.
+    """
+    producer = client.transport.producer
+    assert producer is not None
+    return cast(IPushProducer, producer)
 
 
 def our_calls(server: InMemoryServer) -> list[float]:
