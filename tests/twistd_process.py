@@ -36,6 +36,7 @@ __all__ = [
     "http_get",
     "reactor_options",
     "run_to_end",
+    "send_get",
     "started_in",
     "stats",
     "twistd_command",
@@ -245,21 +246,29 @@ def http_connection(port: int, source: str | None = None) -> http.client.HTTPCon
     )
 
 
+def send_get(
+    port: int, path: str, *, source: str | None = None, host: str = ""
+) -> http.client.HTTPConnection:
+    """
+    A GET of C{path} sent, made from the address C{source} and with C{host}
+    as its Host header where given; the connection, for its response.
+    """
+    connection = http_connection(port, source)
+    connection.putrequest("GET", path, skip_host=bool(host))
+    if host:
+        connection.putheader("Host", host)
+    connection.endheaders()
+    return connection
+
+
 def http_get(
     port: int, path: str, *, source: str | None = None, host: str = ""
 ) -> tuple[int, bytes]:
     """
-    GET C{path}: the status and body.  Made from the address C{source},
-    and with C{host} as its Host header, where given.
+    GET C{path} as L{send_get} does: the status and body.
     """
-    connection = http_connection(port, source)
+    connection = send_get(port, path, source=source, host=host)
     try:
-        if host:
-            connection.putrequest("GET", path, skip_host=True)
-            connection.putheader("Host", host)
-            connection.endheaders()
-        else:
-            connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.read()
     finally:
