@@ -76,6 +76,13 @@ def serve(
     return demo_server(2, tick=0.5, max_pending=max_pending, idle_timeout=idle_timeout)
 
 
+def get_request(path: str, version: str = "1.1") -> bytes:
+    """
+    The bytes of a GET of C{path}, with a Host header, over HTTP/C{version}.
+    """
+    return f"GET {path} HTTP/{version}\r\nHost: localhost\r\n\r\n".encode("ascii")
+
+
 def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
     """
     The log lines, formatted, that start with C{prefix}.

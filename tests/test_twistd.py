@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import get_request
 from .twistd_process import (
     LISTEN,
     Twistd,
@@ -267,7 +268,7 @@ def test_half_close_answer_answers_a_half_closed_client(
     server = closedemo(*LISTEN, "--delay", "0.3", "--half-close", "answer")
     port = server.port()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(f"GET /slow HTTP/{version}\r\nHost: localhost\r\n\r\n".encode())
+        client.sendall(get_request("/slow", version))
         client.shutdown(socket.SHUT_WR)  # as `nc -N` does
         received = b""
         while data := client.recv(65536):
