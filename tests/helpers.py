@@ -54,14 +54,21 @@ def demo_server(
     tick: float = 1.0,
     max_pending: int | None = None,
     idle_timeout: float | None = 60.0,
+    **settings: Any,
 ) -> tuple[InMemoryServer, Ledger]:
     """
-    The closedemo site served in memory on a fresh clock.
+    The closedemo site served in memory on a fresh clock; C{settings} are
+    more of L{build_site}'s.
     """
     clock = Clock()
     ledger = Ledger(clock, max_pending=max_pending)
     site = build_site(
-        clock=clock, ledger=ledger, delay=delay, tick=tick, idle_timeout=idle_timeout
+        clock=clock,
+        ledger=ledger,
+        delay=delay,
+        tick=tick,
+        idle_timeout=idle_timeout,
+        **settings,
     )
     return InMemoryServer(site, clock=clock), ledger
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from prometheus_client import generate_latest
-from twisted.internet.task import Clock
 from twisted.logger import (
     ILogObserver,
     Logger,
@@ -22,10 +21,9 @@ from twisted.logger import (
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ledger
-from twisted_close.closedemo.site import METRICS_HINT, build_site, optional_metrics
+from twisted_close.closedemo.site import METRICS_HINT, optional_metrics
 from twisted_close.logs import json_lines_observer, json_observer
 from twisted_close.metrics import metrics_registry
-from twisted_close.testing import InMemoryServer
 
 from .helpers import demo_server
 
@@ -93,7 +91,6 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn(b"pip install '.[metrics]'", response.body)
 
     def test_the_plugin_does_without_prometheus_client(self) -> None:
-        from twisted_close import Ledger
 
         saved = {n: sys.modules.get(n) for n in ("prometheus_client", METRICS)}
         # None in sys.modules makes the import fail as if not installed.
@@ -139,16 +136,9 @@ class JSONLogTests(SynchronousTestCase):
 
 class LimitMetricsTests(SynchronousTestCase):
     def test_refusals_by_a_limit_are_counted_by_reason(self) -> None:
-        clock = Clock()
-        ledger = Ledger(clock)
-        site = build_site(
-            clock=clock,
-            ledger=ledger,
-            max_streams=3,
-            max_streams_per_client=2,
-            max_pending_per_client=1,
+        server, ledger = demo_server(
+            max_streams=3, max_streams_per_client=2, max_pending_per_client=1
         )
-        server = InMemoryServer(site, clock=clock)
         registry = metrics_registry(ledger)
         server.get("/events"), server.get("/outcomes"), server.get("/events")
         server.connect("127.0.0.2").request("/events")
