@@ -35,6 +35,7 @@ from .twistd_process import (
     Twistd,
     command,
     http_get,
+    started_in,
     stats,
     twistd_reactor,
     wait_until,
@@ -58,17 +59,8 @@ def connected_to(port: int) -> set[int]:
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Callable[[list[str]], Twistd]]:
-    started: list[Twistd] = []
-
-    def start(argv: list[str]) -> Twistd:
-        started.append(Twistd(tmp_path, argv=argv))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.kill()
+    with started_in(tmp_path) as start:
+        yield lambda argv: start(argv=argv)
 
 
 @pytest.mark.skipif(

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from .twistd_process import LISTEN, Twistd, stats, wait_until
+from .twistd_process import (
+    LISTEN,
+    Twistd,
+    http_connection,
+    http_get,
+    stats,
+    wait_until,
+)
 
 STREAMS_PER_CLIENT = 3
 
@@ -38,12 +45,6 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         server.kill()
 
 
-def connect(port: int, source: str) -> http.client.HTTPConnection:
-    return http.client.HTTPConnection(
-        "127.0.0.1", port, timeout=10, source_address=(source, 0)
-    )
-
-
 def open_stream(
     stack: ExitStack, port: int, source: str, path: str = "/events"
 ) -> http.client.HTTPResponse:
@@ -51,27 +52,10 @@ def open_stream(
     GET C{path} from C{source}: the response once its head is in (a
     stream's body goes on); the connection stays open until C{stack} ends.
     """
-    connection = connect(port, source)
+    connection = http_connection(port, source)
     stack.callback(connection.close)
     connection.request("GET", path)
     return connection.getresponse()
-
-
-def get(
-    port: int, path: str, source: str = "127.0.0.1", host: str = ""
-) -> tuple[int, bytes]:
-    connection = connect(port, source)
-    try:
-        if host:
-            connection.putrequest("GET", path, skip_host=True)
-            connection.putheader("Host", host)
-            connection.endheaders()
-        else:
-            connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 def test_one_address_gets_its_streams_and_no_more(port: int) -> None:
@@ -90,9 +74,9 @@ def test_one_address_gets_its_streams_and_no_more(port: int) -> None:
             open_stream(stack, port, "127.0.0.2") for _ in range(STREAMS_PER_CLIENT)
         ]
         assert [r.status for r in theirs] == [200] * STREAMS_PER_CLIENT
-        assert get(port, "/?delay=0", source="127.0.0.2") == (200, b"hello")
+        assert http_get(port, "/?delay=0", source="127.0.0.2") == (200, b"hello")
         # And so does the first, for anything but another stream.
-        assert get(port, "/?delay=0") == (200, b"hello")
+        assert http_get(port, "/?delay=0", source="127.0.0.1") == (200, b"hello")
         assert stats(port)["rejected"] == 5
         # The streams go on.
         assert mine[0].readline().startswith((b"data: ", b"id: ", b": "))
@@ -103,16 +87,16 @@ def test_one_address_gets_its_pending_answers_and_no_more(port: int) -> None:
     with ExitStack() as stack:
         held = []
         for n in range(2):
-            connection = connect(port, "127.0.0.1")
+            connection = http_connection(port, "127.0.0.1")
             stack.callback(connection.close)
             connection.request("GET", f"/held/{n}?delay=30")
             held.append(connection)
         wait_until(lambda: stats(port)["pending"] == 2, "2 pending answers")
-        assert get(port, "/third?delay=0") == (
+        assert http_get(port, "/third?delay=0", source="127.0.0.1") == (
             503,
             b"too many pending requests from this client; retry in 1 s\n",
         )
-        assert get(port, "/other?delay=0", source="127.0.0.2") == (200, b"hello")
+        assert http_get(port, "/other?delay=0", source="127.0.0.2") == (200, b"hello")
     assert stats(port)["rejected"] == before + 1
 
 
@@ -130,14 +114,14 @@ def test_one_address_gets_its_pending_answers_and_no_more(port: int) -> None:
     ],
 )
 def test_allowed_hosts_get_200(port: int, host: str) -> None:
-    assert get(port, "/stats", host=host)[0] == 200
+    assert http_get(port, "/stats", host=host)[0] == 200
 
 
 @pytest.mark.parametrize(
     "host", ["attacker.example", "attacker.example:1337", "apps.example", "10.9.8.7"]
 )
 def test_other_hosts_get_421(port: int, host: str) -> None:
-    status, body = get(port, "/stats", host=host)
+    status, body = http_get(port, "/stats", host=host)
     assert status == 421
     assert body == f"host {host} is not served here\n".encode()
 

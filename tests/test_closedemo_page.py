@@ -11,9 +11,8 @@ import itertools
 import json
 import re
 from html.parser import HTMLParser
-from typing import Any, cast
+from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -27,15 +26,7 @@ from twisted_close.closedemo.page import DemoPage, page_html
 from twisted_close.closedemo.site import DemoRoot
 from twisted_close.testing import Connection, InMemoryServer, dechunk, sse_blocks
 
-from .helpers import delayed_server, demo_server
-
-ZERO = {
-    "pending": 0,
-    "completed": 0,
-    "interrupted": 0,
-    "rejected": 0,
-    "server_ended": 0,
-}
+from .helpers import ZERO, channel, delayed_server, demo_server
 
 
 def outcomes_of(server: InMemoryServer) -> OutcomeStreamResource:
@@ -69,12 +60,6 @@ def events(client: Connection) -> list[tuple[str, Any]]:
         fields = dict(line.split(": ", 1) for line in lines)
         found.append((fields["event"], json.loads(fields["data"])))
     return found
-
-
-def channel(client: Connection) -> IPushProducer:
-    producer = client.transport.producer
-    assert producer is not None
-    return cast(IPushProducer, producer)
 
 
 class _Page(HTMLParser):

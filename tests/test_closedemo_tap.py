@@ -4,16 +4,13 @@ The twistd plugin: options, the service it makes, and its discovery.
 
 from __future__ import annotations
 
-import datetime
 import io
 import os
+from collections.abc import Iterable, Sequence
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any, cast
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.application.internet import StreamServerEndpointService
@@ -33,13 +30,31 @@ from twisted_close.closedemo import tap
 from twisted_close.closedemo.descriptors import DescriptorRoom
 from twisted_close.closedemo.signals import QuietRepeatedStops
 
-from .helpers import temporary_directory
+from .helpers import self_signed, temporary_directory
 
 
 def parse(*argv: str) -> tap.Options:
     options = tap.Options()
     options.parseOptions(list(argv))
     return options
+
+
+def assert_usage_errors(
+    case: SynchronousTestCase,
+    cases: Iterable[tuple[Sequence[str], str]],
+    then: str = "",
+) -> None:
+    """
+    Each argv of C{cases} is a one-line usage error that starts with its
+    option, followed by C{then}.
+    """
+    for argv, option in cases:
+        with case.subTest(argv=argv):
+            with case.assertRaises(UsageError) as caught:
+                parse(*argv)
+            message = str(caught.exception)
+            case.assertTrue(message.startswith(option + then), message)
+            case.assertNotIn("\n", message)
 
 
 class OptionsTests(SynchronousTestCase):
@@ -101,13 +116,7 @@ class OptionsTests(SynchronousTestCase):
             ("--listen", "tcp:80:nosuch=1"): "--listen",
             ("--listen", "ssl:8443:privateKey=/nonexistent/key.pem"): "--listen",
         }
-        for argv, option in cases.items():
-            with self.subTest(argv=argv):
-                with self.assertRaises(UsageError) as caught:
-                    parse(*argv)
-                message = str(caught.exception)
-                self.assertTrue(message.startswith(option), message)
-                self.assertNotIn("\n", message)
+        assert_usage_errors(self, cases.items())
 
     def test_over_the_maximum_says_the_maximum(self) -> None:
         with self.assertRaises(UsageError) as caught:
@@ -196,13 +205,7 @@ class LimitOptionsTests(SynchronousTestCase):
             ("--allowed-host", "a b"): "--allowed-host",
             ("--allowed-host", "example.com:80"): "--allowed-host",
         }
-        for argv, option in cases.items():
-            with self.subTest(argv=argv):
-                with self.assertRaises(UsageError) as caught:
-                    parse(*argv)
-                message = str(caught.exception)
-                self.assertTrue(message.startswith(option + ":"), message)
-                self.assertNotIn("\n", message)
+        assert_usage_errors(self, cases.items(), then=":")
 
 
 # Every option's value, whatever it is: a usage error naming the option, or
@@ -355,30 +358,7 @@ class OptionErrorTests(SynchronousTestCase):
 
 class StartWarningTests(SynchronousTestCase):
     def tls_listen(self) -> str:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256())
-        )
-        pem = os.path.join(temporary_directory(self), "server.pem")
-        with open(pem, "wb") as f:
-            f.write(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        return f"ssl:0:interface=127.0.0.1:privateKey={pem}"
+        return self_signed(Path(temporary_directory(self))).listen
 
     def warnings(self, *argv: str) -> list[str]:
         with capturedLogs() as events:
@@ -422,10 +402,4 @@ class ConnectionOptionsTests(SynchronousTestCase):
             ("--stall-timeout", "0"): "--stall-timeout",
             ("--stall-timeout", "soon"): "--stall-timeout",
         }
-        for argv, option in cases.items():
-            with self.subTest(argv=argv):
-                with self.assertRaises(UsageError) as caught:
-                    parse(*argv)
-                message = str(caught.exception)
-                self.assertTrue(message.startswith(option), message)
-                self.assertNotIn("\n", message)
+        assert_usage_errors(self, cases.items())

@@ -14,7 +14,6 @@ import re
 import select
 import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -176,15 +175,10 @@ def test_workers_stop_when_the_parent_is_killed(
 
 
 def test_workers_need_plain_tcp(tmp_path: Path) -> None:
-    from .twistd_process import command, environment
+    from .twistd_process import command, run_to_end
 
-    result = subprocess.run(
-        command("--workers", "2", "--listen", f"unix:{tmp_path}/s.sock"),
-        cwd=tmp_path,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = run_to_end(
+        command("--workers", "2", "--listen", f"unix:{tmp_path}/s.sock"), tmp_path
     )
     assert result.returncode != 0
     assert "--workers shares plain tcp: sockets only" in result.stdout + result.stderr

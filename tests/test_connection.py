@@ -20,9 +20,7 @@ from twisted_close import DelayedResource, Ending, Ledger
 from twisted_close._connection import POLL_INTERVAL, ConnectionWatch
 from twisted_close._twistedweb import tcp_ending
 
-
-def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode("ascii")
+from .helpers import get_request
 
 
 def looks(clock: Clock) -> list[float]:
@@ -49,10 +47,10 @@ class PausedConnectionTests(SynchronousTestCase):
         body = b"x" * (2 * HTTPChannel._optimisticEagerReadSize)
         big = b"POST /big HTTP/1.1\r\nHost: localhost\r\n"
         big += b"Content-Length: %d\r\n\r\n" % len(body) + body
-        self.protocol.dataReceived(get(first) + big)
+        self.protocol.dataReceived(get_request(first) + big)
 
     def test_no_look_while_reading(self) -> None:
-        self.protocol.dataReceived(get("/first?delay=0.5"))
+        self.protocol.dataReceived(get_request("/first?delay=0.5"))
         self.assertEqual(self.transport.producerState, "producing")
         self.assertEqual(looks(self.clock), [])
 

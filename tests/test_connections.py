@@ -7,7 +7,6 @@ second, and how a peer that stopped responding is told from a reset.
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -33,29 +32,20 @@ from twisted_close._twistedweb import (
     watch_peer_timeout,
 )
 from twisted_close.closedemo import tap
-from twisted_close.closedemo.site import build_site
 from twisted_close.testing import Connection, InMemoryServer
+
+from .helpers import demo_server, lines
 
 
 def serve(
     read_timeout: float | None = 20.0, idle_timeout: float = 60.0
 ) -> tuple[InMemoryServer, Ledger, ConnectionGuard]:
-    clock = Clock()
-    ledger = Ledger(clock)
-    site = build_site(
-        clock=clock,
-        ledger=ledger,
-        delay=30,
-        read_timeout=read_timeout,
-        idle_timeout=idle_timeout,
+    server, ledger = demo_server(
+        30, read_timeout=read_timeout, idle_timeout=idle_timeout
     )
-    guard = guard_of(site)
+    guard = guard_of(server.site)
     assert guard is not None
-    return InMemoryServer(site, clock=clock), ledger, guard
-
-
-def lines(events: Sequence[LogEvent], prefix: str) -> list[str]:
-    return [t for e in events if (t := formatEvent(e)).startswith(prefix)]
+    return server, ledger, guard
 
 
 class ReadTimeoutTests(SynchronousTestCase):

@@ -27,8 +27,9 @@ from twisted.web.server import Site
 from twisted_close import DelayedResource, Ending, Ledger, Outcome
 from twisted_close._policy import HalfClose
 
+from .helpers import TLSFiles, get_request
 from .realtcp import clock, twisted_test, wait_for
-from .test_h2 import TLSFiles, tls  # noqa: F401 (the fixture)
+from .test_h2 import tls  # noqa: F401 (the fixture)
 
 # Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
 pytestmark = pytest.mark.filterwarnings(
@@ -67,10 +68,6 @@ async def serving(
         stopped = port.stopListening()
         if stopped is not None:
             await stopped
-
-
-def get11(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode("ascii")
 
 
 # -- TLS ----------------------------------------------------------------------
@@ -130,7 +127,7 @@ async def test_a_tls_client_leaving_is_told_by_how(
     """
     async with serving(tls.listen) as served:
         client = await deferToThread(_connect_tls, served.number, str(tls.cert))
-        client.sendall(get11("/slow"))
+        client.sendall(get_request("/slow"))
         await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
         _drain(client)
         await deferToThread(leave, client)
@@ -146,10 +143,6 @@ async def test_a_tls_client_leaving_is_told_by_how(
 
 
 # -- Half-close ---------------------------------------------------------------
-
-
-def get10(path: str) -> bytes:
-    return f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode("ascii")
 
 
 def _connect(number: int) -> socket.socket:
@@ -174,10 +167,10 @@ def _received(sock: socket.socket, into: bytearray) -> bool:
         into += data
 
 
-@pytest.mark.parametrize("request_bytes", [get10, get11], ids=["http10", "http11"])
+@pytest.mark.parametrize("version", ["1.0", "1.1"], ids=["http10", "http11"])
 @twisted_test
 async def test_a_half_closed_client_has_left_by_default(
-    request_bytes: Callable[[str], bytes],
+    version: str,
 ) -> None:
     """
     By default (C{half_close="leave"}), a FIN while the request is in hand
@@ -187,7 +180,7 @@ async def test_a_half_closed_client_has_left_by_default(
     async with serving("tcp:0:interface=127.0.0.1") as served:
         sock = _connect(served.number)
         served.sockets.append(sock)
-        sock.sendall(request_bytes("/slow?delay=0.5"))
+        sock.sendall(get_request("/slow?delay=0.5", version))
         await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
         sock.shutdown(socket.SHUT_WR)
         await wait_for(lambda: served.outcomes, "the outcome")
@@ -198,10 +191,10 @@ async def test_a_half_closed_client_has_left_by_default(
         assert (outcome.ending, outcome.cancelled) == (Ending.CLIENT_CLOSED, 1)
 
 
-@pytest.mark.parametrize("request_bytes", [get10, get11], ids=["http10", "http11"])
+@pytest.mark.parametrize("version", ["1.0", "1.1"], ids=["http10", "http11"])
 @twisted_test
 async def test_a_half_closed_client_is_answered_when_asked(
-    request_bytes: Callable[[str], bytes],
+    version: str,
 ) -> None:
     """
     With C{half_close="answer"} (RFC 9112 section 9.6), a client that shuts
@@ -212,7 +205,7 @@ async def test_a_half_closed_client_is_answered_when_asked(
     async with serving("tcp:0:interface=127.0.0.1", half_close="answer") as served:
         sock = _connect(served.number)
         served.sockets.append(sock)
-        sock.sendall(request_bytes("/slow?delay=0.5"))
+        sock.sendall(get_request("/slow?delay=0.5", version))
         await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
         sock.shutdown(socket.SHUT_WR)
         received = bytearray()
@@ -240,7 +233,7 @@ async def test_a_half_closed_client_that_resets_is_still_seen() -> None:
     async with serving("tcp:0:interface=127.0.0.1", half_close="answer") as served:
         sock = _connect(served.number)
         served.sockets.append(sock)
-        sock.sendall(get11("/slow?delay=4"))
+        sock.sendall(get_request("/slow?delay=4"))
         await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
         sock.shutdown(socket.SHUT_WR)
         left = clock.seconds()
@@ -258,7 +251,7 @@ async def test_an_idle_half_closed_connection_is_closed() -> None:
     async with serving("tcp:0:interface=127.0.0.1", half_close="answer") as served:
         sock = _connect(served.number)
         served.sockets.append(sock)
-        sock.sendall(get11("/first?delay=0"))
+        sock.sendall(get_request("/first?delay=0"))
         received = bytearray()
         await wait_for(lambda: served.outcomes, "the first answer")
         sock.shutdown(socket.SHUT_WR)

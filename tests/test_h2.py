@@ -19,22 +19,15 @@ Every wait polls a condition with a deadline; no sleep decides a result.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 # twisted[tls,http2] is in the test extra: these imports fail loudly rather
 # than skip when it is missing.
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
@@ -52,7 +45,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     SSL4ClientEndpoint,
     connectProtocol,
-    quoteStringArgument,
     serverFromString,
 )
 from twisted.internet.interfaces import (
@@ -62,7 +54,6 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -79,6 +70,7 @@ from twisted_close import (
 from twisted_close.closedemo.site import DemoRoot, build_site
 from twisted_close.testing import outcome_events
 
+from .helpers import TLSFiles, self_signed
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
 
 # Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
@@ -90,69 +82,12 @@ pytestmark = pytest.mark.filterwarnings(
 # -- A certificate for 127.0.0.1 and localhost --------------------------------
 
 
-@dataclass(frozen=True)
-class TLSFiles:
-    key: Path
-    cert: Path
-
-    @property
-    def listen(self) -> str:
-        """
-        The strports description of a TLS port on 127.0.0.1 with these files.
-        """
-        key = quoteStringArgument(str(self.key))
-        cert = quoteStringArgument(str(self.cert))
-        return f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
-
-    def client_options(self) -> Any:
-        """
-        Client TLS options that trust only this certificate and offer C{h2}.
-        """
-        trusted = Certificate.loadPEM(self.cert.read_bytes())
-        return optionsForClientTLS(
-            "localhost", trustRoot=trusted, acceptableProtocols=[b"h2"]
-        )
-
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     """
     A self-signed certificate for localhost and 127.0.0.1, as PEM files.
     """
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory = tmp_path_factory.mktemp("tls")
-    files = TLSFiles(key=directory / "key.pem", cert=directory / "cert.pem")
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return files
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 # -- An HTTP/2 client ---------------------------------------------------------

@@ -9,18 +9,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import AllowedHosts, HostCheck, Ledger
-from twisted_close.closedemo.site import build_site
 from twisted_close.testing import InMemoryServer
+
+from .helpers import demo_server
 
 # StringTransport's own address: the one the connection came in on.
 LOCAL = "10.0.0.1"
 
 
 def serve(*allowed: str) -> tuple[InMemoryServer, Ledger]:
-    clock = Clock()
-    ledger = Ledger(clock)
-    site = build_site(clock=clock, ledger=ledger, delay=0, allowed_hosts=allowed)
-    return InMemoryServer(site, clock=clock), ledger
+    return demo_server(0, allowed_hosts=allowed)
 
 
 def answer(server: InMemoryServer, host: str | None, path: str = "/stats") -> int:

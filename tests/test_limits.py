@@ -10,15 +10,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import EventStreamResource, Ledger, Limits, Rejection
-from twisted_close.closedemo.site import build_site
 from twisted_close.testing import Connection, InMemoryServer
+
+from .helpers import demo_server
 
 
 def serve(**limits: int | None) -> tuple[InMemoryServer, Ledger]:
-    clock = Clock()
-    ledger = Ledger(clock, max_pending=100)
-    site = build_site(clock=clock, ledger=ledger, delay=2, **limits)  # type: ignore[arg-type]
-    return InMemoryServer(site, clock=clock), ledger
+    return demo_server(2, max_pending=100, **limits)  # type: ignore[arg-type]
 
 
 def status(client: Connection) -> int | None:

@@ -11,19 +11,11 @@ import sys
 from pathlib import Path
 
 from .program import Program
-from .twistd_process import LISTEN, environment, http_get
+from .twistd_process import LISTEN, http_get, run_to_end
 
 
 def run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "twisted_close", *argv],
-        cwd=tmp_path,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_to_end([sys.executable, "-m", "twisted_close", *argv], tmp_path)
 
 
 def test_help_lists_closedemos_options(tmp_path: Path) -> None:

@@ -10,19 +10,38 @@ import sys
 from pathlib import Path
 
 from prometheus_client import generate_latest
-from twisted.internet.task import Clock
-from twisted.logger import Logger, capturedLogs, eventsFromJSONLogFile, formatEvent
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    capturedLogs,
+    eventsFromJSONLogFile,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ledger
-from twisted_close.closedemo.site import METRICS_HINT, build_site, optional_metrics
+from twisted_close.closedemo.site import METRICS_HINT, optional_metrics
 from twisted_close.logs import json_lines_observer, json_observer
 from twisted_close.metrics import metrics_registry
-from twisted_close.testing import InMemoryServer
 
 from .helpers import demo_server
 
 METRICS = "twisted_close.metrics"
+
+
+def log_an_outcome_and(observer: ILogObserver, unrelated: str) -> None:
+    """
+    Log, through C{observer}, the outcome of a client at port 5555 leaving
+    C{/slow}, then C{unrelated} (a format, n=1) in another namespace.
+    """
+    globalLogPublisher.addObserver(observer)
+    try:
+        server, _ = demo_server()
+        server.connect(port=5555).request("/slow").close()
+        Logger(namespace="other").info(unrelated, n=1)
+    finally:
+        globalLogPublisher.removeObserver(observer)
 
 
 class MetricsTests(SynchronousTestCase):
@@ -72,7 +91,6 @@ class MetricsTests(SynchronousTestCase):
         self.assertIn(b"pip install '.[metrics]'", response.body)
 
     def test_the_plugin_does_without_prometheus_client(self) -> None:
-        from twisted_close import Ledger
 
         saved = {n: sys.modules.get(n) for n in ("prometheus_client", METRICS)}
         # None in sys.modules makes the import fail as if not installed.
@@ -96,15 +114,7 @@ class JSONLogTests(SynchronousTestCase):
     def test_rfc7464_records_read_back_by_twisted(self) -> None:
         out = io.StringIO()
         observer = json_observer(out)
-        from twisted.logger import globalLogPublisher
-
-        globalLogPublisher.addObserver(observer)
-        try:
-            server, _ = demo_server()
-            server.connect(port=5555).request("/slow").close()
-            Logger(namespace="other").info("unrelated {n}", n=1)
-        finally:
-            globalLogPublisher.removeObserver(observer)
+        log_an_outcome_and(observer, "unrelated {n}")
         events = list(eventsFromJSONLogFile(io.StringIO(out.getvalue())))
         [event] = [e for e in events if "outcome" in e]
         self.assertEqual(
@@ -126,16 +136,9 @@ class JSONLogTests(SynchronousTestCase):
 
 class LimitMetricsTests(SynchronousTestCase):
     def test_refusals_by_a_limit_are_counted_by_reason(self) -> None:
-        clock = Clock()
-        ledger = Ledger(clock)
-        site = build_site(
-            clock=clock,
-            ledger=ledger,
-            max_streams=3,
-            max_streams_per_client=2,
-            max_pending_per_client=1,
+        server, ledger = demo_server(
+            max_streams=3, max_streams_per_client=2, max_pending_per_client=1
         )
-        server = InMemoryServer(site, clock=clock)
         registry = metrics_registry(ledger)
         server.get("/events"), server.get("/outcomes"), server.get("/events")
         server.connect("127.0.0.2").request("/events")
@@ -159,15 +162,7 @@ class LimitMetricsTests(SynchronousTestCase):
     def test_json_lines_one_object_a_line_with_no_separator(self) -> None:
         out = io.StringIO()
         observer = json_lines_observer(out)
-        from twisted.logger import globalLogPublisher
-
-        globalLogPublisher.addObserver(observer)
-        try:
-            server, _ = demo_server()
-            server.connect(port=5555).request("/slow").close()
-            Logger(namespace="other").info("two\nlines {n}", n=1)
-        finally:
-            globalLogPublisher.removeObserver(observer)
+        log_an_outcome_and(observer, "two\nlines {n}")
         lines = out.getvalue().splitlines()
         self.assertNotIn("\x1e", out.getvalue())
         events = [json.loads(line) for line in lines]

@@ -26,9 +26,10 @@ from typing import Any, cast
 
 import pytest
 
+from .helpers import TLSFiles
 from .realtcp import twisted_test
-from .test_h2 import TLSFiles, serving, tls  # noqa: F401 (tls: a fixture)
-from .twistd_process import Twistd, http_get, stats, wait_until
+from .test_h2 import serving, tls  # noqa: F401 (tls: a fixture)
+from .twistd_process import Twistd, http_get, started_in, stats, wait_until
 
 PEER_TIMEOUT = 3.0
 HEARTBEAT = 1.0
@@ -125,21 +126,18 @@ def link() -> Iterator[Link]:
 
 @pytest.fixture
 def closedemo(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
-    started: list[Twistd] = []
+    with started_in(tmp_path) as start:
 
-    def start(*options: str, limits: tuple[int, int] | None = None) -> Twistd:
-        def lower() -> None:
-            if limits is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        def start_limited(
+            *options: str, limits: tuple[int, int] | None = None
+        ) -> Twistd:
+            def lower() -> None:
+                if limits is not None:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
-        started.append(Twistd(tmp_path, *options, preexec_fn=lower))
-        return started[-1]
+            return start(*options, preexec_fn=lower)
 
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.kill()
+        yield start_limited
 
 
 def listening(server: Twistd, host: str) -> int:

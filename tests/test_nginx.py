@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
+from .helpers import ZERO
+from .twistd_process import LISTEN, Twistd, http_get, send_get, stats, wait_until
 
 CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
 TICK = 0.2
@@ -46,13 +47,6 @@ OPTIONS = (
     str(GRACE),
     *PER_CLIENT_OFF,
 )
-ZERO = {
-    "pending": 0,
-    "completed": 0,
-    "interrupted": 0,
-    "rejected": 0,
-    "server_ended": 0,
-}
 ACCESS_LINE = re.compile(
     r'"(?P<request>[^"]*)" (?P<status>\d+) \d+ upstream=(?P<upstream>.*) '
     r"upstream_status=(?P<upstream_status>.*) request_time="
@@ -461,37 +455,11 @@ def test_every_request_is_served_once(stop: Stop) -> None:
     assert stop.b_counters == {**ZERO, "completed": stop.b_pending + 15}
 
 
-def request(
-    port: int, path: str, *, host: str = "", source: str = "127.0.0.1"
-) -> http.client.HTTPConnection:
-    """
-    A GET sent from C{source}, with C{Host: host} if given; the connection,
-    for its response.
-    """
-    connection = http.client.HTTPConnection(
-        "127.0.0.1", port, timeout=10, source_address=(source, 0)
-    )
-    connection.putrequest("GET", path, skip_host=bool(host))
-    if host:
-        connection.putheader("Host", host)
-    connection.endheaders()
-    return connection
-
-
-def answer(port: int, path: str, host: str = "") -> tuple[int, bytes]:
-    connection = request(port, path, host=host)
-    try:
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
 def test_nginx_answers_only_its_names(cluster: Cluster) -> None:
     for host in ("localhost", "127.0.0.1", f"127.0.0.1:{cluster.port}", "b3.localhost"):
-        assert answer(cluster.port, "/?delay=0", host) == (200, b"hello"), host
+        assert http_get(cluster.port, "/?delay=0", host=host) == (200, b"hello"), host
     for host in ("attacker.example", f"attacker.example:{cluster.port}"):
-        status, _ = answer(cluster.port, "/?delay=0", host)
+        status, _ = http_get(cluster.port, "/?delay=0", host=host)
         assert status == 421, host
     # The refused never reached an instance; the others were all answered.
     a, b = stats(cluster.a_port), stats(cluster.b_port)
@@ -502,8 +470,8 @@ def test_nginx_answers_only_its_names(cluster: Cluster) -> None:
 def test_the_instances_allow_the_host_nginx_passes(cluster: Cluster) -> None:
     # What nginx passes, "Host: localhost", is the one instances answer to;
     # a name only nginx allows would be refused by them directly.
-    assert answer(cluster.a_port, "/stats", "b3.localhost")[0] == 200
-    assert answer(cluster.a_port, "/stats", "attacker.example")[0] == 421
+    assert http_get(cluster.a_port, "/stats", host="b3.localhost")[0] == 200
+    assert http_get(cluster.a_port, "/stats", host="attacker.example")[0] == 421
 
 
 def open_streams(
@@ -511,7 +479,7 @@ def open_streams(
 ) -> list[int]:
     statuses = []
     for i in range(n):
-        connection = request(port, "/events" if i % 2 else "/outcomes", source=source)
+        connection = send_get(port, "/events" if i % 2 else "/outcomes", source=source)
         stack.callback(connection.close)
         statuses.append(connection.getresponse().status)
     return statuses
@@ -526,7 +494,7 @@ def test_nginx_caps_each_clients_streams_and_only_nginx(cluster: Cluster) -> Non
         # to the instances, which have their per-client caps off.
         for source in ("127.0.0.2", "127.0.0.3"):
             assert open_streams(stack, cluster.port, source, 8) == [200] * 8
-        assert answer(cluster.port, "/?delay=0") == (200, b"hello")
+        assert http_get(cluster.port, "/?delay=0") == (200, b"hello")
     a, b = stats(cluster.a_port), stats(cluster.b_port)
     assert a["rejected"] + b["rejected"] == 0
 
@@ -536,12 +504,12 @@ def test_nginx_limits_each_clients_request_rate(cluster: Cluster) -> None:
     # more than that; another client is not held back by it.
     with ThreadPoolExecutor(max_workers=20) as pool:
         statuses = Counter(
-            pool.map(lambda i: answer(cluster.port, f"/r/{i}?delay=0")[0], range(300))
+            pool.map(lambda i: http_get(cluster.port, f"/r/{i}?delay=0")[0], range(300))
         )
     assert statuses[429] > 0, statuses
     assert statuses[200] >= 100, statuses
     assert set(statuses) == {200, 429}
-    connection = request(cluster.port, "/other?delay=0", source="127.0.0.2")
+    connection = send_get(cluster.port, "/other?delay=0", source="127.0.0.2")
     try:
         assert connection.getresponse().status == 200
     finally:
@@ -559,8 +527,8 @@ def test_nginx_caps_each_clients_requests_in_hand(cluster: Cluster) -> None:
                 f"GET /held/{i}?delay=30 HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
             )
         wait_until(lambda: sum(cluster.pending()) == 100, "100 held requests")
-        assert answer(cluster.port, "/one-more?delay=0")[0] == 429
-        connection = request(cluster.port, "/other?delay=0", source="127.0.0.2")
+        assert http_get(cluster.port, "/one-more?delay=0")[0] == 429
+        connection = send_get(cluster.port, "/other?delay=0", source="127.0.0.2")
         try:
             assert connection.getresponse().status == 200
         finally:

@@ -72,41 +72,22 @@ def test_installed_wheel_is_found_by_twistd(dist: Path, tmp_path: Path) -> None:
     )
     # Run away from the checkout, so that only the installed copy can answer.
     env = {**os.environ, "PYTHONPATH": str(target)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "--help",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "closedemo" in result.stdout
-    origin = subprocess.run(
-        [sys.executable, "-c", "import twisted_close; print(twisted_close.__file__)"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+
+    def installed(*argv: str) -> str:
+        return subprocess.run(
+            [sys.executable, *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    twistd = "from twisted.scripts.twistd import run; run()"
+    assert "closedemo" in installed("-c", twistd, "--help")
+    origin = installed("-c", "import twisted_close; print(twisted_close.__file__)")
     assert origin.startswith(str(target))
-    version = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import twisted_close; print(twisted_close.__version__)",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    version = installed("-c", "import twisted_close; print(twisted_close.__version__)")
     assert version == f"{metadata()['version']}\n"
 
 

@@ -26,6 +26,7 @@ from twisted.web.server import Site
 from twisted_close import DelayedResource, Ending, Ledger
 from twisted_close.testing import InMemoryServer
 
+from .helpers import get_request
 from .program import Program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +240,7 @@ def programs() -> Iterator[list[Program]]:
 
 def request(port: int, path: str = "/slow") -> socket.socket:
     client = socket.create_connection(("127.0.0.1", port), timeout=10)
-    client.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    client.sendall(get_request(path))
     return client
 
 

@@ -41,7 +41,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -53,7 +52,7 @@ from typing import Any
 import pytest
 from twisted.logger import eventFromJSON, formatEvent
 
-from .twistd_process import reactor_options
+from .twistd_process import command, environment
 
 SEED = int(os.environ.get("SOAK_SEED", "20261125"))
 REQUESTS = 3000
@@ -84,13 +83,6 @@ BY_SERVER = {"shutdown", "server_closed", "server_aborted"}
 # -- the server ------------------------------------------------------------
 
 
-def twistd_command() -> list[str]:
-    script = Path(sys.executable).with_name("twistd")
-    if script.is_file():
-        return [sys.executable, str(script)]
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
 class Server:
     """
     C{twistd closedemo} with the JSON logger, its output read by a thread:
@@ -98,22 +90,17 @@ class Server:
     """
 
     def __init__(self, cwd: Path, *options: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen(
-            [
-                *twistd_command(),
-                "-n",
-                *reactor_options(),
-                "--pidfile=",
-                "--logfile=-",
-                "--logger",
-                "twisted_close.logs.json_observer",
-                "closedemo",
+            command(
                 *options,
-            ],
+                logging=(
+                    "--logfile=-",
+                    "--logger",
+                    "twisted_close.logs.json_observer",
+                ),
+            ),
             cwd=cwd,
-            env=env,
+            env=environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

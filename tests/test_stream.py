@@ -5,9 +5,8 @@ L{EventStreamResource} through a real C{Site}/C{HTTPChannel} in memory.
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -27,6 +26,8 @@ from twisted_close import (
     demo_events,
 )
 from twisted_close.testing import Connection, InMemoryServer, outcome_events
+
+from .helpers import channel
 
 
 def stream_server(
@@ -74,16 +75,6 @@ def blocks(client: Connection) -> list[bytes]:
 
 def events(client: Connection) -> list[bytes]:
     return [b for b in blocks(client) if not b.startswith(b":")]
-
-
-def channel(client: Connection) -> IPushProducer:
-    """
-    The producer registered with the client's transport: the HTTPChannel,
-    which passes the transport's pause and resume on to the request's.
-    """
-    producer = client.transport.producer
-    assert producer is not None
-    return cast(IPushProducer, producer)
 
 
 interruptions = outcome_events

@@ -38,11 +38,8 @@ from twisted_close._connection import ConnectionWatch
 from twisted_close._twistedweb import network_producer
 from twisted_close.closedemo.site import DemoRoot, build_site
 
+from .helpers import get_request
 from .realtcp import clock, fdset, tcp, twisted_test, wait_for
-
-
-def get(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode("ascii")
 
 
 def parse_responses(data: bytes) -> list[tuple[int, bytes]]:
@@ -264,7 +261,7 @@ async def test_clean_close_cancels_the_answer_and_says_client_closed() -> None:
     async with serving(delayed, site) as server:
         client = await server.connect()
         sent = clock.seconds()
-        client.send(get("/slow"))
+        client.send(get_request("/slow"))
         await wait_for(lambda: server.ledger.pending == 1, "the request to be pending")
         pending_by = clock.seconds()
         await deferLater(clock, 0.3)  # the client stays a while, then leaves
@@ -300,7 +297,7 @@ async def test_reset_is_told_apart_from_a_clean_close() -> None:
     site, delayed = demo(delay=5)
     async with serving(delayed, site) as server:
         client = await server.connect()
-        client.send(get("/slow"))
+        client.send(get_request("/slow"))
         await wait_for(lambda: server.ledger.pending == 1, "the request to be pending")
         client.reset()
         await wait_for(lambda: server.outcomes, "the interruption to be reported")
@@ -335,7 +332,7 @@ async def test_so_linger_does_not_turn_lose_connection_into_a_reset() -> None:
     site, delayed = demo(delay=5)
     async with serving(delayed, site) as server:
         client = await server.connect()
-        client.send(get("/slow"))
+        client.send(get_request("/slow"))
         await wait_for(lambda: server.ledger.pending == 1, "the request to be pending")
         handle = cast(socket.socket, cast(ISystemHandle, client.transport).getHandle())
         handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -357,9 +354,9 @@ async def test_two_hundred_clients_half_of_them_leave() -> None:
         )
         stayers, leavers = clients[0::2], clients[1::2]
         for i, client in enumerate(stayers):
-            client.send(get(f"/stay/{i}?delay=2"))
+            client.send(get_request(f"/stay/{i}?delay=2"))
         for i, client in enumerate(leavers):
-            client.send(get(f"/leave/{i}"))  # the default: 10 s
+            client.send(get_request(f"/leave/{i}"))  # the default: 10 s
         await wait_for(
             lambda: server.ledger.pending == 200, "all 200 requests to be pending"
         )
@@ -415,7 +412,7 @@ async def test_pipelined_second_request_is_cancelled_when_the_client_leaves() ->
     delayed = Recording(delay=5, ledger=Ledger())
     async with serving(delayed) as server:
         client = await server.connect()
-        client.send(get("/first?delay=0.1") + get("/second?delay=5"))
+        client.send(get_request("/first?delay=0.1") + get_request("/second?delay=5"))
         await wait_for(
             lambda: parse_responses(client.received), "the first answer", timeout=3
         )
@@ -452,11 +449,11 @@ async def test_a_small_pipeline_does_not_hide_the_client_leaving() -> None:
     delayed = Recording(delay=5, ledger=Ledger())
     async with serving(delayed) as server:
         client = await server.connect()
-        client.send(get("/first?delay=5") + get("/second?delay=0.1"))
+        client.send(get_request("/first?delay=5") + get_request("/second?delay=0.1"))
         await wait_for(lambda: server.ledger.pending == 1, "the first to be pending")
         [connection] = server.tracker.live
         await wait_for(
-            lambda: buffered(connection) == get("/second?delay=0.1"),
+            lambda: buffered(connection) == get_request("/second?delay=0.1"),
             "the second request to be read and held back",
         )
         assert delayed.rendered == ["/first"]
@@ -530,11 +527,14 @@ async def test_a_paused_channel_still_sees_the_client_leave(
     """
     delayed = Recording(delay=5, ledger=Ledger())
     eager = HTTPChannel._optimisticEagerReadSize
-    queued = [get(f"/q{i}?delay=0.2") for i in range(2 * eager // len(get("/q0")))]
+    queued = [
+        get_request(f"/q{i}?delay=0.2")
+        for i in range(2 * eager // len(get_request("/q0")))
+    ]
     assert len(b"".join(queued)) > eager
     async with serving(delayed) as server:
         client = await server.connect()
-        client.send(get(f"/first?delay={first_delay}") + b"".join(queued))
+        client.send(get_request(f"/first?delay={first_delay}") + b"".join(queued))
         await wait_for(lambda: server.ledger.pending == 1, "the first to be pending")
         [connection] = server.tracker.live
         await wait_for(lambda: not reading(connection), "the server to stop reading")
@@ -585,7 +585,7 @@ async def test_the_look_at_a_paused_channel_stops_when_it_reads_again() -> None:
     ) + body
     async with serving(delayed) as server:
         client = await server.connect()
-        client.send(get("/first?delay=0.3") + big)
+        client.send(get_request("/first?delay=0.3") + big)
         await wait_for(lambda: server.ledger.pending == 1, "the first to be pending")
         [connection] = server.tracker.live
         await wait_for(lambda: not reading(connection), "the server to stop reading")

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import get_request
 from .twistd_process import (
     LISTEN,
     Twistd,
     command,
-    environment,
     http_get,
+    run_to_end,
+    started_in,
     stats,
     wait_until,
 )
@@ -36,17 +38,8 @@ def closedemo(tmp_path: Path) -> Iterator[Callable[..., Twistd]]:
     Start C{twistd closedemo} with options, in an empty directory so that
     it is the installed plugin that twistd finds; kill it afterwards.
     """
-    started: list[Twistd] = []
-
-    def start(*options: str) -> Twistd:
-        started.append(Twistd(tmp_path, *options))
-        return started[-1]
-
-    try:
+    with started_in(tmp_path) as start:
         yield start
-    finally:
-        for server in started:
-            server.kill()
 
 
 def test_readme_walkthrough(closedemo: Callable[..., Twistd]) -> None:
@@ -94,15 +87,7 @@ def test_readme_walkthrough(closedemo: Callable[..., Twistd]) -> None:
 def test_bad_options_are_usage_errors(
     tmp_path: Path, options: tuple[str, ...], option: str, words: str
 ) -> None:
-    result = subprocess.run(
-        command(*options),
-        cwd=tmp_path,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_to_end(command(*options), tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Usage:" in output
@@ -251,15 +236,7 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
 def test_option_errors_are_one_line_not_a_traceback(
     tmp_path: Path, options: tuple[str, ...], words: str
 ) -> None:
-    result = subprocess.run(
-        command(*options),
-        cwd=tmp_path,
-        env=environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_to_end(command(*options), tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert words in output
@@ -274,14 +251,8 @@ def test_a_port_that_cannot_be_had_is_one_line_not_a_traceback(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            command("--listen", f"tcp:{port}:interface=127.0.0.1"),
-            cwd=tmp_path,
-            env=environment(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = run_to_end(
+            command("--listen", f"tcp:{port}:interface=127.0.0.1"), tmp_path
         )
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
@@ -297,7 +268,7 @@ def test_half_close_answer_answers_a_half_closed_client(
     server = closedemo(*LISTEN, "--delay", "0.3", "--half-close", "answer")
     port = server.port()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(f"GET /slow HTTP/{version}\r\nHost: localhost\r\n\r\n".encode())
+        client.sendall(get_request("/slow", version))
         client.shutdown(socket.SHUT_WR)  # as `nc -N` does
         received = b""
         while data := client.recv(65536):

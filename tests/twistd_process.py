@@ -21,8 +21,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "INTERRUPTED",
@@ -30,8 +32,12 @@ __all__ = [
     "Twistd",
     "command",
     "environment",
+    "http_connection",
     "http_get",
     "reactor_options",
+    "run_to_end",
+    "send_get",
+    "started_in",
     "stats",
     "twistd_command",
     "wait_until",
@@ -99,6 +105,21 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def run_to_end(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{argv} in C{cwd} until it exits (60 s at most), its output captured.
+    """
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class Twistd:
@@ -193,10 +214,61 @@ class Twistd:
         self.process.stdout.close()
 
 
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+@contextmanager
+def started_in(cwd: Path) -> Iterator[Callable[..., Twistd]]:
+    """
+    A starter of L{Twistd}s in C{cwd} (given what L{Twistd} takes after
+    C{cwd}); every one it started is killed at the end.
+    """
+    started: list[Twistd] = []
+
+    def start(*options: str, **settings: Any) -> Twistd:
+        started.append(Twistd(cwd, *options, **settings))
+        return started[-1]
+
     try:
-        connection.request("GET", path)
+        yield start
+    finally:
+        for server in started:
+            server.kill()
+
+
+def http_connection(port: int, source: str | None = None) -> http.client.HTTPConnection:
+    """
+    A connection to 127.0.0.1:C{port} (10 s timeout), made from the address
+    C{source} where given.
+    """
+    return http.client.HTTPConnection(
+        "127.0.0.1",
+        port,
+        timeout=10,
+        source_address=None if source is None else (source, 0),
+    )
+
+
+def send_get(
+    port: int, path: str, *, source: str | None = None, host: str = ""
+) -> http.client.HTTPConnection:
+    """
+    A GET of C{path} sent, made from the address C{source} and with C{host}
+    as its Host header where given; the connection, for its response.
+    """
+    connection = http_connection(port, source)
+    connection.putrequest("GET", path, skip_host=bool(host))
+    if host:
+        connection.putheader("Host", host)
+    connection.endheaders()
+    return connection
+
+
+def http_get(
+    port: int, path: str, *, source: str | None = None, host: str = ""
+) -> tuple[int, bytes]:
+    """
+    GET C{path} as L{send_get} does: the status and body.
+    """
+    connection = send_get(port, path, source=source, host=host)
+    try:
         response = connection.getresponse()
         return response.status, response.read()
     finally:
