@@ -219,7 +219,9 @@ async def test_a_half_closed_client_is_answered_when_asked(
             Ending.CLIENT_HALF_CLOSED,
             0,
         )
-        assert outcome.elapsed >= 0.5
+        # Answered at its delay, not cut at the half-close; the watch starts
+        # its clock just after the answer's timer is set, hence the margin.
+        assert outcome.elapsed >= 0.49
         assert outcome.detail == "answered"
         assert served.ledger.interruptions == {Ending.CLIENT_HALF_CLOSED: 1}
 
