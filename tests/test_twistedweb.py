@@ -982,6 +982,11 @@ class H2StreamTests(SynchronousTestCase):
         server, client, transport, clock, request = _h2_answering()
         stream = channel_of(request)
         self.assertFalse(stream_blocked(stream))
+        # Not finished: not done with either (so it is asked after the finish).
+        early = stream_end_pending(stream)
+        assert early is not None
+        self.assertNoResult(early)
+        self.assertIsNone(stream_end_pending(object()))
         self.assertIsNone(server._consumerBlocked)
         lost: list[Failure] = []
         record_stream_loss(stream, lost.append)
@@ -1003,6 +1008,7 @@ class H2StreamTests(SynchronousTestCase):
         server.dataReceived(client.data_to_send())
         _spin(clock)
         self.assertIsNone(self.successResultOf(done))
+        self.assertIsNone(self.successResultOf(early))
         self.assertEqual(lost, [])  # the stream was not told it was lost
         self.assertNotIn(1, server._streamCleanupCallbacks)
         self.assertIsNone(stream_end_pending(stream))
