@@ -516,7 +516,9 @@ def stream_end_pending(channel: object) -> Deferred[object] | None:
     """
     For an HTTP/2 stream whose request has finished but whose end
     (C{END_STREAM}) has not yet gone out: a Deferred that fires once the
-    stream is done with, sent or not.  C{None} otherwise.
+    stream is done with, sent or not.  C{None} once it is done with, or for
+    anything else.  Ask only once the request has finished: before, a
+    stream is not done with either, and this says so.
 
     Relies on C{H2Stream._conn}, C{H2Stream.streamID} and
     C{H2Connection._streamCleanupCallbacks}: the Deferred
