@@ -7,10 +7,10 @@ it started and report who left, after how long, and why.
 
 from ._async import SAFE_METHODS, AsyncResource
 from ._cancellation import is_cancellation
-from ._connections import ConnectionGuard, guard_connections
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
+from ._guard import ConnectionGuard, guard_connections
 from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
 from ._limits import Limits

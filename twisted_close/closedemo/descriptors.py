@@ -12,7 +12,7 @@ import os
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from .._connections import ConnectionGuard, peer_timeout_supported
+from .._guard import ConnectionGuard, peer_timeout_supported
 
 try:
     import resource

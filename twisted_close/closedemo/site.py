@@ -16,8 +16,8 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from .._connections import guard_connections
 from .._delayed import DelayedResource
+from .._guard import guard_connections
 from .._host import HostCheck
 from .._http import not_allowed, plain_error
 from .._ledger import CountsSource, Ledger, Totals

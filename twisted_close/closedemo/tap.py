@@ -24,9 +24,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from .._connections import ConnectionGuard, guard_of
 from .._delay import DelayError, parse_delay
 from .._drain import GracefulDrain
+from .._guard import ConnectionGuard, guard_of
 from .._host import AllowedHosts
 from .._ledger import Ledger
 from .._text import describe_address

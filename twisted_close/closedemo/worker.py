@@ -25,8 +25,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
-from .._connections import guard_of
 from .._drain import GracefulDrain
+from .._guard import guard_of
 from .._ledger import Ledger
 from .descriptors import connection_room
 from .shared import SharedCounters

@@ -22,7 +22,7 @@ from twisted_close import (
     Rejection,
     guard_connections,
 )
-from twisted_close._connections import guard_of, set_peer_timeout
+from twisted_close._guard import guard_of, set_peer_timeout
 from twisted_close._twistedweb import (
     PeerTimedOut,
     accept_failure,
@@ -450,13 +450,13 @@ class StartTests(SynchronousTestCase):
     def test_a_platform_without_the_options_says_so_once_and_serves(self) -> None:
         from unittest import mock
 
-        from twisted_close import _connections
+        from twisted_close import _guard
         from twisted_close.closedemo.descriptors import DescriptorRoom
 
-        # The module _connections asks is the socket module itself.
+        # The module _guard asks is the socket module itself.
         with mock.patch.object(socket, "TCP_USER_TIMEOUT", create=True):
             del socket.TCP_USER_TIMEOUT
-            self.assertFalse(_connections.peer_timeout_supported())
+            self.assertFalse(_guard.peer_timeout_supported())
             server, _, guard = serve()
             self.assertIsNone(guard.peer_timeout)
             with capturedLogs() as events:
