@@ -7,23 +7,20 @@ by name, rather than an outcome going wrong somewhere else.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import errno
 import functools
 import socket
 import struct
+import tempfile
 import time
 from collections.abc import Callable
 from io import BytesIO
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 import twisted.web.http
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
@@ -98,6 +95,8 @@ from twisted_close._twistedweb import (
     watch_peer_timeout,
 )
 from twisted_close.testing import Connection, InMemoryServer
+
+from .helpers import self_signed
 
 
 class Holding(Resource):
@@ -766,24 +765,10 @@ class _Told(Protocol):
 
 @functools.cache
 def _certificate() -> PrivateCertificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    # The tests' one self-signed certificate, read back as Twisted's.
+    with tempfile.TemporaryDirectory() as directory:
+        files = self_signed(Path(directory))
+        pem = files.cert.read_bytes() + files.key.read_bytes()
     certificate: PrivateCertificate = PrivateCertificate.loadPEM(pem)
     return certificate
 
