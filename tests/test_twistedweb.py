@@ -13,7 +13,7 @@ import socket
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from io import BytesIO
 from pathlib import Path
 from types import SimpleNamespace
@@ -248,31 +248,46 @@ class _Watching(Resource):
         return NOT_DONE_YET
 
 
-def _h2_in_memory() -> tuple[H2Connection, H2Client, _Watching]:
+def h2_serving(
+    site: Site, clock: Clock, paths: Sequence[str], **settings: object
+) -> tuple[H2Connection, H2Client, StringTransport]:
     """
-    Twisted's HTTP/2 server connection on a L{Clock} and a L{StringTransport},
-    set up as C{twisted.web.http._GenericHTTPChannelProtocol} does after ALPN
-    chose C{h2}, with a client that opened streams 1 (C{/a}) and 3 (C{/b}).
+    Twisted's HTTP/2 server connection for C{site} on C{clock} and a
+    L{StringTransport}, set up as
+    C{twisted.web.http._GenericHTTPChannelProtocol} does after ALPN chose
+    C{h2} (C{settings} too, e.g. its C{timeOut}), with a client that opened
+    one stream per path: 1, 3, 5...
     """
-    watching = _Watching()
-    site = Site(watching)
-    server = H2Connection(Clock())
+    server = H2Connection(clock)
     untyped: Any = server
     untyped.requestFactory = site.requestFactory
     untyped.site = site
     untyped.factory = site
-    server.makeConnection(StringTransport())
+    for name, value in settings.items():
+        setattr(untyped, name, value)
+    transport = StringTransport()
+    server.makeConnection(transport)
     client = H2Client(H2Configuration(client_side=True))
     client.initiate_connection()
-    for stream_id, path in [(1, "/a"), (3, "/b")]:
+    for n, path in enumerate(paths):
         headers = [
             (":method", "GET"),
             (":scheme", "https"),
             (":authority", "localhost"),
             (":path", path),
         ]
-        client.send_headers(stream_id, headers, end_stream=True)
+        client.send_headers(1 + 2 * n, headers, end_stream=True)
     server.dataReceived(client.data_to_send())
+    return server, client, transport
+
+
+def _h2_in_memory() -> tuple[H2Connection, H2Client, _Watching]:
+    """
+    L{h2_serving} on a clock of its own, with streams 1 (C{/a}) and 3
+    (C{/b}) watched.
+    """
+    watching = _Watching()
+    server, client, _ = h2_serving(Site(watching), Clock(), ["/a", "/b"])
     return server, client, watching
 
 
@@ -340,25 +355,10 @@ def test_an_idle_timeout_of_the_connection_is_the_servers_doing() -> None:
     """
     clock, ledger = Clock(), Ledger()
     site = Site(DelayedResource(delay=30, clock=clock, ledger=ledger))
-    server = H2Connection(clock)
-    untyped: Any = server
-    untyped.requestFactory = site.requestFactory
-    untyped.site = site
-    untyped.factory = site
-    untyped.timeOut = 5
-    untyped.callLater = clock.callLater  # as _GenericHTTPChannelProtocol does
-    transport = StringTransport()
-    server.makeConnection(transport)
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    headers = [
-        (":method", "GET"),
-        (":scheme", "https"),
-        (":authority", "localhost"),
-        (":path", "/slow"),
-    ]
-    client.send_headers(1, headers, end_stream=True)
-    server.dataReceived(client.data_to_send())
+    # callLater: as _GenericHTTPChannelProtocol gives it.
+    server, _, transport = h2_serving(
+        site, clock, ["/slow"], timeOut=5, callLater=clock.callLater
+    )
     assert ledger.pending == 1
     clock.advance(5)
     assert transport.disconnecting
@@ -859,25 +859,8 @@ def _h2_answering() -> tuple[H2Connection, H2Client, StringTransport, Clock, Any
     As L{_h2_in_memory}, on a clock of its own, with one stream (1) held.
     """
     resource = _Answering()
-    site = Site(resource)
     clock = Clock()
-    server = H2Connection(clock)
-    untyped: Any = server
-    untyped.requestFactory = site.requestFactory
-    untyped.site = site
-    untyped.factory = site
-    transport = StringTransport()
-    server.makeConnection(transport)
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    headers = [
-        (":method", "GET"),
-        (":scheme", "https"),
-        (":authority", "localhost"),
-        (":path", "/"),
-    ]
-    client.send_headers(1, headers, end_stream=True)
-    server.dataReceived(client.data_to_send())
+    server, client, transport = h2_serving(Site(resource), clock, ["/"])
     clock.advance(0)
     [request] = resource.requests
     return server, client, transport, clock, request
