@@ -838,27 +838,11 @@ class TLSTests(SynchronousTestCase):
 # -- HTTP/2: a stream's reset, its end ----------------------------------------
 
 
-class _Answering(Resource):
-    """
-    Keeps every request; C{answer} writes a body and finishes one.
-    """
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[Any] = []
-
-    def render(self, request: Any) -> int:
-        self.requests.append(request)
-        return NOT_DONE_YET
-
-
 def _h2_answering() -> tuple[H2Connection, H2Client, StringTransport, Clock, Any]:
     """
     As L{_h2_in_memory}, on a clock of its own, with one stream (1) held.
     """
-    resource = _Answering()
+    resource = Holding()
     clock = Clock()
     server, client, transport = h2_serving(Site(resource), clock, ["/"])
     clock.advance(0)
