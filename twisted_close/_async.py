@@ -266,7 +266,7 @@ class _Rendering:
             # cancellation.  finish() would raise RuntimeError.
             return
         request = self.request
-        if not cast(http.Request, request).startedWriting:
+        if not cast("http.Request", request).startedWriting:
             request.setHeader(b"Content-Length", b"%d" % (len(body),))
         if request.method != b"HEAD":
             request.write(body)
@@ -301,11 +301,11 @@ class _Rendering:
             )
         if self.gone or self.finished:
             return
-        if cast(http.Request, request).startedWriting:
+        if cast("http.Request", request).startedWriting:
             # The status line is out: the client can only learn of the failure
             # from a response cut short.
             if not abort_connection(request):
-                cast(http.Request, request).loseConnection()
+                cast("http.Request", request).loseConnection()
             return
         request.write(plain_error(request, 500, "internal server error"))
         request.finish()

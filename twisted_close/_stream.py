@@ -199,7 +199,7 @@ class PushStream:
         """
         Become the request's push producer.
         """
-        cast(http.Request, self.request).registerProducer(self, True)
+        cast("http.Request", self.request).registerProducer(self, True)
         # A producer registered while the transport is already paused is not
         # told (the channel's pauseProducing came before): ask.
         if transport_paused(self.request):
@@ -265,7 +265,7 @@ class PushStream:
         finished, gone = request_state(self.request)
         if finished or gone:
             return
-        request = cast(http.Request, self.request)
+        request = cast("http.Request", self.request)
         request.unregisterProducer()
         request.finish()
 

@@ -160,7 +160,7 @@ class RequestWatch:
         if connection is not None:
             connection.watch = self
         # IRequest lacks notifyFinish(); every twisted.web request has it.
-        finishing = cast(http.Request, request).notifyFinish()
+        finishing = cast("http.Request", request).notifyFinish()
         finishing.addCallbacks(self._completed, self._lost)
 
     @property
@@ -267,7 +267,7 @@ class RequestWatch:
         keep_alive_off(self._request)
 
     def _unavailable(self, ending: Ending, retry_after: int) -> None:
-        request = cast(http.Request, self._request)
+        request = cast("http.Request", self._request)
         if request.startedWriting:
             # The status line is out: end the body where it is.
             request.finish()

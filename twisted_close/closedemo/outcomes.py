@@ -145,7 +145,7 @@ class OutcomeStream(PushStream):
             # Nothing to watch for: notifyFinish() would never fire (#4899).
             self._closed = True
             return
-        cast(http.Request, request).notifyFinish().addBoth(self._finished)
+        cast("http.Request", request).notifyFinish().addBoth(self._finished)
         self._produce()
         if self._paused:
             self.paused_since = self.started
@@ -269,7 +269,7 @@ class OutcomeStream(PushStream):
         )
         self._close()
         if not abort_request(request):
-            cast(http.Request, request).loseConnection()
+            cast("http.Request", request).loseConnection()
         ledger.record(outcome)
 
     def _finished(self, result: object) -> None:
