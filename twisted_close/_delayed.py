@@ -15,6 +15,9 @@ from ._resource import WorkResource
 
 __all__ = ["DelayedResource"]
 
+_PARSED = 256
+"""The most C{?delay=} values kept parsed at once."""
+
 
 class DelayedResource(WorkResource):
     """
@@ -51,6 +54,7 @@ class DelayedResource(WorkResource):
         self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.delay = delay
         self.max_delay = max_delay
+        self._parsed: dict[bytes, float] = {}
 
     def begin(self, request: IRequest) -> bytes | int:
         try:
@@ -69,13 +73,21 @@ class DelayedResource(WorkResource):
             return self.delay
         if len(values) > 1:
             raise DelayError("delay is given more than once")
-        try:
-            text = values[0].decode("ascii")
-        except UnicodeDecodeError:
-            raise DelayError(
-                "delay is not a number of seconds such as 2 or 0.5"
-            ) from None
-        return parse_delay(text, self.max_delay)
+        # Clients ask for the same few delays: each is parsed once.
+        given = values[0]
+        delay = self._parsed.get(given)
+        if delay is None:
+            try:
+                text = given.decode("ascii")
+            except UnicodeDecodeError:
+                raise DelayError(
+                    "delay is not a number of seconds such as 2 or 0.5"
+                ) from None
+            delay = parse_delay(text, self.max_delay)
+            if len(self._parsed) >= _PARSED:
+                self._parsed.clear()
+            self._parsed[given] = delay
+        return delay
 
     def _answer(self, request: IRequest) -> None:
         # Only reached while the client is still there: a disconnect cancels

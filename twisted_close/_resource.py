@@ -15,7 +15,7 @@ from ._clock import default_clock
 from ._http import not_allowed, refusal
 from ._ledger import Ledger
 from ._outcome import Rejection
-from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
+from ._watch import Cancellable, RequestWatch
 
 __all__ = ["WorkResource"]
 
@@ -105,10 +105,9 @@ class WorkResource(Resource):
         Tie C{pending} work to C{request} in this resource's ledger: it is
         cancelled, and the request reported, if the client leaves first.
         """
-        return cancel_on_disconnect(
-            request,
-            *pending,
-            ledger=self.ledger,
-            clock=self.clock,
-            endless=self.endless,
-        )
+        # As cancel_on_disconnect, without its defaults to fill in: this
+        # runs for every request.
+        watch = RequestWatch(request, self.clock, self.ledger, endless=self.endless)
+        if pending:
+            watch.add(*pending)
+        return watch

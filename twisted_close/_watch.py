@@ -45,6 +45,10 @@ __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 
 log = Logger(namespace="twisted_close")
 
+# On Python 3.11 Ending.X goes through EnumType.__getattr__'s slow lookup
+# hook (~0.2 us): the endings read on every request are read from here.
+_COMPLETED = Ending.COMPLETED
+
 
 @runtime_checkable
 class Cancellable(Protocol):
@@ -111,6 +115,7 @@ class RequestWatch:
         "_server_ending",
         "_shutdown",
         "_started",
+        "_stream",
         "detail",
         "endless",
         "on_server_end",
@@ -141,12 +146,15 @@ class RequestWatch:
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = endless
+        self._stream = False
+        # Asked now: the reactor's shutdown trigger must be in place before
+        # a shutdown could cut this request.
         self._shutdown = watch_shutdown(clock)
 
         finished, gone = request_state(request)
         if finished:
             # Nothing to watch: not counted, and notifyFinish() would not fire.
-            self._ending = Ending.COMPLETED
+            self._ending = _COMPLETED
             self._ended_at = self._started
             return
         ledger.begin(self, request)
@@ -159,8 +167,12 @@ class RequestWatch:
             connection = ConnectionWatch.of(self._channel, ledger.half_close)
         if connection is not None:
             connection.watch = self
+        else:
+            # Not an HTTP/1.x connection of its own: an HTTP/2 stream, whose
+            # end may still wait on flow control once the request finished.
+            self._stream = True
         # IRequest lacks notifyFinish(); every twisted.web request has it.
-        finishing = cast("http.Request", request).notifyFinish()
+        finishing = request.notifyFinish()  # type: ignore[attr-defined]
         finishing.addCallbacks(self._completed, self._lost)
 
     @property
@@ -230,7 +242,10 @@ class RequestWatch:
             return
         pending = self._pending
         for item in items:
-            if not any(p is item for p in pending):
+            for known in pending:
+                if known is item:
+                    break
+            else:
                 pending.append(item)
 
     def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
@@ -297,12 +312,12 @@ class RequestWatch:
 
     def _completed(self, ignored: object) -> None:
         self._pending.clear()
-        if self._server_ending is None and self._peer_ending is None:
+        if self._stream and self._server_ending is None and self._peer_ending is None:
             sending = stream_end_pending(self._channel)
             if sending is not None:
                 self._await_stream_end(sending)
                 return
-        ending = self._server_ending or self._peer_ending or Ending.COMPLETED
+        ending = self._server_ending or self._peer_ending or _COMPLETED
         self._end(ending, self._server_cancelled)
 
     def _await_stream_end(self, sending: Deferred[object]) -> None:

@@ -128,8 +128,10 @@ class DemoRoot(Resource):
         )
         self.putChild(b"outcomes", self.outcomes)
 
-    def getChild(self, path: bytes, request: IRequest) -> IResource:
-        return self.delayed
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        # One lookup: this runs for every request.
+        child: IResource = self.children.get(path, self.delayed)
+        return child
 
     def render(self, request: IRequest) -> bytes | int:
         return self.delayed.render(request)
