@@ -377,16 +377,6 @@ class Ledger:
                 self._endless -= 1
             else:
                 self.limits.pending_ended(counted)
-        self._count(ending, elapsed, token)
-
-    def record(self, outcome: Outcome) -> None:
-        """
-        Count, report and hand out the L{Outcome} of a request that was
-        never pending here (e.g. a reader of the ledger the server dropped).
-        """
-        self._count(outcome.ending, outcome.elapsed, _Ended(outcome))
-
-    def _count(self, ending: Ending, elapsed: float, token: Pending) -> None:
         counts = self._counts
         if ending is _COMPLETED:
             counts.completed += 1
@@ -407,6 +397,14 @@ class Ledger:
             waiting, self._idle = self._idle, []
             for d in waiting:
                 d.callback(None)
+
+    def record(self, outcome: Outcome) -> None:
+        """
+        Count, report and hand out the L{Outcome} of a request that was
+        never pending here (e.g. a reader of the ledger the server dropped).
+        """
+        # Never pending, so end() finds nothing to let go of.
+        self.end(_Ended(outcome), outcome.ending, outcome.elapsed)
 
     def reject(self, reason: Rejection = Rejection.BAD_REQUEST) -> None:
         """

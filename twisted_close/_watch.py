@@ -46,8 +46,12 @@ __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 log = Logger(namespace="twisted_close")
 
 # On Python 3.11 Ending.X goes through EnumType.__getattr__'s slow lookup
-# hook (~0.2 us): the endings read on every request are read from here.
+# hook (~0.2 us): the endings read on every request or interruption are
+# read from here.
 _COMPLETED = Ending.COMPLETED
+_CLIENT_LOST = Ending.CLIENT_LOST
+_CLIENT_RESET = Ending.CLIENT_RESET
+_HALF_CLOSED = Ending.CLIENT_HALF_CLOSED
 
 
 @runtime_checkable
@@ -66,9 +70,14 @@ def _cancel(item: Cancellable) -> bool:
     Cancel C{item} if it is still pending; say whether it was.
     """
     active = getattr(item, "active", None)
-    if active is not None and not active():
-        # IDelayedCall.cancel() raises once the call has run or was cancelled.
-        return False
+    if active is not None:
+        # An IDelayedCall: cancel() raises once the call has run or was
+        # cancelled.  (Asked first, and alone: an attribute it lacks costs
+        # getattr() an exception, and this runs for every interruption.)
+        if not active():
+            return False
+        item.cancel()
+        return True
     done = getattr(item, "done", None)
     if callable(done):
         # An asyncio Future or Task: cancel() is a no-op once it is done.
@@ -219,7 +228,7 @@ class RequestWatch:
 
     def _detail(self) -> str:
         detail = "" if self.detail is None else self.detail()
-        if self._ending is Ending.CLIENT_HALF_CLOSED:
+        if self._ending is _HALF_CLOSED:
             # Not cut short: the answer went, though perhaps not read.
             return f"answered; {detail}" if detail else "answered"
         return detail
@@ -236,7 +245,7 @@ class RequestWatch:
                 raise TypeError(f"{item!r} has no cancel() method")
         if self._server_ending is not None or self._ending is not None:
             # Too late to wait on them: cancel them now, unless it completed.
-            if self._ending is not Ending.COMPLETED:
+            if self._ending is not _COMPLETED:
                 for item in items:
                     _cancel(item)
             return
@@ -355,17 +364,20 @@ class RequestWatch:
         if self._server_ending is not None:
             return ending
         peer = self._peer_ending
-        if peer is not None and peer is not Ending.CLIENT_HALF_CLOSED:
+        if peer is not None and peer is not _HALF_CLOSED:
             # Found gone by the connection's watch, which then aborted it.
             return peer
-        if ending is Ending.CLIENT_LOST and peer_timed_out(self._channel):
+        if ending is _CLIENT_LOST and peer_timed_out(self._channel):
             # An HTTP/2 stream hears "Producing stopped" whatever happened.
             return Ending.PEER_TIMED_OUT
-        if not ending.by_server and self._shutdown.cutting_connections:
+        shutdown = self._shutdown
+        # begun first: it is a plain flag, and no shutdown has begun in all
+        # but the last moments of a server's life.
+        if not ending.by_server and shutdown.begun and shutdown.cutting_connections:
             # Without a GracefulDrain, the reactor drops the connection as it
             # stops: the client did not leave, the server did.
             return Ending.SHUTDOWN
-        if ending is Ending.CLIENT_RESET:
+        if ending is _CLIENT_RESET:
             transport = getattr(self._channel, "transport", None)
             if is_tls(transport):
                 # TLS says "lost" for a FIN without close_notify and a reset
@@ -374,7 +386,9 @@ class RequestWatch:
         return ending
 
     def _lost(self, reason: Failure) -> None:
-        self._interrupted(self._loss_ending(reason))
+        # As _interrupted, inline: this runs for every interruption.
+        ending = self._loss_ending(reason)
+        self._end(ending, self._cancel_all() + self._server_cancelled)
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, []
