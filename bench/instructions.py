@@ -1,0 +1,156 @@
+"""python -m bench.instructions [--requests N] [--storm M] [--peers a,b]
+
+CPU cost counted, not timed: each Python peer runs under valgrind's
+callgrind, which counts the instructions it executes (user space).  The
+count repeats to a fraction of a percent whatever else the machine is doing,
+where requests/s on a shared VM wanders by tens of percent, so it is how a
+change's cost is told apart from noise.
+
+Two figures per peer, counting only while the load runs (callgrind_control
+zeroes the counters before and dumps them after):
+
+  - instructions per delay-0 request: N requests, 100 per keep-alive
+    connection, one at a time;
+  - instructions per interruption: M requests held pending, then every
+    connection reset (SO_LINGER 0), until C{/stats} counts them all.
+
+Needs valgrind (C{apt-get install valgrind}); a peer runs about 50 times
+slower under it, so the sizes are small.  closedemo logs at most 50
+interruption lines a second of wall time: a storm that lasts 50 times longer
+logs more of its interruptions than the real one, so its per-interruption
+figure here is an upper bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import _load as load
+from ._peers import HOST, HarnessError, Peer, command, free_port, get_stats
+
+PEERS = ("bare_twisted", "closedemo")
+
+
+def _request(s: socket.socket) -> None:
+    s.sendall(b"GET /?delay=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise HarnessError("connection closed before the answer")
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        if sep and length and len(body) >= int(length[1]):
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise HarnessError(f"bad answer: {head[:60]!r}")
+            return
+
+
+def requests(port: int, n: int) -> None:
+    """N delay-0 requests, 100 per keep-alive connection, one at a time."""
+    for _ in range(max(1, n // 100)):
+        with socket.create_connection((HOST, port), timeout=60) as s:
+            for _ in range(min(n, 100)):
+                _request(s)
+
+
+def _callgrind(pid: int, action: str) -> None:
+    subprocess.run(["callgrind_control", action, str(pid)], capture_output=True)
+
+
+def _total(dumps: Path, pid: int) -> int:
+    """The instructions counted in the last dump of process C{pid}."""
+    files = sorted(dumps.glob(f"cg.{pid}.*"), key=lambda p: p.stat().st_mtime)
+    for line in files[-1].read_text().splitlines() if files else ():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise HarnessError(f"no callgrind dump for pid {pid} in {dumps}")
+
+
+def measure(name: str, n: int, m: int, workdir: Path) -> dict[str, float]:
+    """Instructions per request and per interruption of peer C{name}."""
+    port = free_port()
+    argv = command(name, port, workdir)
+    if isinstance(argv, str):
+        raise HarnessError(f"{name}: {argv}")
+    if not argv[0].endswith("python") and "python" not in Path(argv[0]).name:
+        argv = [sys.executable, *argv]  # twistd is a script: valgrind the interpreter
+    dumps = workdir / name
+    dumps.mkdir()
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}/cg.%p"]
+    peer = Peer(name, [*valgrind, *argv], port, workdir / f"{name}.out")
+    peer.start()
+    try:
+        peer.wait_ready(timeout=300.0)
+        requests(port, 200)  # warm up: imports, caches, the first connections
+        _callgrind(peer.pid, "-z")
+        requests(port, n)
+        _callgrind(peer.pid, "-d")
+        per_request = _total(dumps, peer.pid) / n
+        socks = load.open_requests(
+            port, m, lambda: "/held?delay=3600", "hold", 100, 200
+        )
+        time.sleep(1.0)
+        _callgrind(peer.pid, "-z")
+        target = get_stats(port)["interrupted"] + m
+        load.close_all(socks)
+        deadline = time.monotonic() + 600
+        while get_stats(port)["interrupted"] < target:
+            if time.monotonic() > deadline:
+                raise HarnessError(f"{name}: the storm was never all counted")
+            time.sleep(0.2)
+        _callgrind(peer.pid, "-d")
+        per_interruption = _total(dumps, peer.pid) / m
+    finally:
+        peer.stop()
+    return {"per_request": per_request, "per_interruption": per_interruption}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.instructions", description=__doc__
+    )
+    p.add_argument("--requests", type=int, default=1000, help="N delay-0 requests")
+    p.add_argument("--storm", type=int, default=2000, help="M connections reset")
+    p.add_argument("--peers", default=",".join(PEERS), help="comma list")
+    p.add_argument("--json", type=Path, help="write the results here too")
+    args = p.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    names = [n for n in args.peers.split(",") if n]
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
+        for name in names:
+            print(f"{name}: under callgrind ...", flush=True)
+            results[name] = measure(name, args.requests, args.storm, Path(tmp))
+    base = results.get("bare_twisted")
+    print(
+        f"{'peer':<14} {'instr/request':>14} {'ratio':>6} {'instr/interruption':>19} {'ratio':>6}"
+    )
+    for name, r in results.items():
+        ratios = [
+            f"{r[k] / base[k]:.3f}" if base else "-"
+            for k in ("per_request", "per_interruption")
+        ]
+        print(
+            f"{name:<14} {r['per_request']:>14,.0f} {ratios[0]:>6} "
+            f"{r['per_interruption']:>19,.0f} {ratios[1]:>6}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
