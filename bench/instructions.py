@@ -135,9 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: under callgrind ...", flush=True)
             results[name] = measure(name, args.requests, args.storm, Path(tmp))
     base = results.get("bare_twisted")
-    print(
-        f"{'peer':<14} {'instr/request':>14} {'ratio':>6} {'instr/interruption':>19} {'ratio':>6}"
-    )
+    head = ("peer", "instr/request", "ratio", "instr/interruption", "ratio")
+    print("{:<14} {:>14} {:>6} {:>19} {:>6}".format(*head))
     for name, r in results.items():
         ratios = [
             f"{r[k] / base[k]:.3f}" if base else "-"
