@@ -70,7 +70,8 @@ def _callgrind(pid: int, action: str) -> None:
 
 def _total(dumps: Path, pid: int) -> int:
     """The instructions counted in the last dump of process C{pid}."""
-    files = sorted(dumps.glob(f"cg.{pid}.*"), key=lambda p: p.stat().st_mtime)
+    # callgrind_control -d writes cg.PID.1, cg.PID.2, ...: the last is wanted.
+    files = sorted(dumps.glob(f"cg.{pid}.*"), key=lambda p: int(p.suffix[1:]))
     for line in files[-1].read_text().splitlines() if files else ():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
