@@ -396,7 +396,10 @@ def guard_connections(
     @param clock: the site's reactor by default.
     @return: the guard, whose L{ConnectionGuard.room} turns on freeing idle
         connections when descriptors run short.
+    @raise ValueError: if C{site} has a guard already.
     """
+    if guard_of(site) is not None:
+        raise ValueError("guard_connections: this site is guarded already")
     clock = default_clock(clock if clock is not None else site.reactor)
     guard = ConnectionGuard(
         clock=clock, ledger=ledger, peer_timeout=peer_timeout, read_timeout=read_timeout
