@@ -641,7 +641,7 @@ class ConnectionHooks(TypingProtocol):
     """
 
     read_timeout: float | None
-    """Whether to tell L{reading}: C{None}, not for connections made now."""
+    """C{None}: L{reading} is not told of the connections made meanwhile."""
 
     def made(self, protocol: Any, transport: object) -> None:
         """
@@ -710,8 +710,9 @@ class _ReadTimed(GuardedProtocol):
 def guard_protocols(site: Any, hooks: ConnectionHooks) -> None:
     """
     Have C{site} build each protocol as an instance of a subclass of what it
-    builds now, made once per class, which tells C{hooks} of its connection
-    (see L{ConnectionHooks}): over HTTP/1.1, and HTTP/2 over TLS.
+    builds now (L{GuardedProtocol}, the class made once), which tells
+    C{hooks} of its connection (see L{ConnectionHooks}): over HTTP/1.1, and
+    HTTP/2 over TLS.
 
     Relies on C{Factory.buildProtocol} calling the factory's C{protocol()},
     on the C{Site}'s callers (a port, C{TLSMemoryBIOProtocol}) calling the
