@@ -734,7 +734,7 @@ class _Hooks:
     def reading(self, protocol: Any, receiving: bool) -> None:
         self.seen.append(("reading", receiving))
         # As the guard does: a timer while a request is being received.
-        protocol.read_timer = object() if receiving else None
+        protocol.guard_read_timer = object() if receiving else None
 
 
 def _guarded_site(

@@ -185,9 +185,9 @@ class ConnectionGuard:
             # descriptor until accept itself fails (EMFILE), however fast
             # the pending ones are answered.
             if not self.free():
-                protocol.refused = True
+                protocol.guard_refused = True
         self._connections[protocol] = None
-        if self.peer_timeout is not None and not protocol.refused:
+        if self.peer_timeout is not None and not protocol.guard_refused:
             tcp = tcp_transport_of(transport)
             if tcp is not None:
                 try:
@@ -201,7 +201,7 @@ class ConnectionGuard:
         """
         C{protocol} has heard its connection was made.
         """
-        if not protocol.refused or protocol not in self._connections:
+        if not protocol.guard_refused or protocol not in self._connections:
             return
         channel = http11_channel(protocol)
         # At once: the descriptor is wanted for the next accept of this turn.
@@ -213,11 +213,11 @@ class ConnectionGuard:
         """
         C{protocol} has heard its connection was lost.
         """
-        if self._connections.pop(protocol, 0) is None and protocol.closing:
+        if self._connections.pop(protocol, 0) is None and protocol.guard_closing:
             self._closing -= 1
-        if protocol.read_timer is not None:
-            protocol.read_timer.cancel()
-            protocol.read_timer = None
+        if protocol.guard_read_timer is not None:
+            protocol.guard_read_timer.cancel()
+            protocol.guard_read_timer = None
 
     # -- read timeout -----------------------------------------------------
 
@@ -227,17 +227,17 @@ class ConnectionGuard:
         without a timer running, or stopped with one.
         """
         if not receiving:
-            protocol.read_timer.cancel()
-            protocol.read_timer = None
-        elif not protocol.closing and self.read_timeout is not None:
-            protocol.read_timer = self.clock.callLater(
+            protocol.guard_read_timer.cancel()
+            protocol.guard_read_timer = None
+        elif not protocol.guard_closing and self.read_timeout is not None:
+            protocol.guard_read_timer = self.clock.callLater(
                 self.read_timeout, self._too_slow, protocol
             )
 
     def _too_slow(self, protocol: Any) -> None:
-        protocol.read_timer = None
+        protocol.guard_read_timer = None
         channel = http11_channel(protocol)
-        if channel is None or protocol.closing or not receiving_request(channel):
+        if channel is None or protocol.guard_closing or not receiving_request(channel):
             return
         if self.ledger is not None:
             self.ledger.reject(Rejection.READ_TIMEOUT)
@@ -250,8 +250,8 @@ class ConnectionGuard:
         self._close(protocol, channel, at_once=False)
 
     def _close(self, protocol: Any, channel: Any, at_once: bool) -> None:
-        if not protocol.closing:
-            protocol.closing = True
+        if not protocol.guard_closing:
+            protocol.guard_closing = True
             if protocol in self._connections:
                 self._closing += 1
         if at_once:
@@ -277,7 +277,7 @@ class ConnectionGuard:
         for protocol in list(self._connections):
             if closed >= most:
                 break
-            if protocol.closing:
+            if protocol.guard_closing:
                 continue
             channel = http11_channel(protocol)
             if channel is not None and channel.transport and reusable(channel):

@@ -661,28 +661,29 @@ class ConnectionHooks(TypingProtocol):
     def reading(self, protocol: Any, receiving: bool) -> None:
         """
         After a read, C{protocol}'s HTTP/1.1 channel has part of a request
-        (C{receiving}) and no C{read_timer}, or has none and a timer.
+        (C{receiving}) and no C{guard_read_timer}, or has none and a timer.
         """
 
 
 class GuardedProtocol:
     """
     What L{guard_protocols} adds to the class of the protocols a C{Site}
-    builds: its C{hooks} hear of each connection, and the hooks' state of
+    builds: its C{guard_hooks} hear of each connection, and the hooks' state of
     the connection is kept on its protocol (no object more per connection,
     no closure per instance).
     """
 
-    hooks: ClassVar[ConnectionHooks]
-    read_timer: IDelayedCall | None = None
+    # Named for the guard: no name Twisted's protocols use.
+    guard_hooks: ClassVar[ConnectionHooks]
+    guard_read_timer: IDelayedCall | None = None
     """The hooks' timer of the request being received, if any."""
-    closing = False
+    guard_closing = False
     """Whether the hooks are closing the connection."""
-    refused = False
+    guard_refused = False
     """Whether the hooks refused the connection as it was made."""
 
     def makeConnection(self, transport: object) -> None:
-        hooks = self.hooks
+        hooks = self.guard_hooks
         hooks.made(self, transport)
         super().makeConnection(transport)  # type: ignore[misc]
         hooks.heard(self)
@@ -691,7 +692,7 @@ class GuardedProtocol:
         try:
             super().connectionLost(reason)  # type: ignore[misc]
         finally:
-            self.hooks.lost(self)
+            self.guard_hooks.lost(self)
 
 
 class _ReadTimed(GuardedProtocol):
@@ -703,8 +704,8 @@ class _ReadTimed(GuardedProtocol):
         receiving = not getattr(channel, "_handlingRequest", True) and (
             channel._HTTPChannel__first_line == 0 or bool(channel._buffer)
         )
-        if receiving is (self.read_timer is None):
-            self.hooks.reading(self, receiving)
+        if receiving is (self.guard_read_timer is None):
+            self.guard_hooks.reading(self, receiving)
 
 
 def guard_protocols(site: Any, hooks: ConnectionHooks) -> None:
@@ -731,7 +732,7 @@ def guard_protocols(site: Any, hooks: ConnectionHooks) -> None:
         cls = classes.get((base, timed))
         if cls is None:
             mixin = _ReadTimed if timed else GuardedProtocol
-            namespace = {"hooks": hooks, "__module__": __name__}
+            namespace = {"guard_hooks": hooks, "__module__": __name__}
             cls = classes[base, timed] = type(base.__name__, (mixin, base), namespace)
         return cls
 
