@@ -411,6 +411,19 @@ class PeerTimeoutTests(SynchronousTestCase):
         self.assertEqual(client.response and client.response.status, 408)
         self.assertEqual(ledger.rejections[Rejection.READ_TIMEOUT], 1)
 
+    def test_a_site_is_guarded_once(self) -> None:
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        site = Site(Resource(), reactor=Clock())
+        guard = guard_connections(site)
+        with self.assertRaises(ValueError) as caught:
+            guard_connections(site)
+        self.assertEqual(
+            str(caught.exception), "guard_connections: this site is guarded already"
+        )
+        self.assertIs(guard_of(site), guard)
+
 
 class OptionsTests(SynchronousTestCase):
     def parse(self, *argv: str) -> tap.Options:

@@ -52,25 +52,24 @@ from twisted_close._twistedweb import (
     NETWORK_PRODUCER,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
+    GuardedProtocol,
     PeerTimedOut,
     abort_connection,
     abort_request,
     abort_stream,
     abort_transport,
     accept_failure,
-    after_data_received,
     asyncio_event_loop,
     channel_of,
     close_at_once,
     connection_closing,
+    guard_protocols,
     http11_channel,
     is_tls,
     keep_alive_off,
     keep_tls_tcp_reason,
     lose_connection,
     network_producer,
-    on_connection,
-    on_connection_lost,
     on_half_close,
     peer_timed_out,
     reactor_cutting_connections,
@@ -629,7 +628,7 @@ class RealSocketTests(SynchronousTestCase):
         pair, connection, protocol = _tcp_connection(self)
         channel = http11_channel(protocol)
         lost: list[Failure] = []
-        on_connection_lost(protocol, lambda: lost.append(Failure(ConnectionDone())))
+        protocol.connectionLost = lost.append
         close_at_once(channel)
         self.assertEqual(pair.server.fileno(), -1)
         self.assertTrue(connection.disconnected)
@@ -710,43 +709,156 @@ def test_tcp_state_after_a_fin_and_after_a_reset() -> None:
     assert tcp_state(pair.server) is None
 
 
-class ConnectionHookTests(SynchronousTestCase):
-    def test_hooks_on_the_protocol_a_site_built(self) -> None:
-        resource = Holding()
-        site = Site(resource, reactor=Clock())
-        protocol: Any = site.buildProtocol(None)
-        seen: list[object] = []
-        on_connection(
-            protocol,
-            lambda transport: seen.append(("made", protocol._channel.transport)),
-        )
-        after_data_received(
-            protocol, lambda: seen.append(("read", len(resource.requests)))
-        )
-        on_connection_lost(
-            protocol,
-            lambda: seen.append(("lost", request_state(resource.requests[0]))),
-        )
-        transport = StringTransport()
-        # As a port does: through the instance.
-        protocol.makeConnection(transport)
-        # Told before the protocol itself hears of it.
-        self.assertEqual(seen, [("made", None)])
-        self.assertIs(protocol._channel.transport, transport)
-        protocol.dataReceived(_get())
-        # After the channel had the bytes: the request is in hand.
-        self.assertEqual(seen[1], ("read", 1))
-        protocol.connectionLost(Failure(ConnectionDone()))
-        # After the protocol heard: the request was told it was lost.
-        self.assertEqual(seen[2], ("lost", (False, True)))
+class _Hooks:
+    """
+    Notes what L{guard_protocols} tells, with the protocol's state then.
+    """
 
-    def test_tls_calls_make_connection_through_the_instance(self) -> None:
-        server, _, wrapped = _tls_pair()
-        made: list[object] = []
-        on_connection(wrapped, made.append)
-        server.makeConnection(StringTransport())
-        self.assertEqual(made, [server])
-        self.assertIs(wrapped.transport, server)
+    def __init__(self, read_timeout: float | None = 5.0) -> None:
+        self.read_timeout = read_timeout
+        self.seen: list[tuple[str, object]] = []
+
+    def made(self, protocol: Any, transport: object) -> None:
+        # Whether the protocol itself had heard of it yet.
+        channel = getattr(protocol, "_channel", protocol)
+        self.seen.append(("made", channel.transport is transport))
+
+    def heard(self, protocol: Any) -> None:
+        channel = getattr(protocol, "_channel", protocol)
+        self.seen.append(("heard", channel.transport is not None))
+
+    def lost(self, protocol: Any) -> None:
+        requests = getattr(protocol, "_channel", protocol).requests
+        self.seen.append(("lost", [request_state(r) for r in requests]))
+
+    def reading(self, protocol: Any, receiving: bool) -> None:
+        self.seen.append(("reading", receiving))
+        # As the guard does: a timer while a request is being received.
+        protocol.guard_read_timer = object() if receiving else None
+
+
+def _guarded_site(
+    resource: Resource | None = None, read_timeout: float | None = 5.0
+) -> tuple[Site, _Hooks]:
+    site = Site(resource if resource is not None else Holding(), reactor=Clock())
+    hooks = _Hooks(read_timeout)
+    guard_protocols(site, hooks)
+    return site, hooks
+
+
+class GuardedProtocolTests(SynchronousTestCase):
+    def test_the_hooks_hear_of_the_connection_in_order(self) -> None:
+        resource = Holding()
+        site, hooks = _guarded_site(resource)
+        protocol: Any = site.buildProtocol(None)
+        transport = StringTransport()
+        # As a port does.
+        protocol.makeConnection(transport)
+        # Made: before the protocol hears of it; heard: after.
+        self.assertEqual(hooks.seen, [("made", False), ("heard", True)])
+        protocol.dataReceived(_get())
+        # A whole request read: nothing to tell.
+        self.assertEqual(len(hooks.seen), 2)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        # After the protocol heard: its request was told it was lost.
+        self.assertEqual(hooks.seen[2:], [("lost", [(False, True)])])
+
+    def test_reading_is_told_only_when_the_timer_must_change(self) -> None:
+        site, hooks = _guarded_site()
+        protocol: Any = site.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        del hooks.seen[:]
+        protocol.dataReceived(b"GET / HT")
+        self.assertEqual(hooks.seen, [("reading", True)])
+        # Told after the channel had the bytes (see test_receiving_a_request).
+        protocol.dataReceived(b"TP/1.1\r\n")
+        protocol.dataReceived(b"Host: localhost\r\n")
+        self.assertEqual(len(hooks.seen), 1)
+        protocol.dataReceived(b"\r\n")
+        self.assertEqual(hooks.seen[1:], [("reading", False)])
+
+    def test_each_protocol_is_twisteds_with_no_closure_of_its_own(self) -> None:
+        plain: Any = Site(Holding(), reactor=Clock()).buildProtocol(None)
+        site, _ = _guarded_site()
+        guarded: Any = site.buildProtocol(None)
+        # What twisted.web's own protocol factory builds, which the guarded
+        # one builds as its subclass.
+        self.assertIs(
+            Site.protocol,
+            twisted.web.http._genericHTTPChannelProtocolFactory,
+        )
+        self.assertIs(type(plain), twisted.web.http._GenericHTTPChannelProtocol)
+        self.assertIs(type(plain._channel), HTTPChannel)
+        self.assertIn(type(plain), type(guarded).__bases__)
+        self.assertIsInstance(guarded, GuardedProtocol)
+        self.assertIs(type(guarded._channel), HTTPChannel)
+        self.assertIs(guarded.factory, site)
+        # The same attributes: nothing per connection but the protocol.
+        self.assertEqual(vars(guarded).keys(), vars(plain).keys())
+        # One class for every connection of the site.
+        self.assertIs(type(site.buildProtocol(None)), type(guarded))
+
+    def test_any_other_protocol_has_its_class_changed(self) -> None:
+        class Channel(HTTPChannel):
+            pass
+
+        hooks = _Hooks()
+        untyped: Any = Site(Holding(), reactor=Clock())
+        untyped.protocol = Channel
+        guard_protocols(untyped, hooks)
+        protocol: Any = untyped.buildProtocol(None)
+        self.assertIsInstance(protocol, Channel)
+        self.assertIsInstance(protocol, GuardedProtocol)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+        self.assertEqual(
+            hooks.seen, [("made", False), ("heard", True), ("reading", True)]
+        )
+
+    def test_no_read_timeout_no_reading(self) -> None:
+        site, hooks = _guarded_site(read_timeout=None)
+        protocol: Any = site.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"GET / HT")
+        self.assertEqual([kind for kind, _ in hooks.seen], ["made", "heard"])
+        # Decided as each connection is made.
+        hooks.read_timeout = 5.0
+        protocol = site.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"GET / HT")
+        self.assertEqual(hooks.seen[-1], ("reading", True))
+
+    def test_http2_is_not_read_timed(self) -> None:
+        clock = Clock()
+        # The H2Connection it builds runs on our clock, not the global reactor.
+        self.patch(twisted.web.http, "H2Connection", lambda: H2Connection(clock))
+        site, hooks = _guarded_site()
+        protocol: Any = site.buildProtocol(None)
+        transport = StringTransport()
+        untyped: Any = transport
+        untyped.negotiatedProtocol = b"h2"
+        protocol.makeConnection(transport)
+        client = H2Client(H2Configuration(client_side=True))
+        client.initiate_connection()
+        protocol.dataReceived(client.data_to_send()[:20])
+        self.assertIsInstance(protocol._channel, H2Connection)
+        self.assertEqual([kind for kind, _ in hooks.seen], ["made", "heard"])
+
+    def test_through_tls(self) -> None:
+        site, hooks = _guarded_site()
+
+        class TCP(StringTransport):
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                pass
+
+        server = TLSMemoryBIOFactory(_certificate().options(), False, site)
+        tls: Any = server.buildProtocol(None)
+        tls.makeConnection(TCP())
+        self.assertEqual(hooks.seen, [("made", False), ("heard", True)])
+        # The TLS layer is the transport the guarded protocol was made with.
+        self.assertIs(tls.wrappedProtocol._channel.transport, tls)
+        tls.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(hooks.seen[2], ("lost", []))
 
 
 # -- TLS: what TCP said, under TLSMemoryBIOProtocol ---------------------------
@@ -1030,6 +1142,29 @@ class PeerTimedOutTests(SynchronousTestCase):
         [reason] = told
         self.assertIs(type(reason.value), ConnectionLost)
         self.assertFalse(peer_timed_out(http11_channel(protocol)))
+
+    def test_told_twice_the_second_time_passes_through(self) -> None:
+        pair, connection, protocol = _tcp_connection(self)
+        watch_peer_timeout(connection)
+        told: list[Failure] = []
+        untyped: Any = protocol
+        untyped.connectionLost = told.append
+        pair.reset_by_client()
+        connection.connectionLost(Failure(ConnectionLost()))
+        # The socket is gone: Twisted's own check ends it, as it would.
+        connection.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(len(told), 1)
+
+    def test_what_the_transport_had_of_its_own_is_called(self) -> None:
+        _, connection, _ = _tcp_connection(self)
+        told: list[Failure] = []
+        untyped: Any = connection
+        untyped.connectionLost = told.append
+        watch_peer_timeout(connection)
+        self.assertIsNot(connection.connectionLost, told.append)
+        reason = Failure(ConnectionDone())
+        connection.connectionLost(reason)
+        self.assertEqual(told, [reason])
 
     def test_the_mark_is_found_through_tls_and_http2(self) -> None:
         _pair, connection, protocol = _tcp_connection(self)

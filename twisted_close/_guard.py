@@ -34,11 +34,9 @@ from ._ledger import Ledger
 from ._outcome import Rejection
 from ._twistedweb import (
     accept_failure,
-    after_data_received,
     close_at_once,
+    guard_protocols,
     http11_channel,
-    on_connection,
-    on_connection_lost,
     receiving_request,
     redirect_accept_log,
     reusable,
@@ -130,16 +128,6 @@ class _OncePerSecond:
             self._say(held)
 
 
-class _Connection:
-    __slots__ = ("closing", "protocol", "refused", "timer")
-
-    def __init__(self, protocol: object) -> None:
-        self.protocol = protocol
-        self.timer: IDelayedCall | None = None
-        self.closing = False
-        self.refused = False
-
-
 class ConnectionGuard:
     """
     The connections of one C{Site} (see L{guard_connections}).
@@ -168,7 +156,9 @@ class ConnectionGuard:
         self.freed = 0
         self.refused = 0
         self.turned_away = 0
-        self._connections: dict[_Connection, None] = {}
+        # Each connection's protocol, oldest first; the guard's state of a
+        # connection is kept on its protocol (GuardedProtocol).
+        self._connections: dict[Any, None] = {}
         self._closing = 0
         self._barren_until = -math.inf
         self._freed_log = _OncePerSecond(clock, self._say_freed)
@@ -181,21 +171,12 @@ class ConnectionGuard:
         """
         return len(self._connections)
 
-    def track(self, protocol: object) -> None:
-        """
-        Guard the connection of C{protocol}, just built by the site.
-        """
-        connection = _Connection(protocol)
-        on_connection(
-            protocol,
-            lambda transport: self._made(connection, transport),
-            lambda transport: self._heard(connection),
-        )
-        on_connection_lost(protocol, lambda: self._lost(connection))
-        if self.read_timeout is not None:
-            after_data_received(protocol, lambda: self._received(connection))
+    # -- what the site's protocols tell (ConnectionHooks) -------------------
 
-    def _made(self, connection: _Connection, transport: object) -> None:
+    def made(self, protocol: Any, transport: object) -> None:
+        """
+        C{protocol}, built by the site, is connected to C{transport}.
+        """
         room = self.room
         if room is not None and len(self._connections) - self._closing >= room:
             # Before the newcomer is counted: it is not one to close.
@@ -203,9 +184,10 @@ class ConnectionGuard:
             # heard of it: kept, each one past the room would hold a
             # descriptor until accept itself fails (EMFILE), however fast
             # the pending ones are answered.
-            connection.refused = not self.free()
-        self._connections[connection] = None
-        if self.peer_timeout is not None and not connection.refused:
+            if not self.free():
+                protocol.guard_refused = True
+        self._connections[protocol] = None
+        if self.peer_timeout is not None and not protocol.guard_refused:
             tcp = tcp_transport_of(transport)
             if tcp is not None:
                 try:
@@ -215,42 +197,47 @@ class ConnectionGuard:
                 else:
                     watch_peer_timeout(tcp)
 
-    def _heard(self, connection: _Connection) -> None:
-        if not connection.refused or connection not in self._connections:
+    def heard(self, protocol: Any) -> None:
+        """
+        C{protocol} has heard its connection was made.
+        """
+        if not protocol.guard_refused or protocol not in self._connections:
             return
-        channel = http11_channel(connection.protocol)
+        channel = http11_channel(protocol)
         # At once: the descriptor is wanted for the next accept of this turn.
-        self._close(connection, channel or connection.protocol, at_once=True)
+        self._close(protocol, channel or protocol, at_once=True)
         self.refused += 1
         self._freed_log.add("refused")
 
-    def _lost(self, connection: _Connection) -> None:
-        if self._connections.pop(connection, 0) is None and connection.closing:
+    def lost(self, protocol: Any) -> None:
+        """
+        C{protocol} has heard its connection was lost.
+        """
+        if self._connections.pop(protocol, 0) is None and protocol.guard_closing:
             self._closing -= 1
-        if connection.timer is not None:
-            connection.timer.cancel()
-            connection.timer = None
+        if protocol.guard_read_timer is not None:
+            protocol.guard_read_timer.cancel()
+            protocol.guard_read_timer = None
 
     # -- read timeout -----------------------------------------------------
 
-    def _received(self, connection: _Connection) -> None:
-        channel = http11_channel(connection.protocol)
-        if channel is None:
-            return
-        if connection.timer is None:
-            if receiving_request(channel):
-                assert self.read_timeout is not None
-                connection.timer = self.clock.callLater(
-                    self.read_timeout, self._too_slow, connection
-                )
-        elif not receiving_request(channel):
-            connection.timer.cancel()
-            connection.timer = None
+    def reading(self, protocol: Any, receiving: bool) -> None:
+        """
+        After a read, C{protocol}'s channel began to receive a request
+        without a timer running, or stopped with one.
+        """
+        if not receiving:
+            protocol.guard_read_timer.cancel()
+            protocol.guard_read_timer = None
+        elif not protocol.guard_closing and self.read_timeout is not None:
+            protocol.guard_read_timer = self.clock.callLater(
+                self.read_timeout, self._too_slow, protocol
+            )
 
-    def _too_slow(self, connection: _Connection) -> None:
-        connection.timer = None
-        channel = http11_channel(connection.protocol)
-        if channel is None or connection.closing or not receiving_request(channel):
+    def _too_slow(self, protocol: Any) -> None:
+        protocol.guard_read_timer = None
+        channel = http11_channel(protocol)
+        if channel is None or protocol.guard_closing or not receiving_request(channel):
             return
         if self.ledger is not None:
             self.ledger.reject(Rejection.READ_TIMEOUT)
@@ -260,12 +247,12 @@ class ConnectionGuard:
             b"Content-Type: text/plain; charset=utf-8\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
         )
-        self._close(connection, channel, at_once=False)
+        self._close(protocol, channel, at_once=False)
 
-    def _close(self, connection: _Connection, channel: Any, at_once: bool) -> None:
-        if not connection.closing:
-            connection.closing = True
-            if connection in self._connections:
+    def _close(self, protocol: Any, channel: Any, at_once: bool) -> None:
+        if not protocol.guard_closing:
+            protocol.guard_closing = True
+            if protocol in self._connections:
                 self._closing += 1
         if at_once:
             close_at_once(channel)
@@ -287,15 +274,15 @@ class ConnectionGuard:
         if most is None:
             most = max(1, min(32, len(self._connections) // 16))
         closed = 0
-        for connection in list(self._connections):
+        for protocol in list(self._connections):
             if closed >= most:
                 break
-            if connection.closing:
+            if protocol.guard_closing:
                 continue
-            channel = http11_channel(connection.protocol)
+            channel = http11_channel(protocol)
             if channel is not None and channel.transport and reusable(channel):
                 # At once: the descriptor is wanted in this very turn.
-                self._close(connection, channel, at_once=True)
+                self._close(protocol, channel, at_once=True)
                 closed += 1
         if closed:
             self.freed += closed
@@ -409,20 +396,15 @@ def guard_connections(
     @param clock: the site's reactor by default.
     @return: the guard, whose L{ConnectionGuard.room} turns on freeing idle
         connections when descriptors run short.
+    @raise ValueError: if C{site} has a guard already.
     """
+    if guard_of(site) is not None:
+        raise ValueError("guard_connections: this site is guarded already")
     clock = default_clock(clock if clock is not None else site.reactor)
     guard = ConnectionGuard(
         clock=clock, ledger=ledger, peer_timeout=peer_timeout, read_timeout=read_timeout
     )
-    build = site.buildProtocol
-
-    def buildProtocol(addr: object) -> object:
-        protocol = build(addr)  # type: ignore[no-untyped-call]
-        if protocol is not None:
-            guard.track(protocol)
-        return protocol
-
-    site.buildProtocol = buildProtocol  # type: ignore[method-assign]
+    guard_protocols(site, guard)
     setattr(site, _GUARD, guard)
     return guard
 

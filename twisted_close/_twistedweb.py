@@ -13,17 +13,24 @@ import struct
 import sys
 from asyncio import AbstractEventLoop
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IHalfCloseableProtocol,
     IReactorCore,
     ITCPTransport,
 )
 from twisted.logger import ILogObserver, LogEvent, Logger
 from twisted.python.failure import Failure
+from twisted.web.http import (
+    HTTPChannel,
+    _GenericHTTPChannelProtocol,
+    _genericHTTPChannelProtocolFactory,
+)
 from twisted.web.iweb import IRequest
 from zope.interface import alsoProvides
 
@@ -44,20 +51,18 @@ __all__ = [
     "abort_stream",
     "abort_transport",
     "accept_failure",
-    "after_data_received",
     "asyncio_event_loop",
     "channel_of",
     "classify",
     "close_at_once",
     "connection_closing",
+    "guard_protocols",
     "http11_channel",
     "is_tls",
     "keep_alive_off",
     "keep_tls_tcp_reason",
     "lose_connection",
     "network_producer",
-    "on_connection",
-    "on_connection_lost",
     "on_half_close",
     "peer_timed_out",
     "reactor_cutting_connections",
@@ -392,14 +397,47 @@ def keep_tls_tcp_reason(transport: object) -> None:
     if not is_tls(transport):
         return
     untyped: Any = transport
-    below = untyped.connectionLost
-
-    def connection_lost(reason: Failure) -> None:
-        setattr(untyped, _TCP_REASON, reason)
-        below(reason)
-
     # An instance attribute: this one connection, no subclass to install.
-    untyped.connectionLost = connection_lost
+    untyped.connectionLost = _KeepTCPReason(transport)
+
+
+class _ConnectionLost:
+    """
+    A C{connectionLost} put on one transport, that ends by calling the one
+    it replaced: an object of two slots, where a closure, its cells and the
+    bound method it wraps cost several times as much per connection.
+    """
+
+    __slots__ = ("_below", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        below = transport.connectionLost
+        # The class's own is called through the class, not kept bound: a
+        # bound method would cost more than this object.  (Not vars(): in
+        # CPython it gives the transport a dictionary of its own.)
+        own = getattr(type(transport), "connectionLost", None)
+        self._below: Callable[[Failure], None] | None = (
+            None if getattr(below, "__func__", None) is own else below
+        )
+
+    def _call_below(self, reason: Failure) -> None:
+        if self._below is not None:
+            self._below(reason)
+        else:
+            type(self._transport).connectionLost(self._transport, reason)
+
+
+class _KeepTCPReason(_ConnectionLost):
+    """
+    See L{keep_tls_tcp_reason}.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, reason: Failure) -> None:
+        setattr(self._transport, _TCP_REASON, reason)
+        self._call_below(reason)
 
 
 def tls_tcp_reason(transport: object) -> Failure | None:
@@ -597,58 +635,120 @@ def record_stream_loss(channel: object, record: Callable[[Failure], None]) -> No
 # -- Connections: the accepted socket, the HTTP/1.1 channel's state ---------
 
 
-def on_connection(
-    protocol: Any,
-    made: Callable[[object], None],
-    then: Callable[[object], None] | None = None,
-) -> None:
+class ConnectionHooks(TypingProtocol):
     """
-    Call C{made(transport)} once C{protocol}, just built by a C{Site}, is
-    connected, before it hears of it; and C{then(transport)}, if given,
-    once it has heard.
-
-    Relies on the C{Site}'s callers (a port, C{TLSMemoryBIOProtocol}) calling
-    the protocol's C{makeConnection} through the instance, which is wrapped
-    here: twisted.web has no hook for a connection being made.
+    What L{guard_protocols} tells of each connection a C{Site} accepts.
     """
-    original = protocol.makeConnection
 
-    def makeConnection(transport: object) -> None:
-        made(transport)
-        original(transport)
-        if then is not None:
-            then(transport)
+    read_timeout: float | None
+    """C{None}: L{reading} is not told of the connections made meanwhile."""
 
-    protocol.makeConnection = makeConnection
+    def made(self, protocol: Any, transport: object) -> None:
+        """
+        C{protocol} is connected to C{transport}, and not yet told.
+        """
+
+    def heard(self, protocol: Any) -> None:
+        """
+        C{protocol} has heard that its connection was made.
+        """
+
+    def lost(self, protocol: Any) -> None:
+        """
+        C{protocol} has heard that its connection was lost.
+        """
+
+    def reading(self, protocol: Any, receiving: bool) -> None:
+        """
+        After a read, C{protocol}'s HTTP/1.1 channel has part of a request
+        (C{receiving}) and no C{guard_read_timer}, or has none and a timer.
+        """
 
 
-def on_connection_lost(protocol: Any, lost: Callable[[], None]) -> None:
+class GuardedProtocol:
     """
-    Call C{lost()} once C{protocol}'s connection is lost, after it heard.
+    What L{guard_protocols} adds to the class of the protocols a C{Site}
+    builds: its C{guard_hooks} hear of each connection, and the hooks' state of
+    the connection is kept on its protocol (no object more per connection,
+    no closure per instance).
     """
-    original = protocol.connectionLost
 
-    def connectionLost(reason: Failure) -> None:
+    # Named for the guard: no name Twisted's protocols use.
+    guard_hooks: ClassVar[ConnectionHooks]
+    guard_read_timer: IDelayedCall | None = None
+    """The hooks' timer of the request being received, if any."""
+    guard_closing = False
+    """Whether the hooks are closing the connection."""
+    guard_refused = False
+    """Whether the hooks refused the connection as it was made."""
+
+    def makeConnection(self, transport: object) -> None:
+        hooks = self.guard_hooks
+        hooks.made(self, transport)
+        super().makeConnection(transport)  # type: ignore[misc]
+        hooks.heard(self)
+
+    def connectionLost(self, reason: Failure) -> None:
         try:
-            original(reason)
+            super().connectionLost(reason)  # type: ignore[misc]
         finally:
-            lost()
-
-    protocol.connectionLost = connectionLost
+            self.guard_hooks.lost(self)
 
 
-def after_data_received(protocol: Any, then: Callable[[], None]) -> None:
+class _ReadTimed(GuardedProtocol):
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)  # type: ignore[misc]
+        # http11_channel() and receiving_request() inline: this runs for
+        # every read, and a call costs more than the test.
+        channel: Any = getattr(self, "_channel", self)
+        receiving = not getattr(channel, "_handlingRequest", True) and (
+            channel._HTTPChannel__first_line == 0 or bool(channel._buffer)
+        )
+        if receiving is (self.guard_read_timer is None):
+            self.guard_hooks.reading(self, receiving)
+
+
+def guard_protocols(site: Any, hooks: ConnectionHooks) -> None:
     """
-    Call C{then()} after each C{dataReceived} of C{protocol} (the one a
-    C{Site} built, which hands the bytes to its HTTP/1.1 or HTTP/2 channel).
+    Have C{site} build each protocol as an instance of a subclass of what it
+    builds now (L{GuardedProtocol}, the class made once), which tells
+    C{hooks} of its connection (see L{ConnectionHooks}): over HTTP/1.1, and
+    HTTP/2 over TLS.
+
+    Relies on C{Factory.buildProtocol} calling the factory's C{protocol()},
+    on the C{Site}'s callers (a port, C{TLSMemoryBIOProtocol}) calling the
+    protocol's C{makeConnection}, C{dataReceived} and C{connectionLost},
+    and on what L{http11_channel} and L{receiving_request} rely on.  For
+    twisted.web's own protocol factory, on its being
+    C{_GenericHTTPChannelProtocol(HTTPChannel())}, built here as the
+    subclass; any other protocol has its class changed once built, which
+    costs CPython an instance dictionary.
     """
-    original = protocol.dataReceived
+    make = site.protocol
+    classes: dict[tuple[type, bool], type] = {}
 
-    def dataReceived(data: bytes) -> None:
-        original(data)
-        then()
+    def guarded(base: type) -> Any:
+        timed = hooks.read_timeout is not None
+        cls = classes.get((base, timed))
+        if cls is None:
+            mixin = _ReadTimed if timed else GuardedProtocol
+            namespace = {"guard_hooks": hooks, "__module__": __name__}
+            cls = classes[base, timed] = type(base.__name__, (mixin, base), namespace)
+        return cls
 
-    protocol.dataReceived = dataReceived
+    if getattr(make, "__func__", None) is _genericHTTPChannelProtocolFactory:
+
+        def protocol() -> Any:
+            return guarded(_GenericHTTPChannelProtocol)(HTTPChannel())
+
+    else:
+
+        def protocol() -> Any:
+            built = make()
+            built.__class__ = guarded(type(built))
+            return built
+
+    site.protocol = protocol
 
 
 def http11_channel(protocol: object) -> Any:
@@ -764,15 +864,26 @@ def watch_peer_timeout(transport: Any) -> None:
     sock = getattr(transport, "socket", None)
     if not isinstance(sock, socket.socket) or not hasattr(socket, "TCP_INFO"):
         return
-    original = transport.connectionLost
+    # An instance attribute: this one connection, no subclass to install.
+    transport.connectionLost = _PeerTimeoutWatch(transport)
 
-    def connectionLost(reason: Failure) -> None:
-        if type(reason.value) is ConnectionLost and _unanswered(sock):
-            setattr(transport, _PEER_GAVE_UP, True)
-            reason = Failure(PeerTimedOut())
-        original(reason)
 
-    transport.connectionLost = connectionLost
+class _PeerTimeoutWatch(_ConnectionLost):
+    """
+    See L{watch_peer_timeout}.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, reason: Failure) -> None:
+        transport = self._transport
+        if type(reason.value) is ConnectionLost:
+            # Gone once the socket is closed: told twice, it was.
+            sock = getattr(transport, "socket", None)
+            if sock is not None and _unanswered(sock):
+                setattr(transport, _PEER_GAVE_UP, True)
+                reason = Failure(PeerTimedOut())
+        self._call_below(reason)
 
 
 def _unanswered(sock: socket.socket) -> bool:
