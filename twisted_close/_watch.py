@@ -116,13 +116,10 @@ class RequestWatch:
         "_ended_at",
         "_ending",
         "_ledger",
-        "_outcome",
         "_peer_ending",
         "_pending",
         "_request",
-        "_server_cancelled",
         "_server_ending",
-        "_shutdown",
         "_started",
         "_stream",
         "detail",
@@ -142,23 +139,22 @@ class RequestWatch:
         self._clock = clock
         self._ledger = ledger
         self._started = clock.seconds()
-        self._pending: list[Cancellable] = []
+        # A tuple: a held request keeps a small one, not a list.
+        self._pending: tuple[Cancellable, ...] = ()
         # Kept: the request drops its channel before the errback runs.
         self._channel = channel_of(request)
         self._server_ending: Ending | None = None
-        self._server_cancelled = 0
         self._ending: Ending | None = None
         self._ended_at = 0.0
         self._cancelled = 0
-        self._outcome: Outcome | None = None
         self._peer_ending: Ending | None = None
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = endless
         self._stream = False
-        # Asked now: the reactor's shutdown trigger must be in place before
-        # a shutdown could cut this request.
-        self._shutdown = watch_shutdown(clock)
+        # Asked now, so that the reactor's shutdown trigger is in place before
+        # a shutdown could cut this request; asked again if one does.
+        watch_shutdown(clock)
 
         finished, gone = request_state(request)
         if finished:
@@ -182,7 +178,9 @@ class RequestWatch:
             self._stream = True
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = request.notifyFinish()  # type: ignore[attr-defined]
-        finishing.addCallbacks(self._completed, self._lost)
+        # One bound method for both: a held request keeps one, not two.
+        either = self._finished
+        finishing.addCallbacks(either, either)
 
     @property
     def clock(self) -> IReactorTime:
@@ -213,18 +211,18 @@ class RequestWatch:
         """
         if self._ending is None:
             return None
-        if self._outcome is None:
-            request = self._request
-            self._outcome = Outcome(
-                method=_raw(request.method),
-                path=_raw(request.path),
-                client=describe_client(request),
-                elapsed=self._ended_at - self._started,
-                ending=self._ending,
-                cancelled=self._cancelled,
-                detail=self._detail(),
-            )
-        return self._outcome
+        # Made when asked, not kept: a held request is smaller without it,
+        # and only a logged or observed ending is asked for its outcome.
+        request = self._request
+        return Outcome(
+            method=_raw(request.method),
+            path=_raw(request.path),
+            client=describe_client(request),
+            elapsed=self._ended_at - self._started,
+            ending=self._ending,
+            cancelled=self._cancelled,
+            detail=self._detail(),
+        )
 
     def _detail(self) -> str:
         detail = "" if self.detail is None else self.detail()
@@ -255,7 +253,8 @@ class RequestWatch:
                 if known is item:
                     break
             else:
-                pending.append(item)
+                pending += (item,)
+        self._pending = pending
 
     def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
         """
@@ -272,7 +271,7 @@ class RequestWatch:
             return
         self._server_ending = ending
         self.close_when_done()
-        self._server_cancelled = self._cancel_all()
+        self._cancelled = self._cancel_all()
         answer = self.on_server_end or self._unavailable
         try:
             answer(ending, retry_after)
@@ -305,9 +304,10 @@ class RequestWatch:
         request.finish()
 
     def _end(self, ending: Ending, cancelled: int) -> None:
+        # Added to what a server's ending cancelled first, if it did.
+        self._cancelled += cancelled
         self._ending = ending
         self._ended_at = now = self._clock.seconds()
-        self._cancelled = cancelled
         self._ledger.end(self, ending, now - self._started)
 
     def peer_left(self, ending: Ending) -> None:
@@ -319,15 +319,23 @@ class RequestWatch:
         if self._ending is None and self._server_ending is None:
             self._peer_ending = ending
 
-    def _completed(self, ignored: object) -> None:
-        self._pending.clear()
+    def _finished(self, result: object) -> None:
+        """
+        What C{notifyFinish()} tells, either way: its errback's C{Failure}
+        when the connection was lost, else that the request finished.
+        """
+        if isinstance(result, Failure):
+            ending = self._loss_ending(result)
+            self._end(ending, self._cancel_all())
+            return
+        self._pending = ()
         if self._stream and self._server_ending is None and self._peer_ending is None:
             sending = stream_end_pending(self._channel)
             if sending is not None:
                 self._await_stream_end(sending)
                 return
         ending = self._server_ending or self._peer_ending or _COMPLETED
-        self._end(ending, self._server_cancelled)
+        self._end(ending, 0)
 
     def _await_stream_end(self, sending: Deferred[object]) -> None:
         """
@@ -370,7 +378,7 @@ class RequestWatch:
         if ending is _CLIENT_LOST and peer_timed_out(self._channel):
             # An HTTP/2 stream hears "Producing stopped" whatever happened.
             return Ending.PEER_TIMED_OUT
-        shutdown = self._shutdown
+        shutdown = watch_shutdown(self._clock)
         # begun first: it is a plain flag, and no shutdown has begun in all
         # but the last moments of a server's life.
         if not ending.by_server and shutdown.begun and shutdown.cutting_connections:
@@ -385,13 +393,8 @@ class RequestWatch:
                 return tcp_ending(tls_tcp_reason(transport))
         return ending
 
-    def _lost(self, reason: Failure) -> None:
-        # As _interrupted, inline: this runs for every interruption.
-        ending = self._loss_ending(reason)
-        self._end(ending, self._cancel_all() + self._server_cancelled)
-
     def _cancel_all(self) -> int:
-        items, self._pending = self._pending, []
+        items, self._pending = self._pending, ()
         cancelled = 0
         for item in items:
             try:
@@ -401,7 +404,7 @@ class RequestWatch:
         return cancelled
 
     def _interrupted(self, ending: Ending) -> None:
-        self._end(ending, self._cancel_all() + self._server_cancelled)
+        self._end(ending, self._cancel_all())
 
 
 def cancel_on_disconnect(
