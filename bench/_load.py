@@ -5,6 +5,7 @@ aborted at once, and M answers due at the same instant.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import select
 import shutil
@@ -13,6 +14,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 
 from ._peers import HOST, HarnessError, get_stats, wait_until
 
@@ -29,13 +31,23 @@ def load_generator(choice: str) -> str:
     return choice
 
 
-def requests_per_second(port: int, seconds: float, conns: int, tool: str) -> float:
-    """Delay-0 requests per second over C{conns} keep-alive connections."""
+def requests_per_second(
+    port: int, seconds: float, conns: int, tool: str, cpus: set[int] | None = None
+) -> float:
+    """Delay-0 requests per second over C{conns} keep-alive connections; wrk
+    runs on C{cpus} if given (the asyncio client runs in this process, as is).
+    """
     url = f"http://{HOST}:{port}/rps?delay=0"
     if tool == "asyncio":
         return asyncio.run(_asyncio_rps(port, seconds, conns))
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", url]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    run = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        preexec_fn=None if cpus is None else partial(os.sched_setaffinity, 0, cpus),
+    )
     found = re.search(r"Requests/sec:\s*([\d.]+)", run.stdout)
     if run.returncode or found is None or "Non-2xx" in run.stdout:
         raise HarnessError(f"wrk failed on port {port}:\n{run.stdout}{run.stderr}")
