@@ -43,6 +43,7 @@ from ._peers import (
 
 FIGURES = [  # key, label, format
     ("requests_per_s", "requests/s at delay 0", "{:,.0f}"),
+    ("requests_per_cpu_s", "requests per CPU-second", "{:,.0f}"),
     ("kib_per_held", "KiB per held request", "{:.2f}"),
     ("abort_ms", "abort -> all reported, ms", "{:,.0f}"),
     ("lateness_p50_ms", "lateness p50, ms", "{:.1f}"),
@@ -55,6 +56,7 @@ WORKERS_TARGET = 1.3  # closedemo --workers 2 req/s against single-process Node
 # duration and rounds of the subscribers scenario; rounds of the storms here
 QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1, "cycles": 2}
 FULL = {"held": 10_000, "due": 5000, "duration": 10.0, "rounds": 3, "cycles": 30}
+PAIRED = ("requests_per_s", "requests_per_cpu_s", "abort_ms")
 SERVER_CPUS, LOAD_CPUS = {0}, {1}  # --pin: single-process peers, and wrk
 T0 = time.monotonic()
 TRACKED = HERE / "results.json"  # the run the READMEs cite: --update-docs only
@@ -120,8 +122,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
     if args.cycles < 1 or args.slice <= 0 or args.rounds < 1:
         p.error("--cycles, --slice and --rounds must be positive")
-    pin = args.pin and (os.cpu_count() or 1) >= 2
+    allowed = os.sched_getaffinity(0)
+    pin = args.pin and SERVER_CPUS | LOAD_CPUS <= allowed
     args.server_cpus, args.load_cpus = (SERVER_CPUS, LOAD_CPUS) if pin else (None, None)
+    args.all_cpus = allowed if pin else None  # the workers peers, and wrk for them
     if unknown := set(args.peers) - set(PEER_NAMES):
         p.error(f"unknown peers {sorted(unknown)}; choose from {PEER_NAMES}")
     return args
@@ -198,6 +202,7 @@ def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str,
     by_name = {p.name: p for p in peers}
     count = [0]
     total = 1 + max(1, 2 * len(order)) * args.cycles
+    per_cpu: dict[str, list[float]] = {}  # requests per CPU-second, each slice
 
     def rps(name: str) -> float:
         count[0] += 1
@@ -205,8 +210,12 @@ def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str,
         say(
             f"requests/s slice {count[0]}/{total}: {name} for {args.slice:g} s ({tool})"
         )
-        cpus = args.load_cpus if single_process(name) else None
-        return load.requests_per_second(peer.port, args.slice, args.conns, tool, cpus)
+        cpus = args.load_cpus if single_process(name) else args.all_cpus
+        before = peer.cpu_seconds()
+        rate, answered = load.load_slice(peer.port, args.slice, args.conns, tool, cpus)
+        used = peer.cpu_seconds() - before
+        per_cpu.setdefault(name, []).append(answered / used if used > 0 else 0.0)
+        return rate
 
     if order:
         slices = _paired.run(first, order, args.cycles, rps)
@@ -214,11 +223,16 @@ def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str,
         slices = {first: [rps(first) for _ in range(total)]}
     for name, values in slices.items():
         runs[name]["requests_per_s"] = values
+        runs[name]["requests_per_cpu_s"] = per_cpu[name]
     if base is not None and order:
-        found = _paired.ratios(first, order, slices)
-        data["paired"]["requests_per_s"] = {
-            n: _paired.spread(v) | {"ratios": v} for n, v in found.items() if v
-        }
+        for key, measured in (
+            ("requests_per_s", slices),
+            ("requests_per_cpu_s", per_cpu),
+        ):
+            found = _paired.ratios(first, order, measured)
+            data["paired"][key] = {
+                n: _paired.spread(v) | {"ratios": v} for n, v in found.items() if v
+            }
     if "node" in slices:
         data["paired"]["workers_vs_node"] = {
             n: _paired.spread(q) | {"quotients": q}
@@ -320,7 +334,7 @@ def report(data: dict[str, Any]) -> None:
         print(row)
         for what, lo, hi in (("IQR of pairs", "q1", "q3"), ("95% CI", "ci95", "")):
             found = paired.get(key, {})
-            if not found or key not in ("requests_per_s", "abort_ms"):
+            if not found or key not in PAIRED:
                 continue
             row = f"{'  ratio, ' + what:30}"
             for name in names:
@@ -358,7 +372,7 @@ def summarize(data: dict[str, Any]) -> None:
         n: {k: f[k] / base[k] for k, *_ in FIGURES if base[k]}
         for n, f in (peers.items() if base else ())
     }
-    for key in ("requests_per_s", "abort_ms"):  # the paired ratios, where taken
+    for key in PAIRED:  # the paired ratios, where taken
         for name, found in paired.get(key, {}).items():
             data["ratios"][name][key] = found["median"]
     data["targets"] = []
@@ -431,7 +445,12 @@ def run(args: argparse.Namespace) -> int:
     data["pinning"] = args.server_cpus and {
         "servers": sorted(args.server_cpus),
         "load": sorted(args.load_cpus),
+        "workers_peers": sorted(args.all_cpus),
     }
+    if args.load_cpus:
+        # This process (the storms' and lateness' client) beside wrk, apart
+        # from the single-process peers; those with workers get every CPU.
+        os.sched_setaffinity(0, args.load_cpus)
     say(f"load generator: {data['load_generator']}; machine: {data['machine']}")
     peers: list[Peer] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -443,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
                 data["skipped"][name] = argv
                 continue
             out = Path(tmp) / f"{name}.out"
-            cpus = args.server_cpus if single_process(name) else None
+            cpus = args.server_cpus if single_process(name) else args.all_cpus
             peers.append(Peer(name, argv, port, out, cpus))
         try:
             for peer in peers:

@@ -1,8 +1,9 @@
 """
 The picture of a run: each figure's ratio to the baseline, one bar per peer,
 as a PNG beside the JSON.  Where the ratio is a median of paired ratios
-(requests/s, abort), a whisker shows its 95% confidence interval; the
-C{_workers} peers get one more row, their requests/s over Node's.
+(requests/s, requests per CPU-second, abort), a whisker shows its 95%
+confidence interval; the C{_workers} peers get one more row, their
+requests/s over Node's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 FIGURES = {
     "requests_per_s": "requests/s (higher is better)",
+    "requests_per_cpu_s": "requests per CPU-second",
     "workers_vs_node": "requests/s over node's\n(workers peers; higher is better)",
     "kib_per_held": "KiB per held request",
     "abort_ms": "abort until all reported",
@@ -47,7 +49,7 @@ def write_chart(data: dict[str, Any], path: Path, baseline: str) -> Path | None:
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.3 * len(peers) * len(figures)))
     for i, peer in enumerate(peers):
         ys = [n + i * height for n in range(len(figures))]
-        values = [ratios[peer].get(f, 0.0) for f in figures]
+        values = [ratios[peer].get(f, 0.0) for f in figures]  # 0: not measured
         cis = [paired.get(f, {}).get(peer, {}).get("ci95") for f in figures]
         whiskers = [
             [v - ci[0] if ci else 0.0 for v, ci in zip(values, cis, strict=True)],
@@ -55,7 +57,7 @@ def write_chart(data: dict[str, Any], path: Path, baseline: str) -> Path | None:
         ]
         bars = ax.barh(ys, values, height=height, label=peer, xerr=whiskers)
         labels = [
-            f"{v:.2f}x" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+            (f"{v:.2f}x" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")) if v else ""
             for v, ci in zip(values, cis, strict=True)
         ]
         ax.bar_label(bars, labels=labels, fontsize=6, padding=3)
@@ -64,8 +66,8 @@ def write_chart(data: dict[str, Any], path: Path, baseline: str) -> Path | None:
     ax.set_yticklabels([FIGURES[f] for f in figures])
     ax.invert_yaxis()
     ax.set_xlabel(
-        f"ratio to {baseline} (1.0, the line); lower is better but for requests/s;"
-        " whiskers: 95% CI of a median of paired ratios"
+        f"ratio to {baseline} (1.0, the line); lower is better but for requests;\n"
+        "whiskers: the 95% CI of a median of paired ratios"
     )
     ax.legend(loc="lower right", fontsize=8)
     machine = data.get("machine", {})

@@ -167,6 +167,12 @@ class Peer:
         """VmRSS of the peer's processes (its workers too), from /proc."""
         return sum(_rss_kib(pid) for pid in [self.pid, *_children(self.pid)])
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the peer's processes (its workers too) and all their
+        threads so far, from the scheduler's nanosecond count.
+        """
+        return sum(_cpu_ns(pid) for pid in [self.pid, *_children(self.pid)]) / 1e9
+
     def tail(self, lines: int = 15) -> str:
         text = self.output.read_text(errors="replace") if self.output.exists() else ""
         return "\n".join(text.splitlines()[-lines:]) or "(no output)"
@@ -187,6 +193,16 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise HarnessError(f"no VmRSS for pid {pid}")
+
+
+def _cpu_ns(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total
 
 
 def _children(pid: int) -> list[int]:

@@ -43,8 +43,10 @@ class BenchOutputTests(SynchronousTestCase):
     def test_pinning_puts_single_process_peers_and_wrk_apart(self) -> None:
         args = parse([])
         self.assertEqual((args.server_cpus, args.load_cpus), ({0}, {1}))
+        self.assertEqual(args.all_cpus, {0, 1})  # the workers peers, not pinned
         args = parse(["--no-pin"])
         self.assertEqual((args.server_cpus, args.load_cpus), (None, None))
+        self.assertIsNone(args.all_cpus)
 
     def test_no_cycles_is_a_usage_error(self) -> None:
         with contextlib.redirect_stderr(io.StringIO()) as err:
@@ -61,12 +63,18 @@ class BenchOutputTests(SynchronousTestCase):
 
 class ChartTests(SynchronousTestCase):
     def test_the_chart_shows_each_peers_ratios_beside_the_json(self) -> None:
-        data = {
+        data: dict[str, Any] = {
             "machine": {"closedemo_commit": "abc1234"},
             "ratios": {
                 "bare_twisted": {"requests_per_s": 1.0, "abort_ms": 1.0},
                 "closedemo": {"requests_per_s": 0.98, "abort_ms": 1.02},
                 "node": {"requests_per_s": 1.3, "abort_ms": 1.5},
+                "closedemo_workers": {"requests_per_s": 1.6, "abort_ms": 1.1},
+            },
+            "paired": {
+                "requests_per_s": {"closedemo": _found(0.98, 0.96, 1.0)},
+                "workers_vs_node": {"closedemo_workers": _found(1.2, 1.1, 1.3)},
+                "cycles": 30,
             },
         }
         path = Path(temporary_directory(self)) / "results.png"
@@ -133,6 +141,7 @@ class PairedTests(SynchronousTestCase):
 def _figures(rps: float, abort: float) -> dict[str, float]:
     return {
         "requests_per_s": rps,
+        "requests_per_cpu_s": rps,
         "kib_per_held": 9.0,
         "abort_ms": abort,
         "lateness_p50_ms": 10.0,
