@@ -55,57 +55,77 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def cycle_order(names: Sequence[str]) -> list[str]:
+def cycle_order(
+    names: Sequence[str], focus: str | None = None, weight: int = 1
+) -> list[str]:
     """
     The peers' order in a cycle: C{node} just before the C{_workers} peers,
-    whose quotient to Node is taken slice by slice in the same cycle.
+    whose quotient to Node is taken slice by slice in the same cycle; the
+    C{focus} peer (if there) C{weight} times, spread over the others.
     """
     workers = [n for n in names if n.endswith("_workers")]
-    node = [n for n in names if n == "node"]
-    return [n for n in names if n not in workers + node] + node + workers
+    tail = [n for n in names if n == "node"] + workers
+    rest = [n for n in names if n not in tail and n != focus]
+    if focus is None or focus not in names:
+        return rest + tail
+    order: list[str] = []
+    for part in range(weight):
+        order += [
+            focus,
+            *rest[part * len(rest) // weight : (part + 1) * len(rest) // weight],
+        ]
+    return order + tail
 
 
-def schedule(baseline: str, others: Sequence[str], cycles: int) -> list[str]:
+def schedule(baseline: str, order: Sequence[str], cycles: int) -> list[str]:
     """The slices in order: the baseline before and after every other slice."""
-    order = [baseline]
+    found = [baseline]
     for _ in range(cycles):
-        for name in others:
-            order += [name, baseline]
-    return order
-
-
-def run(
-    baseline: str,
-    others: Sequence[str],
-    cycles: int,
-    measure: Callable[[str], float],
-) -> dict[str, list[float]]:
-    """Measure the slices of L{schedule} in order; each peer's values in order."""
-    slices: dict[str, list[float]] = {baseline: [], **{n: [] for n in others}}
-    for name in schedule(baseline, others, cycles):
-        slices[name].append(measure(name))
-    return slices
-
-
-def ratios(
-    baseline: str, others: Sequence[str], slices: dict[str, list[float]]
-) -> dict[str, list[float]]:
-    """
-    Each other peer's slices, each over the mean of the baseline slices just
-    before and just after it, in the order of L{schedule}.
-    """
-    base = slices[baseline]
-    found: dict[str, list[float]] = {n: [] for n in others}
-    for cycle in range(len(base) // max(1, len(others))):
-        for i, name in enumerate(others):
-            at = cycle * len(others) + i
-            if at + 1 >= len(base) or cycle >= len(slices[name]):
-                return found
-            beside = (base[at] + base[at + 1]) / 2
-            found[name].append(slices[name][cycle] / beside)
+        for name in order:
+            found += [name, baseline]
     return found
 
 
-def quotients(top: Sequence[float], bottom: Sequence[float]) -> list[float]:
-    """C{top[i] / bottom[i]}: two peers' slices of the same cycles."""
-    return [t / b for t, b in zip(top, bottom, strict=True)]
+Measured = list[tuple[str, float]]
+"""Each slice's peer and figure, in the order measured."""
+
+
+def run(
+    baseline: str, order: Sequence[str], cycles: int, measure: Callable[[str], float]
+) -> Measured:
+    """Measure the slices of L{schedule} in turn."""
+    return [(name, measure(name)) for name in schedule(baseline, order, cycles)]
+
+
+def by_peer(measured: Measured) -> dict[str, list[float]]:
+    """Each peer's figures, in the order measured."""
+    found: dict[str, list[float]] = {}
+    for name, value in measured:
+        found.setdefault(name, []).append(value)
+    return found
+
+
+def ratios(baseline: str, measured: Measured) -> dict[str, list[float]]:
+    """
+    Each other peer's slices, each over the mean of the baseline slices just
+    before and just after it.
+    """
+    found: dict[str, list[float]] = {}
+    for at in range(1, len(measured) - 1):
+        name, value = measured[at]
+        before, after = measured[at - 1], measured[at + 1]
+        if name != baseline and before[0] == after[0] == baseline:
+            found.setdefault(name, []).append(value / ((before[1] + after[1]) / 2))
+    return found
+
+
+def quotients(measured: Measured, top: str, bottom: str) -> list[float]:
+    """Each slice of C{top} over the last slice of C{bottom} before it."""
+    found: list[float] = []
+    last: float | None = None
+    for name, value in measured:
+        if name == bottom:
+            last = value
+        elif name == top and last is not None:
+            found.append(value / last)
+    return found

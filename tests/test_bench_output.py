@@ -104,18 +104,24 @@ class PairedTests(SynchronousTestCase):
         """
         speed = iter([1.0 - 0.02 * t for t in range(41)])
         served = {"b": 1000.0, "x": 950.0}
-        slices = _paired.run("b", ["x"], 20, lambda n: served[n] * next(speed))
-        found = _paired.ratios("b", ["x"], slices)["x"]
+        measured = _paired.run("b", ["x"], 20, lambda n: served[n] * next(speed))
+        found = _paired.ratios("b", measured)["x"]
         self.assertEqual(len(found), 20)
         for ratio in found:
             self.assertAlmostEqual(ratio, 0.95)
+        slices = _paired.by_peer(measured)
         self.assertLess(slices["x"][-1] / slices["b"][0], 0.6)
 
     def test_each_peer_is_paired_with_its_own_neighbours(self) -> None:
-        slices = {"b": [10.0, 20.0, 30.0, 40.0, 50.0], "x": [15.0, 35.0]}
-        slices["y"] = [50.0, 90.0]
-        found = _paired.ratios("b", ["x", "y"], slices)
+        measured = [("b", 10.0), ("x", 15.0), ("b", 20.0), ("y", 50.0), ("b", 30.0)]
+        measured += [("x", 35.0), ("b", 40.0), ("y", 90.0), ("b", 50.0)]
+        found = _paired.ratios("b", measured)
         self.assertEqual(found, {"x": [1.0, 1.0], "y": [2.0, 2.0]})
+
+    def test_workers_are_held_to_the_node_slice_of_their_cycle(self) -> None:
+        measured = [("b", 1.0), ("node", 10.0), ("b", 1.0), ("w", 13.0), ("b", 1.0)]
+        measured += [("node", 20.0), ("b", 1.0), ("w", 22.0), ("b", 1.0)]
+        self.assertEqual(_paired.quotients(measured, "w", "node"), [1.3, 1.1])
 
     def test_the_spread_holds_the_median_its_interval_and_quartiles(self) -> None:
         values = [1.0 + i / 100 for i in range(41)]  # 1.00 .. 1.40
@@ -136,6 +142,14 @@ class PairedTests(SynchronousTestCase):
             _paired.cycle_order(names),
             ["closedemo", "aiohttp", "node", "closedemo_workers", "x_workers"],
         )
+
+    def test_the_focus_peer_comes_several_times_a_cycle(self) -> None:
+        names = ["closedemo", "a", "b", "c", "node", "w_workers"]
+        self.assertEqual(
+            _paired.cycle_order(names, "closedemo", 3),
+            ["closedemo", "a", "closedemo", "b", "closedemo", "c", "node", "w_workers"],
+        )
+        self.assertEqual(_paired.cycle_order(["a"], "closedemo", 3), ["a"])
 
 
 def _figures(rps: float, abort: float) -> dict[str, float]:
