@@ -52,6 +52,10 @@ FIGURES = [  # key, label, format
 # figure, limit, kind: "ratio" limits closedemo/bare, "abs" the value itself
 TARGETS = [("requests_per_s", 0.97, "ratio"), ("kib_per_held", 1.05, "ratio")]
 TARGETS += [("abort_ms", 1.0, "ratio"), ("lateness_p99_ms", 50.0, "abs")]
+# The requests/s limit again on the steadier per-request measure (not issue
+# 13's wording, which is requests/s: printed beside it).
+TARGETS += [("requests_per_cpu_s", 0.97, "ratio")]
+HIGHER_IS_BETTER = ("requests_per_s", "requests_per_cpu_s")
 WORKERS_TARGET = 1.3  # closedemo --workers 2 req/s against single-process Node
 # duration and rounds of the subscribers scenario; rounds of the storms here
 QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1, "cycles": 2}
@@ -348,7 +352,7 @@ def report(data: dict[str, Any]) -> None:
         print("\nclosedemo targets (informational):")
     for t in data["targets"]:
         verdict = "PASS" if t["pass"] else "FAIL"
-        op = ">=" if t["figure"].endswith("requests_per_s") else "<="
+        op = ">=" if t["figure"].endswith(HIGHER_IS_BETTER) else "<="
         unit = {"ratio": "x bare", "node": "x node"}.get(t["kind"], "")
         print(
             f"  {verdict} {t['figure']}: {t['value']:.3f}{unit} "
@@ -400,7 +404,7 @@ def _target(
     """One target's verdict; where the value is a median of paired ratios,
     whether its 95% confidence interval holds the limit (too close to call).
     """
-    ok = value >= limit if key.endswith("requests_per_s") else value <= limit
+    ok = value >= limit if key.endswith(HIGHER_IS_BETTER) else value <= limit
     miss = "" if ok else f": misses by {abs(value / limit - 1):.1%}"
     noise = ""
     if found is not None:
