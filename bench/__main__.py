@@ -171,25 +171,23 @@ def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str,
         visit = peers[r % len(peers) :] + peers[: r % len(peers)]
         tag = f"round {r + 1}/{args.rounds}"
         for peer in [p for p in visit if p is not base] or visit:
-            # Each storm beside one of the baseline's, back to back, their
-            # order swapped every round: a ratio taken within a second.
+            # Each storm right after one of the baseline's (or before: the
+            # order swaps every round), seconds apart, not a minute.
             pair = [] if base in (None, peer) else [base]
             pair = [peer, *pair] if r % 2 else [*pair, peer]
-            socks = {}
+            ms = {}
             for p in pair:
                 say(f"{tag} {p.name}: memory with {args.held:,} held requests")
                 time.sleep(0.3)
                 idle = p.rss_kib()
-                socks[p.name] = load.hold(p.port, args.held)
+                socks = load.hold(p.port, args.held)
                 time.sleep(0.5)
                 held = p.rss_kib()
                 add(p, "rss_idle_kib", idle)
                 add(p, "rss_held_kib", held)
                 add(p, "kib_per_held", (held - idle) / args.held)
-            ms = {}
-            for p in pair:
                 say(f"{tag} {p.name}: abort {args.held:,} (RST) until all reported")
-                ms[p.name] = 1000 * load.abort_storm(p.port, socks[p.name], 120)
+                ms[p.name] = 1000 * load.abort_storm(p.port, socks, 120)
                 add(p, "abort_ms", ms[p.name])
             if base not in (None, peer):
                 aborts[peer.name].append(ms[peer.name] / ms[base.name])
@@ -434,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scenario == "subscribers":
         return run_subscribers(args)
     tool = load.load_generator(args.load)
-    raise_nofile(2 * args.held + args.due + 1000)  # two peers hold at once
+    raise_nofile(args.held + args.due + 1000)
     data: dict[str, Any] = {"machine": _peers.versions(), "skipped": {}, "checks": []}
     if tool == "wrk":
         version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
