@@ -46,23 +46,24 @@ FIGURES = [  # key, label, format
     ("requests_per_cpu_s", "requests per CPU-second", "{:,.0f}"),
     ("kib_per_held", "KiB per held request", "{:.2f}"),
     ("abort_ms", "abort -> all reported, ms", "{:,.0f}"),
+    ("abort_cpu_ms", "abort, the peer's CPU ms", "{:,.0f}"),
     ("lateness_p50_ms", "lateness p50, ms", "{:.1f}"),
     ("lateness_p99_ms", "lateness p99, ms", "{:.1f}"),
 ]
 # figure, limit, kind: "ratio" limits closedemo/bare, "abs" the value itself
 TARGETS = [("requests_per_s", 0.97, "ratio"), ("kib_per_held", 1.05, "ratio")]
 TARGETS += [("abort_ms", 1.0, "ratio"), ("lateness_p99_ms", 50.0, "abs")]
-# The requests/s limit again on the steadier per-request measure (not issue
-# 13's wording, which is requests/s: printed beside it).
-TARGETS += [("requests_per_cpu_s", 0.97, "ratio")]
+# The requests/s and abort limits again on the steadier CPU-time measures
+# (not issue 13's wording, which is wall-clock: printed beside them).
+TARGETS += [("requests_per_cpu_s", 0.97, "ratio"), ("abort_cpu_ms", 1.0, "ratio")]
 HIGHER_IS_BETTER = ("requests_per_s", "requests_per_cpu_s")
 WORKERS_TARGET = 1.3  # closedemo --workers 2 req/s against single-process Node
 # duration and rounds of the subscribers scenario; rounds of the storms here
 QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1, "cycles": 2}
 FULL = {"held": 10_000, "due": 5000, "duration": 10.0, "rounds": 3, "cycles": 30}
-PAIRED = ("requests_per_s", "requests_per_cpu_s", "abort_ms")
-# closedemo's slices, the ones the 3% target is about, come this many times a
-# cycle: a narrower interval for it in the same run time.
+PAIRED = ("requests_per_s", "requests_per_cpu_s", "abort_ms", "abort_cpu_ms")
+# closedemo's slices and storms, the ones the targets are about, come this
+# many times a cycle and a round: a narrower interval for it.
 FOCUS, FOCUS_WEIGHT = "closedemo", 3
 SERVER_CPUS, LOAD_CPUS = {0}, {1}  # --pin: single-process peers, and wrk
 T0 = time.monotonic()
@@ -166,16 +167,21 @@ def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str,
         say(f"{peer.name}: warm-up (200 held and aborted, 50 due)")
         load.abort_storm(peer.port, load.hold(peer.port, 200), 60.0)
         load.lateness(peer.port, 50, 30.0)
-    aborts: dict[str, list[float]] = {p.name: [] for p in others}
+    aborts: dict[str, dict[str, list[float]]] = {"abort_ms": {}, "abort_cpu_ms": {}}
     for r in range(args.rounds):
         visit = peers[r % len(peers) :] + peers[: r % len(peers)]
         tag = f"round {r + 1}/{args.rounds}"
-        for peer in [p for p in visit if p is not base] or visit:
+        storms = [p for p in visit if p is not base] or visit
+        # closedemo, whose target is the one to judge, storms FOCUS_WEIGHT times.
+        storms = [
+            q for p in storms for q in [p] * (FOCUS_WEIGHT if p.name == FOCUS else 1)
+        ]
+        for peer in storms:
             # Each storm right after one of the baseline's (or before: the
             # order swaps every round), seconds apart, not a minute.
             pair = [] if base in (None, peer) else [base]
             pair = [peer, *pair] if r % 2 else [*pair, peer]
-            ms = {}
+            ms, cpu = {}, {}
             for p in pair:
                 say(f"{tag} {p.name}: memory with {args.held:,} held requests")
                 time.sleep(0.3)
@@ -187,20 +193,26 @@ def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str,
                 add(p, "rss_held_kib", held)
                 add(p, "kib_per_held", (held - idle) / args.held)
                 say(f"{tag} {p.name}: abort {args.held:,} (RST) until all reported")
+                before = p.cpu_seconds()
                 ms[p.name] = 1000 * load.abort_storm(p.port, socks, 120)
+                cpu[p.name] = 1000 * (p.cpu_seconds() - before)
                 add(p, "abort_ms", ms[p.name])
-            if base not in (None, peer):
-                aborts[peer.name].append(ms[peer.name] / ms[base.name])
+                add(p, "abort_cpu_ms", cpu[p.name])
+            if base is not None and base is not peer:
+                for key, storm in (("abort_ms", ms), ("abort_cpu_ms", cpu)):
+                    ratio = storm[peer.name] / storm[base.name]
+                    aborts[key].setdefault(peer.name, []).append(ratio)
         for peer in visit:
             say(f"{tag} {peer.name}: lateness of {args.due:,} answers due at once")
             late = load.lateness(peer.port, args.due, 60.0)
             add(peer, "lateness_p50_ms", 1000 * load.percentile(late, 50))
             add(peer, "lateness_p99_ms", 1000 * load.percentile(late, 99))
             add(peer, "lateness_max_ms", 1000 * max(late))
-    if base is not None:
-        data["paired"]["abort_ms"] = {
-            n: _paired.spread(v) | {"ratios": v} for n, v in aborts.items() if v
-        }
+    for key, pairs in aborts.items():
+        if base is not None:
+            data["paired"][key] = {
+                n: _paired.spread(v) | {"ratios": v} for n, v in pairs.items()
+            }
     # Without the baseline, the first peer stands in for it (no ratios kept).
     first = (base or others[0]).name
     names = [p.name for p in peers if p.name != first]

@@ -1,7 +1,7 @@
 """
 The picture of a run: each figure's ratio to the baseline, one bar per peer,
 as a PNG beside the JSON.  Where the ratio is a median of paired ratios
-(requests/s, requests per CPU-second, abort), a whisker shows its 95%
+(requests/s and abort, and their CPU-time forms), a whisker shows its 95%
 confidence interval; the C{_workers} peers get one more row, their
 requests/s over Node's.
 """
@@ -17,6 +17,7 @@ FIGURES = {
     "workers_vs_node": "requests/s over node's\n(workers peers; higher is better)",
     "kib_per_held": "KiB per held request",
     "abort_ms": "abort until all reported",
+    "abort_cpu_ms": "abort: the peer's CPU time",
     "lateness_p50_ms": "lateness p50",
     "lateness_p99_ms": "lateness p99",
 }

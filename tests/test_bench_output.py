@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from bench import _load, _paired
-from bench.__main__ import OUTPUT, TRACKED, parse, summarize
+from bench.__main__ import OUTPUT, PAIRED, TRACKED, parse, summarize
 from bench._chart import write_chart
 from bench._peers import Peer, _children, command, free_port, get_stats
 
@@ -158,6 +160,7 @@ def _figures(rps: float, abort: float) -> dict[str, float]:
         "requests_per_cpu_s": rps,
         "kib_per_held": 9.0,
         "abort_ms": abort,
+        "abort_cpu_ms": abort,
         "lateness_p50_ms": 10.0,
         "lateness_p99_ms": 20.0,
     }
@@ -202,6 +205,7 @@ class SummaryTests(SynchronousTestCase):
                 "abort_ms": (1.0, False),
                 "lateness_p99_ms": (50.0, True),
                 "requests_per_cpu_s": (0.97, False),  # 9000 / 10000, unpaired here
+                "abort_cpu_ms": (1.0, False),  # 420 / 400
                 "workers_requests_per_s": (1.3, False),
             },
         )
@@ -211,6 +215,45 @@ class SummaryTests(SynchronousTestCase):
         self.assertIn("within the noise", targets["abort_ms"]["noise"])
         self.assertIn("within the noise", targets["workers_requests_per_s"]["noise"])
         self.assertNotIn("within the noise", targets["requests_per_s"]["noise"])
+
+
+class ResultsShapeTests(SynchronousTestCase):
+    """
+    A tiny real run (a subprocess: the harness pins itself to a CPU), the
+    baseline against its A/A copy: the JSON has the paired ratios.
+    """
+
+    def test_a_run_writes_the_paired_ratios_with_their_spread(self) -> None:
+        path = Path(temporary_directory(self)) / "r.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "bench",
+            "--peers",
+            "bare_twisted,bare_twisted_aa",
+        ]
+        argv += ["--held", "50", "--due", "20", "--rounds", "1", "--cycles", "2"]
+        argv += ["--slice", "0.2", "--load", "asyncio", "--json", str(path)]
+        run = subprocess.run(
+            argv, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        data = json.loads(path.read_text())
+        self.assertEqual(set(data["peers"]), {"bare_twisted", "bare_twisted_aa"})
+        self.assertEqual(data["sizes"]["cycles"], 2)
+        self.assertEqual(data["paired"]["order"], ["bare_twisted_aa"])
+        slices = data["peers"]["bare_twisted"]["rounds"]["requests_per_s"]
+        self.assertEqual(len(slices), 3)  # before, between and after the two
+        for key in PAIRED:
+            found = data["paired"][key]["bare_twisted_aa"]
+            self.assertEqual(found["n"], 1 if key.startswith("abort") else 2)
+            self.assertLessEqual(found["ci95"][0], found["median"])
+            self.assertLessEqual(found["median"], found["ci95"][1])
+            ratio = data["ratios"]["bare_twisted_aa"][key]
+            self.assertEqual(ratio, found["median"])
+        if data["pinning"] is not None:
+            self.assertEqual(data["pinning"]["servers"], [0])
+        self.assertIn("95% CI", run.stdout)
 
 
 class BareTwistedWorkersTests(SynchronousTestCase):
