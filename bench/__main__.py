@@ -1,8 +1,10 @@
-"""python -m bench [--quick] [--held N] [--due M] [--duration S] [--peers a,b]
+"""python -m bench [--quick] [--held N] [--due M] [--cycles C] [--peers a,b]
 python -m bench --scenario subscribers [--subscribers N] [--duration S]
 
 Start the peers, measure each with the same load, print a table with ratios
-against bare Twisted and the closedemo targets, and write JSON: into
+against bare Twisted (requests/s and abort storms paired: each peer's slice
+beside the baseline's, the median of the per-pair ratios with its spread)
+and the closedemo targets, and write JSON: into
 bench/out/ (ignored), to --json PATH, or with --update-docs into the tracked
 bench/results.json.  The subscribers scenario, run alone, measures what idle
 /outcomes subscribers add to closedemo's CPU per request.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import resource
 import signal
@@ -26,23 +29,43 @@ from pathlib import Path
 from typing import Any
 
 from . import _load as load
-from . import _peers, _subscribers
+from . import _paired, _peers, _subscribers
 from ._chart import write_chart
-from ._peers import BASELINE, HERE, PEER_NAMES, HarnessError, Peer, get_stats
+from ._peers import (
+    BASELINE,
+    HERE,
+    PEER_NAMES,
+    HarnessError,
+    Peer,
+    get_stats,
+    single_process,
+)
 
 FIGURES = [  # key, label, format
     ("requests_per_s", "requests/s at delay 0", "{:,.0f}"),
+    ("requests_per_cpu_s", "requests per CPU-second", "{:,.0f}"),
     ("kib_per_held", "KiB per held request", "{:.2f}"),
     ("abort_ms", "abort -> all reported, ms", "{:,.0f}"),
+    ("abort_cpu_ms", "abort, the peer's CPU ms", "{:,.0f}"),
     ("lateness_p50_ms", "lateness p50, ms", "{:.1f}"),
     ("lateness_p99_ms", "lateness p99, ms", "{:.1f}"),
 ]
 # figure, limit, kind: "ratio" limits closedemo/bare, "abs" the value itself
-TARGETS = [("requests_per_s", 0.95, "ratio"), ("kib_per_held", 1.10, "ratio")]
-TARGETS += [("abort_ms", 1.10, "ratio"), ("lateness_p99_ms", 50.0, "abs")]
-WORKERS_TARGET = 1.15  # closedemo --workers 2 req/s against single-process Node
-QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1}
-FULL = {"held": 10_000, "due": 5000, "duration": 10.0, "rounds": 3}
+TARGETS = [("requests_per_s", 0.97, "ratio"), ("kib_per_held", 1.05, "ratio")]
+TARGETS += [("abort_ms", 1.0, "ratio"), ("lateness_p99_ms", 50.0, "abs")]
+# The requests/s and abort limits again on the steadier CPU-time measures
+# (not issue 13's wording, which is wall-clock: printed beside them).
+TARGETS += [("requests_per_cpu_s", 0.97, "ratio"), ("abort_cpu_ms", 1.0, "ratio")]
+HIGHER_IS_BETTER = ("requests_per_s", "requests_per_cpu_s")
+WORKERS_TARGET = 1.3  # closedemo --workers 2 req/s against single-process Node
+# duration and rounds of the subscribers scenario; rounds of the storms here
+QUICK = {"held": 1000, "due": 500, "duration": 2.0, "rounds": 1, "cycles": 2}
+FULL = {"held": 10_000, "due": 5000, "duration": 10.0, "rounds": 3, "cycles": 30}
+PAIRED = ("requests_per_s", "requests_per_cpu_s", "abort_ms", "abort_cpu_ms")
+# closedemo's slices and storms, the ones the targets are about, come this
+# many times a cycle and a round: a narrower interval for it.
+FOCUS, FOCUS_WEIGHT = "closedemo", 3
+SERVER_CPUS, LOAD_CPUS = {0}, {1}  # --pin: single-process peers, and wrk
 T0 = time.monotonic()
 TRACKED = HERE / "results.json"  # the run the READMEs cite: --update-docs only
 OUTPUT = HERE / "out" / "results.json"  # ignored by git
@@ -57,8 +80,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small sizes, < 1 minute")
     p.add_argument("--held", type=int, help="N held requests (default 10000)")
     p.add_argument("--due", type=int, help="M answers due at once (default 5000)")
-    p.add_argument("--duration", type=float, help="seconds of req/s load (10)")
-    p.add_argument("--rounds", type=int, help="repeats, the median is kept (3)")
+    p.add_argument(
+        "--cycles",
+        type=int,
+        help="req/s: slices of each peer, each between two of bare_twisted's (30)",
+    )
+    p.add_argument("--slice", type=float, default=1.0, help="seconds per slice (1)")
+    p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="single-process peers on CPU 0, wrk for them on CPU 1 (default on)",
+    )
+    p.add_argument("--rounds", type=int, help="memory, abort, lateness rounds (3)")
+    p.add_argument("--duration", type=float, help="subscribers: seconds per round (10)")
     p.add_argument("--conns", type=int, default=50, help="req/s connections")
     p.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list")
     p.add_argument("--load", choices=("auto", "wrk", "asyncio"), default="auto")
@@ -93,6 +128,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if args.scenario == "subscribers":
             args.json = args.json.with_name("subscribers.json")
     args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
+    if args.cycles < 1 or args.slice <= 0 or args.rounds < 1:
+        p.error("--cycles, --slice and --rounds must be positive")
+    allowed = os.sched_getaffinity(0)
+    pin = args.pin and SERVER_CPUS | LOAD_CPUS <= allowed
+    args.server_cpus, args.load_cpus = (SERVER_CPUS, LOAD_CPUS) if pin else (None, None)
+    args.all_cpus = allowed if pin else None  # the workers peers, and wrk for them
     if unknown := set(args.peers) - set(PEER_NAMES):
         p.error(f"unknown peers {sorted(unknown)}; choose from {PEER_NAMES}")
     return args
@@ -115,48 +156,112 @@ def raise_nofile(need: int) -> None:
 
 def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str, Any]:
     runs: dict[str, dict[str, list[float]]] = {p.name: {} for p in peers}
+    data: dict[str, Any] = {"peers": {}, "paired": {}}
 
     def add(peer: Peer, key: str, value: float) -> None:
         runs[peer.name].setdefault(key, []).append(value)
 
+    base = next((p for p in peers if p.name == BASELINE), None)
+    others = [p for p in peers if p is not base]
     for peer in peers:
         say(f"{peer.name}: warm-up (200 held and aborted, 50 due)")
         load.abort_storm(peer.port, load.hold(peer.port, 200), 60.0)
         load.lateness(peer.port, 50, 30.0)
+    aborts: dict[str, dict[str, list[float]]] = {"abort_ms": {}, "abort_cpu_ms": {}}
     for r in range(args.rounds):
-        order = peers[r % len(peers) :] + peers[: r % len(peers)]
+        visit = peers[r % len(peers) :] + peers[: r % len(peers)]
         tag = f"round {r + 1}/{args.rounds}"
-        for peer in order:
-            say(f"{tag} {peer.name}: memory with {args.held:,} held requests")
-            time.sleep(0.3)
-            idle = peer.rss_kib()
-            socks = load.hold(peer.port, args.held)
-            time.sleep(0.5)
-            held = peer.rss_kib()
-            add(peer, "rss_idle_kib", idle)
-            add(peer, "rss_held_kib", held)
-            add(peer, "kib_per_held", (held - idle) / args.held)
-            say(f"{tag} {peer.name}: abort {args.held:,} (RST) until all reported")
-            add(peer, "abort_ms", 1000 * load.abort_storm(peer.port, socks, 120))
-        for peer in order:
+        storms = [p for p in visit if p is not base] or visit
+        # closedemo, whose target is the one to judge, storms FOCUS_WEIGHT times.
+        storms = [
+            q for p in storms for q in [p] * (FOCUS_WEIGHT if p.name == FOCUS else 1)
+        ]
+        for peer in storms:
+            # Each storm right after one of the baseline's (or before: the
+            # order swaps every round), seconds apart, not a minute.
+            pair = [] if base in (None, peer) else [base]
+            pair = [peer, *pair] if r % 2 else [*pair, peer]
+            ms, cpu = {}, {}
+            for p in pair:
+                say(f"{tag} {p.name}: memory with {args.held:,} held requests")
+                time.sleep(0.3)
+                idle = p.rss_kib()
+                socks = load.hold(p.port, args.held)
+                time.sleep(0.5)
+                held = p.rss_kib()
+                add(p, "rss_idle_kib", idle)
+                add(p, "rss_held_kib", held)
+                add(p, "kib_per_held", (held - idle) / args.held)
+                say(f"{tag} {p.name}: abort {args.held:,} (RST) until all reported")
+                before = p.cpu_seconds()
+                ms[p.name] = 1000 * load.abort_storm(p.port, socks, 120)
+                cpu[p.name] = 1000 * (p.cpu_seconds() - before)
+                add(p, "abort_ms", ms[p.name])
+                add(p, "abort_cpu_ms", cpu[p.name])
+            if base is not None and base is not peer:
+                for key, storm in (("abort_ms", ms), ("abort_cpu_ms", cpu)):
+                    ratio = storm[peer.name] / storm[base.name]
+                    aborts[key].setdefault(peer.name, []).append(ratio)
+        for peer in visit:
             say(f"{tag} {peer.name}: lateness of {args.due:,} answers due at once")
             late = load.lateness(peer.port, args.due, 60.0)
             add(peer, "lateness_p50_ms", 1000 * load.percentile(late, 50))
             add(peer, "lateness_p99_ms", 1000 * load.percentile(late, 99))
             add(peer, "lateness_max_ms", 1000 * max(late))
-        for peer in order:
-            say(f"{tag} {peer.name}: requests/s for {args.duration:g} s ({tool})")
-            rps = load.requests_per_second(peer.port, args.duration, args.conns, tool)
-            add(peer, "requests_per_s", rps)
+    for key, pairs in aborts.items():
+        if base is not None:
+            data["paired"][key] = {
+                n: _paired.spread(v) | {"ratios": v} for n, v in pairs.items()
+            }
+    # Without the baseline, the first peer stands in for it (no ratios kept).
+    first = (base or others[0]).name
+    names = [p.name for p in peers if p.name != first]
+    order = _paired.cycle_order(names, FOCUS, FOCUS_WEIGHT)
+    by_name = {p.name: p for p in peers}
+    total = 1 + max(1, 2 * len(order)) * args.cycles
+    per_cpu: _paired.Measured = []  # requests per CPU-second, each slice
 
-    # Memory from the first round (a fresh process); the rest as medians.
+    def rps(name: str) -> float:
+        say(
+            f"requests/s slice {len(per_cpu) + 1}/{total}: {name} for "
+            f"{args.slice:g} s ({tool})"
+        )
+        peer = by_name[name]
+        cpus = args.load_cpus if single_process(name) else args.all_cpus
+        before = peer.cpu_seconds()
+        rate, answered = load.load_slice(peer.port, args.slice, args.conns, tool, cpus)
+        used = peer.cpu_seconds() - before
+        per_cpu.append((name, answered / used if used > 0 else 0.0))
+        return rate
+
+    if order:
+        measured = _paired.run(first, order, args.cycles, rps)
+    else:  # one peer alone
+        measured = [(first, rps(first)) for _ in range(total)]
+    for key, found in (("requests_per_s", measured), ("requests_per_cpu_s", per_cpu)):
+        for name, values in _paired.by_peer(found).items():
+            runs[name][key] = values
+        if base is not None:
+            data["paired"][key] = {
+                n: _paired.spread(v) | {"ratios": v}
+                for n, v in _paired.ratios(first, found).items()
+            }
+    data["paired"]["workers_vs_node"] = {
+        n: _paired.spread(q) | {"quotients": q}
+        for n in order
+        if n.endswith("_workers") and (q := _paired.quotients(measured, n, "node"))
+    }
+    data["paired"] |= {"slice_s": args.slice, "cycles": args.cycles, "order": order}
+
+    # Memory from the first hold (a fresh process); the rest as medians.
     def kept(k: str, v: list[float]) -> float:
-        return v[0] if "kib" in k else sorted(v)[len(v) // 2]
+        return v[0] if "kib" in k else _paired.quantile(v, 0.5)
 
-    return {
+    data["peers"] = {
         n: {k: kept(k, v) for k, v in f.items()} | {"rounds": f}
         for n, f in runs.items()
     }
+    return data
 
 
 def profile(peers: list[Peer], args: argparse.Namespace, tool: str) -> None:
@@ -201,8 +306,12 @@ def top_functions(raws: list[Path], count: int = 12) -> str:
     return "\n".join(f"  {100 * n / total:5.1f}% {f}" for f, n in top)
 
 
+def _interval(s: dict[str, Any]) -> str:
+    return f"{s['median']:.3f}x, 95% CI {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}"
+
+
 def report(data: dict[str, Any]) -> None:
-    m, peers = data["machine"], data["peers"]
+    m, peers, paired = data["machine"], data["peers"], data["paired"]
     print(
         f"\nmachine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, "
         f"loadavg {m['loadavg']}; Python {m['python']}, Twisted {m['twisted']}, "
@@ -210,10 +319,20 @@ def report(data: dict[str, Any]) -> None:
         f"closedemo at {m['closedemo_commit']}"
     )
     s = data["sizes"]
+    pin = data["pinning"]
     print(
-        f"sizes: {s['held']:,} held, {s['due']:,} due at once, req/s "
-        f"{s['duration']:g} s x {s['conns']} connections; median of {s['rounds']} "
-        "round(s), memory from the first; (x) = ratio to bare_twisted\n"
+        f"sizes: {s['held']:,} held, {s['due']:,} due at once, {s['rounds']} "
+        f"round(s), memory from the first; req/s in {s['cycles']} cycles of "
+        f"{s['slice']:g} s slices x {s['conns']} connections, each peer's slice "
+        f"between two of {BASELINE}'s; "
+        + (
+            f"single-process peers on CPUs {pin['servers']}, wrk for them on "
+            f"{pin['load']}"
+            if pin
+            else "not pinned"
+        )
+        + f"\n(x) = ratio to {BASELINE}: req/s and abort as the median of paired "
+        "ratios, the rest as quotients of the figures\n"
     )
     names = list(peers)
     print(f"{'figure':30}" + "".join(f"{n:>22}" for n in names))
@@ -224,15 +343,30 @@ def report(data: dict[str, Any]) -> None:
             cell = fmt.format(peers[name][key])
             row += f"{cell + (f' ({ratio:.2f}x)' if ratio is not None else ''):>22}"
         print(row)
+        for what, lo, hi in (("IQR of pairs", "q1", "q3"), ("95% CI", "ci95", "")):
+            found = paired.get(key, {})
+            if not found or key not in PAIRED:
+                continue
+            row = f"{'  ratio, ' + what:30}"
+            for name in names:
+                f = found.get(name)
+                cell = "" if f is None else (
+                    f"{f[lo][0]:.3f}-{f[lo][1]:.3f}" if not hi
+                    else f"{f[lo]:.3f}-{f[hi]:.3f}"
+                )  # fmt: skip
+                row += f"{cell:>22}"
+            print(row)
+    for name, q in paired.get("workers_vs_node", {}).items():
+        print(f"{name} / node, req/s slice by slice: {_interval(q)} (n={q['n']})")
     if data["targets"]:
         print("\nclosedemo targets (informational):")
     for t in data["targets"]:
         verdict = "PASS" if t["pass"] else "FAIL"
-        op = ">=" if t["figure"].endswith("requests_per_s") else "<="
+        op = ">=" if t["figure"].endswith(HIGHER_IS_BETTER) else "<="
         unit = {"ratio": "x bare", "node": "x node"}.get(t["kind"], "")
         print(
-            f"  {verdict} {t['figure']}: {t['value']:.2f}{unit} "
-            f"(target {op} {t['limit']:g}{unit}){t['miss']}"
+            f"  {verdict} {t['figure']}: {t['value']:.3f}{unit} "
+            f"(target {op} {t['limit']:g}{unit}){t['miss']}{t['noise']}"
         )
     if data["peers"].get("closedemo") and BASELINE not in data["peers"]:
         print(f"  ratio targets not checked: {BASELINE} was not measured")
@@ -243,12 +377,15 @@ def report(data: dict[str, Any]) -> None:
 
 
 def summarize(data: dict[str, Any]) -> None:
-    peers = data["peers"]
+    peers, paired = data["peers"], data["paired"]
     base = peers.get(BASELINE)
     data["ratios"] = {
         n: {k: f[k] / base[k] for k, *_ in FIGURES if base[k]}
         for n, f in (peers.items() if base else ())
     }
+    for key in PAIRED:  # the paired ratios, where taken
+        for name, found in paired.get(key, {}).items():
+            data["ratios"][name][key] = found["median"]
     data["targets"] = []
     demo = peers.get("closedemo")
     for key, limit, kind in TARGETS:
@@ -256,19 +393,37 @@ def summarize(data: dict[str, Any]) -> None:
         if demo is None or (kind == "ratio" and key not in ratios):
             continue
         value = ratios[key] if kind == "ratio" else demo[key]
-        ok = value >= limit if key == "requests_per_s" else value <= limit
-        miss = "" if ok else f": misses by {abs(value / limit - 1):.0%}"
-        target = {"figure": key, "kind": kind, "limit": limit, "value": value}
-        data["targets"].append(target | {"pass": ok, "miss": miss})
-    workers, node = peers.get("closedemo_workers"), peers.get("node")
-    if workers and node:
-        value = workers["requests_per_s"] / node["requests_per_s"]
-        ok = value >= WORKERS_TARGET
-        miss = "" if ok else f": misses by {abs(value / WORKERS_TARGET - 1):.0%}"
+        found = paired.get(key, {}).get("closedemo")
+        data["targets"].append(_target(key, kind, limit, value, found))
+    workers = paired.get("workers_vs_node", {}).get("closedemo_workers")
+    if workers:
         data["targets"].append(
-            {"figure": "workers_requests_per_s", "kind": "node", "value": value}
-            | {"limit": WORKERS_TARGET, "pass": ok, "miss": miss}
+            _target(
+                "workers_requests_per_s",
+                "node",
+                WORKERS_TARGET,
+                workers["median"],
+                workers,
+            )
         )
+
+
+def _target(
+    key: str, kind: str, limit: float, value: float, found: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One target's verdict; where the value is a median of paired ratios,
+    whether its 95% confidence interval holds the limit (too close to call).
+    """
+    ok = value >= limit if key.endswith(HIGHER_IS_BETTER) else value <= limit
+    miss = "" if ok else f": misses by {abs(value / limit - 1):.1%}"
+    noise = ""
+    if found is not None:
+        low, high = found["ci95"]
+        noise = f"; 95% CI {low:.3f}-{high:.3f}"
+        if low <= limit <= high:
+            noise += ", which holds the limit: within the noise"
+    target = {"figure": key, "kind": kind, "limit": limit, "value": value}
+    return target | {"pass": ok, "miss": miss, "noise": noise}
 
 
 def run_subscribers(args: argparse.Namespace) -> int:
@@ -296,9 +451,17 @@ def run(args: argparse.Namespace) -> int:
         data["load_generator"] = " ".join(version.stdout.split()[:2])
     else:
         data["load_generator"] = "asyncio keep-alive generator (no wrk on PATH)"
-    data["sizes"] = {
-        k: getattr(args, k) for k in ("held", "due", "duration", "rounds", "conns")
+    sizes = ("held", "due", "rounds", "cycles", "slice", "conns")
+    data["sizes"] = {k: getattr(args, k) for k in sizes}
+    data["pinning"] = args.server_cpus and {
+        "servers": sorted(args.server_cpus),
+        "load": sorted(args.load_cpus),
+        "workers_peers": sorted(args.all_cpus),
     }
+    if args.load_cpus:
+        # This process (the storms' and lateness' client) beside wrk, apart
+        # from the single-process peers; those with workers get every CPU.
+        os.sched_setaffinity(0, args.load_cpus)
     say(f"load generator: {data['load_generator']}; machine: {data['machine']}")
     peers: list[Peer] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -309,14 +472,16 @@ def run(args: argparse.Namespace) -> int:
                 say(f"{name}: SKIPPED: {argv}")
                 data["skipped"][name] = argv
                 continue
-            peers.append(Peer(name, argv, port, Path(tmp) / f"{name}.out"))
+            out = Path(tmp) / f"{name}.out"
+            cpus = args.server_cpus if single_process(name) else args.all_cpus
+            peers.append(Peer(name, argv, port, out, cpus))
         try:
             for peer in peers:
                 peer.start()
             for peer in peers:
                 peer.wait_ready()
                 say(f"{peer.name}: ready on port {peer.port} (pid {peer.pid})")
-            data["peers"] = measure(peers, args, tool)
+            data |= measure(peers, args, tool)
             for peer in (p for p in peers if p.name.startswith("closedemo")):
                 stats = get_stats(peer.port)
                 check_log(data, Path(tmp), peer.name, stats["interrupted"])

@@ -5,6 +5,7 @@ aborted at once, and M answers due at the same instant.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import select
 import shutil
@@ -13,6 +14,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 
 from ._peers import HOST, HarnessError, get_stats, wait_until
 
@@ -29,22 +31,41 @@ def load_generator(choice: str) -> str:
     return choice
 
 
-def requests_per_second(port: int, seconds: float, conns: int, tool: str) -> float:
+def requests_per_second(
+    port: int, seconds: float, conns: int, tool: str, cpus: set[int] | None = None
+) -> float:
     """Delay-0 requests per second over C{conns} keep-alive connections."""
+    return load_slice(port, seconds, conns, tool, cpus)[0]
+
+
+def load_slice(
+    port: int, seconds: float, conns: int, tool: str, cpus: set[int] | None = None
+) -> tuple[float, int]:
+    """Delay-0 load over C{conns} keep-alive connections: the requests per
+    second and the requests answered; wrk runs on C{cpus} if given (the
+    asyncio client runs in this process, as is).
+    """
     url = f"http://{HOST}:{port}/rps?delay=0"
     if tool == "asyncio":
         return asyncio.run(_asyncio_rps(port, seconds, conns))
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", url]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    run = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        preexec_fn=None if cpus is None else partial(os.sched_setaffinity, 0, cpus),
+    )
     found = re.search(r"Requests/sec:\s*([\d.]+)", run.stdout)
-    if run.returncode or found is None or "Non-2xx" in run.stdout:
+    count = re.search(r"(\d+) requests in", run.stdout)
+    if run.returncode or found is None or count is None or "Non-2xx" in run.stdout:
         raise HarnessError(f"wrk failed on port {port}:\n{run.stdout}{run.stderr}")
     if errors := re.search(r"Socket errors: .*", run.stdout):
         print(f"  warning: wrk on port {port}: {errors[0]}", flush=True)
-    return float(found[1])
+    return float(found[1]), int(count[1])
 
 
-async def _asyncio_rps(port: int, seconds: float, conns: int) -> float:
+async def _asyncio_rps(port: int, seconds: float, conns: int) -> tuple[float, int]:
     loop = asyncio.get_running_loop()
     request = b"GET /rps?delay=0 HTTP/1.1\r\nHost: localhost\r\n\r\n"
     done = 0
@@ -66,7 +87,7 @@ async def _asyncio_rps(port: int, seconds: float, conns: int) -> float:
     start = loop.time()
     clients = asyncio.gather(*(client() for _ in range(conns)))
     await asyncio.wait_for(clients, seconds + 60)
-    return done / (loop.time() - start)
+    return done / (loop.time() - start), done
 
 
 def open_requests(

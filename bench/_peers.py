@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
@@ -27,9 +28,16 @@ PEER_NAMES = (
     "aiohttp",
     "closedemo_workers",
     "closedemo_asyncio",
+    "bare_twisted_workers",
+    "bare_twisted_aa",
 )
 WORKERS = 2
 BASELINE = "bare_twisted"
+
+
+def single_process(name: str) -> bool:
+    """Whether peer C{name} serves from one process (not the C{_workers} ones)."""
+    return not name.endswith("_workers")
 
 
 class HarnessError(Exception):
@@ -62,8 +70,10 @@ def command(name: str, port: int, workdir: Path) -> list[str] | str:
             "--listen", f"tcp:{port}:interface={HOST}:backlog=4096",
             "--delay", "0", "--max-delay", "3600", *_closedemo_limits(), *workers,
         ]  # fmt: skip
-    if name == "bare_twisted":
-        return [sys.executable, str(HERE / "peers" / "bare_twisted.py"), str(port)]
+    if name in ("bare_twisted", "bare_twisted_aa", "bare_twisted_workers"):
+        workers = ["--workers", str(WORKERS)] if name.endswith("_workers") else []
+        bare = HERE / "peers" / "bare_twisted.py"
+        return [sys.executable, str(bare), str(port), *workers]
     if name == "node":
         node = shutil.which("node")
         if node is None:
@@ -125,11 +135,16 @@ class Peer:
     argv: list[str]
     port: int
     output: Path
+    cpus: set[int] | None = None  # pinned to these (and its children), if set
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        # Pinned before exec: threads and workers it starts inherit it.
+        pin = None if self.cpus is None else partial(os.sched_setaffinity, 0, self.cpus)
         with self.output.open("wb") as out:
-            self.process = subprocess.Popen(self.argv, stdout=out, stderr=out)
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=out, preexec_fn=pin
+            )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -152,6 +167,12 @@ class Peer:
         """VmRSS of the peer's processes (its workers too), from /proc."""
         return sum(_rss_kib(pid) for pid in [self.pid, *_children(self.pid)])
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the peer's processes (its workers too) and all their
+        threads so far, from the scheduler's nanosecond count.
+        """
+        return sum(_cpu_ns(pid) for pid in [self.pid, *_children(self.pid)]) / 1e9
+
     def tail(self, lines: int = 15) -> str:
         text = self.output.read_text(errors="replace") if self.output.exists() else ""
         return "\n".join(text.splitlines()[-lines:]) or "(no output)"
@@ -172,6 +193,16 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise HarnessError(f"no VmRSS for pid {pid}")
+
+
+def _cpu_ns(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total
 
 
 def _children(pid: int) -> list[int]:
