@@ -53,7 +53,6 @@ class ConnectionWatch:
     """
 
     __slots__ = (
-        "_answer_half_closed",
         "_channel",
         "_half_closed",
         "_paused",
@@ -62,15 +61,13 @@ class ConnectionWatch:
         "watch",
     )
 
-    def __init__(
-        self,
-        channel: object,
-        producer: Any,
-        half_close: HalfClose,
-    ) -> None:
+    # A class attribute, not a slot: one per connection is 16 bytes more.
+    answers_half_close = False
+    """Whether a half-close is answered (C{--half-close answer})."""
+
+    def __init__(self, channel: object, producer: Any) -> None:
         self._channel = channel
         self._producer = producer
-        self._answer_half_closed = half_close == "answer"
         self._half_closed = False
         self._paused = False
         self._poll: IDelayedCall | None = None
@@ -85,13 +82,14 @@ class ConnectionWatch:
         producer = network_producer(channel)
         if producer is None:
             return None
-        if type(producer) is cls:
+        if isinstance(producer, ConnectionWatch):
             return producer
-        state = cls(channel, producer, half_close)
+        kind = _AnsweringHalfClose if half_close == "answer" else ConnectionWatch
+        state = kind(channel, producer)
         replace_network_producer(channel, state)
         transport = getattr(channel, "transport", None)
         keep_tls_tcp_reason(transport)
-        if state._answer_half_closed:
+        if state.answers_half_close:
             on_half_close(channel, state._client_half_closed)
         return state
 
@@ -180,7 +178,7 @@ class ConnectionWatch:
         if state is None:
             return False
         ending = _GONE.get(state)
-        if ending is Ending.CLIENT_CLOSED and self._answer_half_closed:
+        if ending is Ending.CLIENT_CLOSED and self.answers_half_close:
             # Only a half-close: the answer is still wanted.
             return True
         if ending is None:
@@ -200,3 +198,13 @@ class ConnectionWatch:
         # Nothing more is parsed, and what was written is never sent.
         stop_after_answer(channel)
         abort_transport(channel)
+
+
+class _AnsweringHalfClose(ConnectionWatch):
+    """
+    A L{ConnectionWatch} whose client's half-close is answered, not taken
+    for leaving.
+    """
+
+    __slots__ = ()
+    answers_half_close = True

@@ -121,7 +121,6 @@ class RequestWatch:
         "_request",
         "_server_ending",
         "_started",
-        "_stream",
         "detail",
         "endless",
         "on_server_end",
@@ -151,7 +150,6 @@ class RequestWatch:
         self.detail: Callable[[], str] | None = None
         self.on_server_end: Callable[[Ending, int], None] | None = None
         self.endless = endless
-        self._stream = False
         # Asked now, so that the reactor's shutdown trigger is in place before
         # a shutdown could cut this request; asked again if one does.
         watch_shutdown(clock)
@@ -172,10 +170,6 @@ class RequestWatch:
             connection = ConnectionWatch.of(self._channel, ledger.half_close)
         if connection is not None:
             connection.watch = self
-        else:
-            # Not an HTTP/1.x connection of its own: an HTTP/2 stream, whose
-            # end may still wait on flow control once the request finished.
-            self._stream = True
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = request.notifyFinish()  # type: ignore[attr-defined]
         # One bound method for both: a held request keeps one, not two.
@@ -329,7 +323,15 @@ class RequestWatch:
             self._end(ending, self._cancel_all())
             return
         self._pending = ()
-        if self._stream and self._server_ending is None and self._peer_ending is None:
+        if (
+            self._server_ending is None
+            and self._peer_ending is None
+            # Not an HTTP/1.x connection of its own (an HTTP/2 stream): its
+            # end may still wait on flow control once the request finished.
+            and not isinstance(
+                getattr(self._channel, NETWORK_PRODUCER, None), ConnectionWatch
+            )
+        ):
             sending = stream_end_pending(self._channel)
             if sending is not None:
                 self._await_stream_end(sending)
