@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _load as load
-from . import _paired, _peers, _subscribers
+from . import _paired, _peers, _readme, _subscribers
 from ._chart import write_chart
 from ._peers import (
     BASELINE,
@@ -69,6 +69,7 @@ SERVER_CPUS, LOAD_CPUS = {0}, {1}  # --pin: single-process peers, and wrk
 T0 = time.monotonic()
 TRACKED = HERE / "results.json"  # the run the READMEs cite: --update-docs only
 OUTPUT = HERE / "out" / "results.json"  # ignored by git
+README = HERE.parent / "README.md"  # its table of the tracked run: --update-docs
 
 
 def say(message: str) -> None:
@@ -501,6 +502,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nJSON: {args.json}")
     chart = write_chart(data, args.json.with_suffix(".png"), BASELINE)
     print(f"chart: {chart}" if chart else "no chart: pip install matplotlib")
+    if args.update_docs:
+        _readme.update(README, data, FIGURES)
+        print(f"table: {README}")
     return 0
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench import _load, _paired
-from bench.__main__ import OUTPUT, PAIRED, TRACKED, parse, summarize
+from bench import _load, _paired, _readme
+from bench.__main__ import FIGURES, OUTPUT, PAIRED, TRACKED, parse, summarize
 from bench._chart import write_chart
 from bench._peers import (
     Peer,
@@ -299,3 +299,30 @@ class BareTwistedWorkersTests(SynchronousTestCase):
         peer.stop()
         for child in children:
             self.assertFalse(Path(f"/proc/{child}/stat").exists(), child)
+
+
+class ReadmeTableTests(SynchronousTestCase):
+    def test_the_readme_shows_the_tracked_run(self) -> None:
+        data = json.loads((ROOT / "bench" / "results.json").read_text())
+        readme = (ROOT / "README.md").read_text()
+        shown = readme.partition(_readme.START)[2].partition(_readme.END)[0]
+        self.assertEqual(shown.strip(), _readme.table(data, FIGURES).strip())
+        self.assertIn(f"`{data['machine']['closedemo_commit']}`", shown)
+
+    def test_update_replaces_the_table_between_the_markers(self) -> None:
+        data = json.loads((ROOT / "bench" / "results.json").read_text())
+        path = Path(temporary_directory(self)) / "README.md"
+        path.write_text(f"before\n{_readme.START}\nold\n{_readme.END}\nafter\n")
+        _readme.update(path, data, FIGURES)
+        text = path.read_text()
+        self.assertNotIn("\nold\n", text)
+        self.assertTrue(text.startswith(f"before\n{_readme.START}\nOne full run"))
+        self.assertIn(_readme.table(data, FIGURES), text)
+        self.assertTrue(text.endswith(f"{_readme.END}\nafter\n"))
+
+    def test_a_readme_without_the_markers_is_an_error(self) -> None:
+        path = Path(temporary_directory(self)) / "README.md"
+        path.write_text("no table here\n")
+        with self.assertRaises(ValueError):
+            _readme.update(path, {}, FIGURES)
+        self.assertEqual(path.read_text(), "no table here\n")
