@@ -1131,7 +1131,11 @@ class PeerTimedOutTests(SynchronousTestCase):
         self.assertEqual(str(error), "the peer stopped responding")
         self.assertIs(classify(Failure(error)), Ending.PEER_TIMED_OUT)
 
-    def test_a_reset_with_nothing_unanswered_stays_a_reset(self) -> None:
+    def _reset_and_lost(self) -> tuple[Any, Any, list[Failure]]:
+        """
+        A watched connection reset by its client and told so: the
+        connection, its protocol, and what the protocol was told.
+        """
         pair, connection, protocol = _tcp_connection(self)
         watch_peer_timeout(connection)
         told: list[Failure] = []
@@ -1139,18 +1143,16 @@ class PeerTimedOutTests(SynchronousTestCase):
         untyped.connectionLost = told.append
         pair.reset_by_client()
         connection.connectionLost(Failure(ConnectionLost()))
+        return connection, protocol, told
+
+    def test_a_reset_with_nothing_unanswered_stays_a_reset(self) -> None:
+        _, protocol, told = self._reset_and_lost()
         [reason] = told
         self.assertIs(type(reason.value), ConnectionLost)
         self.assertFalse(peer_timed_out(http11_channel(protocol)))
 
     def test_told_twice_the_second_time_passes_through(self) -> None:
-        pair, connection, protocol = _tcp_connection(self)
-        watch_peer_timeout(connection)
-        told: list[Failure] = []
-        untyped: Any = protocol
-        untyped.connectionLost = told.append
-        pair.reset_by_client()
-        connection.connectionLost(Failure(ConnectionLost()))
+        connection, _, told = self._reset_and_lost()
         # The socket is gone: Twisted's own check ends it, as it would.
         connection.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(len(told), 1)
