@@ -217,6 +217,18 @@ class BadInputTests(SynchronousTestCase):
         server.get("/?delay=3")
         self.assertEqual(our_calls(server), [3.0])
 
+    def test_a_delay_asked_before_is_checked_against_a_lowered_maximum(
+        self,
+    ) -> None:
+        server, resource = delayed_server(max_delay=3)
+        server.get("/?delay=3")
+        resource.max_delay = 2
+        response = server.get("/?delay=3").response
+        assert response is not None
+        self.assertEqual(response.status, 400)
+        self.assertIn(b"over the maximum of 2 s", response.body)
+        self.assertEqual(our_calls(server), [3.0])
+
     def test_other_methods_get_405_with_allow(self) -> None:
         server, resource = delayed_server()
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"]:

@@ -76,7 +76,8 @@ class DelayedResource(WorkResource):
         # Clients ask for the same few delays: each is parsed once.
         given = values[0]
         delay = self._parsed.get(given)
-        if delay is None:
+        # Parsed again if the maximum was lowered since: it says why not.
+        if delay is None or delay > self.max_delay:
             try:
                 text = given.decode("ascii")
             except UnicodeDecodeError:
