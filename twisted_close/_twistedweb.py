@@ -698,12 +698,8 @@ class GuardedProtocol:
 class _ReadTimed(GuardedProtocol):
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)  # type: ignore[misc]
-        # http11_channel() and receiving_request() inline: this runs for
-        # every read, and a call costs more than the test.
-        channel: Any = getattr(self, "_channel", self)
-        receiving = not getattr(channel, "_handlingRequest", True) and (
-            channel._HTTPChannel__first_line == 0 or bool(channel._buffer)
-        )
+        channel = http11_channel(self)
+        receiving = channel is not None and receiving_request(channel)
         if receiving is (self.guard_read_timer is None):
             self.guard_hooks.reading(self, receiving)
 
