@@ -319,8 +319,7 @@ class RequestWatch:
         when the connection was lost, else that the request finished.
         """
         if isinstance(result, Failure):
-            ending = self._loss_ending(result)
-            self._end(ending, self._cancel_all())
+            self._interrupted(self._loss_ending(result))
             return
         self._pending = ()
         if (
