@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ._peers import BASELINE
+
 START = (
     "<!-- bench table: python -m bench --update-docs writes it "
     "from bench/results.json -->"
@@ -58,7 +60,7 @@ def table(data: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
             cell = fmt.format(value).replace("-", DASH)
             ratio = ratios.get(name, {}).get(key)
             found = paired.get(key, {}).get(name)
-            if ratio is not None and name != data.get("baseline", "bare_twisted"):
+            if ratio is not None and name != BASELINE:
                 if found is not None:
                     low, high = found["ci95"]
                     cell += f" ({ratio:.2f}x, {low:.2f}{DASH}{high:.2f})"

@@ -98,7 +98,7 @@ def measure(name: str, n: int, m: int, workdir: Path) -> dict[str, float]:
     argv = command(name, port, workdir)
     if isinstance(argv, str):
         raise HarnessError(f"{name}: {argv}")
-    if not argv[0].endswith("python") and "python" not in Path(argv[0]).name:
+    if "python" not in Path(argv[0]).name:
         argv = [sys.executable, *argv]  # twistd is a script: valgrind the interpreter
     dumps = workdir / name
     dumps.mkdir()
