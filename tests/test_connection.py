@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
-from twisted_close import DelayedResource, Ending, Ledger
+from twisted_close import DelayedResource, Ledger
 from twisted_close._connection import POLL_INTERVAL, ConnectionWatch
-from twisted_close._twistedweb import tcp_ending
 
 from .helpers import get_request
 
@@ -78,17 +75,6 @@ class PausedConnectionTests(SynchronousTestCase):
         self.clock.advance(POLL_INTERVAL)
         self.assertEqual(looks(self.clock), [])
         self.assertEqual(self.ledger.pending, 1)
-
-
-class TLSEndingTests(SynchronousTestCase):
-    def test_what_tcp_said_under_tls_names_the_ending(self) -> None:
-        self.assertIs(
-            tcp_ending(Failure(ConnectionDone())), Ending.CLIENT_CLOSED_NO_TLS_CLOSE
-        )
-        self.assertIs(tcp_ending(Failure(ConnectionLost())), Ending.CLIENT_RESET)
-        # Not heard (the layer was not watched): only that it was lost.
-        self.assertIs(tcp_ending(None), Ending.CLIENT_LOST)
-        self.assertIs(tcp_ending(Failure(ConnectionAborted())), Ending.CLIENT_LOST)
 
 
 class LedgerChoiceTests(SynchronousTestCase):

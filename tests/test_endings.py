@@ -1,263 +1,228 @@
 """
-How a client leaves, told truthfully, over real sockets on 127.0.0.1 and
-the global reactor: HTTP/1.1 over TLS (Python's C{ssl} as the client, a
-real handshake) and half-closes (C{shutdown(SHUT_WR)}) over HTTP/1.0 and
-HTTP/1.1.
-
-Every wait polls a condition with a deadline; no sleep decides a result.
+The rules from evidence to an L{Ending} (L{twisted_close._endings}), as
+tables: no sockets, no reactor.  What the evidence is read from (Twisted's
+failures and objects) is pinned in C{tests/test_twistedweb.py}; that the
+watch gathers it truly, over real connections, in the system tests.
 """
 
 from __future__ import annotations
 
-import socket
-import ssl
-import struct
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
-import pytest
-from twisted.internet import reactor as _reactor
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.threads import deferToThread
-from twisted.web.server import Site
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close import DelayedResource, Ending, Ledger, Outcome
-from twisted_close._policy import HalfClose
-
-from .helpers import TLSFiles, get_request
-from .realtcp import clock, twisted_test, wait_for
-from .test_h2 import tls  # noqa: F401 (the fixture)
-
-# Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Passing pyOpenSSL .* objects is deprecated:DeprecationWarning"
+from twisted_close import Ending, classify
+from twisted_close._endings import (
+    PEER_RULES,
+    RULES,
+    Evidence,
+    Loss,
+    PeerSign,
+    decide,
+    peer_ending,
 )
+from twisted_close._twistedweb import PeerTimedOut
+
+# One row per rule, in the table's order: evidence that reaches that rule
+# (and no earlier one), and the ending it gives.
+ROWS: list[tuple[str, Evidence, Ending]] = [
+    ("lost before it was watched", Evidence(already_gone=True), Ending.ALREADY_GONE),
+    (
+        "the server ended it first",
+        Evidence(loss=Loss.RESET, server=Ending.SHUTDOWN, peer=Ending.CLIENT_RESET),
+        Ending.SHUTDOWN,
+    ),
+    (
+        "answered, and its client was found gone or half-closed meanwhile",
+        Evidence(finished=True, peer=Ending.CLIENT_HALF_CLOSED),
+        Ending.CLIENT_HALF_CLOSED,
+    ),
+    ("answered in full", Evidence(finished=True), Ending.COMPLETED),
+    (
+        "a clean close the server had begun (HTTP/1.x)",
+        Evidence(loss=Loss.DONE, closing=True, peer=Ending.CLIENT_RESET),
+        Ending.SERVER_CLOSED,
+    ),
+    (
+        "an HTTP/2 connection the server had begun to close",
+        Evidence(loss=Loss.STOPPED, stream=True, closing=True),
+        Ending.SERVER_CLOSED,
+    ),
+    (
+        "found gone by the connection's watch, which then aborted it",
+        Evidence(loss=Loss.ABORTED, peer=Ending.CLIENT_RESET),
+        Ending.CLIENT_RESET,
+    ),
+    (
+        "an HTTP/2 connection whose peer stopped responding",
+        Evidence(loss=Loss.STOPPED, stream=True, peer_timed_out=True, shutdown=True),
+        Ending.PEER_TIMED_OUT,
+    ),
+    (
+        "dropped by the reactor as it stopped (no graceful drain)",
+        Evidence(loss=Loss.RESET, shutdown=True),
+        Ending.SHUTDOWN,
+    ),
+    ("a clean close", Evidence(loss=Loss.DONE), Ending.CLIENT_CLOSED),
+    (
+        "the kernel gave up on the peer",
+        Evidence(loss=Loss.PEER_TIMEOUT),
+        Ending.PEER_TIMED_OUT,
+    ),
+    (
+        "aborted by the server",
+        Evidence(loss=Loss.ABORTED, shutdown=True),
+        Ending.SERVER_ABORTED,
+    ),
+    (
+        "the client reset its stream",
+        Evidence(loss=Loss.STREAM_RESET, stream=True),
+        Ending.STREAM_RESET,
+    ),
+    ("the client sent GOAWAY", Evidence(loss=Loss.GOAWAY), Ending.CLIENT_CLOSED),
+    (
+        "the rapid-reset defence",
+        Evidence(loss=Loss.RAPID_RESET, shutdown=True),
+        Ending.SERVER_ABORTED,
+    ),
+    ("an HTTP/2 connection went", Evidence(loss=Loss.STOPPED), Ending.CLIENT_LOST),
+    (
+        "TLS lost, TCP closed cleanly: no close_notify",
+        Evidence(loss=Loss.RESET, tls=True, tcp=Loss.DONE),
+        Ending.CLIENT_CLOSED_NO_TLS_CLOSE,
+    ),
+    (
+        "TLS lost, the kernel gave up on the peer",
+        Evidence(loss=Loss.RESET, tls=True, tcp=Loss.PEER_TIMEOUT),
+        Ending.PEER_TIMED_OUT,
+    ),
+    (
+        "TLS lost, TCP reset",
+        Evidence(loss=Loss.RESET, tls=True, tcp=Loss.RESET),
+        Ending.CLIENT_RESET,
+    ),
+    (
+        "TLS lost, TCP's reason unknown",
+        Evidence(loss=Loss.RESET, tls=True),
+        Ending.CLIENT_LOST,
+    ),
+    ("a reset", Evidence(loss=Loss.RESET), Ending.CLIENT_RESET),
+    ("anything else", Evidence(loss=Loss.OTHER), Ending.CLIENT_LOST),
+]
 
 
-@dataclass
-class Served:
-    port: IListeningPort
-    ledger: Ledger
-    outcomes: list[Outcome] = field(default_factory=list)
-    sockets: list[socket.socket] = field(default_factory=list)
-
-    @property
-    def number(self) -> int:
-        address: Any = self.port.getHost()
-        return int(address.port)
+def _first_rule(evidence: Evidence) -> str:
+    return next(rule.why for rule in RULES if rule.holds(evidence))
 
 
-@asynccontextmanager
-async def serving(
-    description: str, half_close: HalfClose = "leave"
-) -> AsyncIterator[Served]:
-    ledger = Ledger(clock, half_close=half_close)
-    site = Site(DelayedResource(b"hello", 5, clock=clock, ledger=ledger))
-    port = await serverFromString(_reactor, description).listen(site)
-    served = Served(port, ledger)
-    ledger.observe(served.outcomes.append)
-    try:
-        yield served
-    finally:
-        for sock in served.sockets:
-            sock.close()
-        await wait_for(lambda: ledger.pending == 0, "nothing pending")
-        stopped = port.stopListening()
-        if stopped is not None:
-            await stopped
+_SERVER_ENDINGS = [e for e in Ending if e.by_server]
 
-
-# -- TLS ----------------------------------------------------------------------
-
-
-def _connect_tls(number: int, cafile: str) -> ssl.SSLSocket:
-    context = ssl.create_default_context(cafile=cafile)
-    raw = socket.create_connection(("127.0.0.1", number), timeout=5)
-    return context.wrap_socket(raw, server_hostname="localhost")
-
-
-def _drain(client: ssl.SSLSocket) -> None:
-    # Read what the server sent unasked (TLS 1.3 session tickets): a socket
-    # closed with unread data sends a reset, not a FIN.
-    client.setblocking(False)
-    try:
-        client.recv(1)
-    except ssl.SSLWantReadError:
-        pass
-    client.setblocking(True)
-
-
-def _close(client: ssl.SSLSocket) -> None:
-    # No close_notify: Python's ssl never sends one on close().
-    client.close()
-
-
-def _unwrap_and_close(client: ssl.SSLSocket) -> None:
-    client.settimeout(5)
-    plain = client.unwrap()  # close_notify, then the server's
-    plain.close()
-
-
-def _reset(client: ssl.SSLSocket) -> None:
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    client.close()
-
-
-@pytest.mark.parametrize(
-    ("leave", "ending"),
-    [
-        pytest.param(_close, Ending.CLIENT_CLOSED_NO_TLS_CLOSE, id="fin"),
-        pytest.param(_unwrap_and_close, Ending.CLIENT_CLOSED, id="close_notify"),
-        pytest.param(_reset, Ending.CLIENT_RESET, id="rst"),
-    ],
-)
-@twisted_test
-async def test_a_tls_client_leaving_is_told_by_how(
-    tls: TLSFiles,  # noqa: F811
-    leave: Callable[[ssl.SSLSocket], None],
-    ending: Ending,
-) -> None:
-    """
-    Twisted's TLS layer hands the request a bare C{ConnectionLost} for a
-    FIN without C{close_notify} and for a reset alike; the reason TCP gave
-    below it tells them apart.
-    """
-    async with serving(tls.listen) as served:
-        client = await deferToThread(_connect_tls, served.number, str(tls.cert))
-        client.sendall(get_request("/slow"))
-        await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
-        _drain(client)
-        await deferToThread(leave, client)
-        await wait_for(lambda: served.outcomes, "the outcome")
-        [outcome] = served.outcomes
-        assert (outcome.path, outcome.ending, outcome.cancelled) == (
-            "/slow",
-            ending,
-            1,
-        )
-        assert outcome.elapsed < 2
-        assert served.ledger.interruptions == {ending: 1}
-
-
-# -- Half-close ---------------------------------------------------------------
-
-
-def _connect(number: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", number), timeout=5)
-    sock.setblocking(False)
-    return sock
-
-
-def _received(sock: socket.socket, into: bytearray) -> bool:
-    """
-    Read what has come; say whether the server has closed its side.
-    """
-    while True:
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return False
-        except ConnectionResetError:
-            return True
-        if not data:
-            return True
-        into += data
-
-
-@pytest.mark.parametrize("version", ["1.0", "1.1"], ids=["http10", "http11"])
-@twisted_test
-async def test_a_half_closed_client_has_left_by_default(
-    version: str,
-) -> None:
-    """
-    By default (C{half_close="leave"}), a FIN while the request is in hand
-    is the client leaving, as Node and nginx take it: the work is cancelled
-    and nothing is answered.  TCP does not tell a half-close from a close.
-    """
-    async with serving("tcp:0:interface=127.0.0.1") as served:
-        sock = _connect(served.number)
-        served.sockets.append(sock)
-        sock.sendall(get_request("/slow?delay=0.5", version))
-        await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
-        sock.shutdown(socket.SHUT_WR)
-        await wait_for(lambda: served.outcomes, "the outcome")
-        received = bytearray()
-        await wait_for(lambda: _received(sock, received), "the server to close")
-        assert bytes(received) == b""
-        [outcome] = served.outcomes
-        assert (outcome.ending, outcome.cancelled) == (Ending.CLIENT_CLOSED, 1)
-
-
-@pytest.mark.parametrize("version", ["1.0", "1.1"], ids=["http10", "http11"])
-@twisted_test
-async def test_a_half_closed_client_is_answered_when_asked(
-    version: str,
-) -> None:
-    """
-    With C{half_close="answer"} (RFC 9112 section 9.6), a client that shuts
-    down its sending side after its request still gets the answer, then
-    the server closes; the outcome says C{client half-closed}, since the
-    server cannot know that a half-close was not a close.
-    """
-    async with serving("tcp:0:interface=127.0.0.1", half_close="answer") as served:
-        sock = _connect(served.number)
-        served.sockets.append(sock)
-        sock.sendall(get_request("/slow?delay=0.5", version))
-        await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
-        sock.shutdown(socket.SHUT_WR)
-        received = bytearray()
-        await wait_for(lambda: _received(sock, received), "the answer and a close")
-        head, _, body = bytes(received).partition(b"\r\n\r\n")
-        assert head.split(b" ")[1] == b"200"
-        assert body == b"hello"
-        [outcome] = served.outcomes
-        assert (outcome.path, outcome.ending, outcome.cancelled) == (
-            "/slow",
+evidence = st.builds(
+    Evidence,
+    finished=st.booleans(),
+    loss=st.none() | st.sampled_from(Loss),
+    server=st.none() | st.sampled_from(_SERVER_ENDINGS),
+    peer=st.none()
+    | st.sampled_from(
+        [
+            Ending.CLIENT_RESET,
+            Ending.CLIENT_CLOSED,
             Ending.CLIENT_HALF_CLOSED,
-            0,
+            Ending.CLIENT_STOPPED_READING,
+        ]
+    ),
+    already_gone=st.booleans(),
+    stream=st.booleans(),
+    closing=st.booleans(),
+    peer_timed_out=st.booleans(),
+    shutdown=st.booleans(),
+    tls=st.booleans(),
+    tcp=st.none() | st.sampled_from(Loss),
+)
+
+
+class RulesTableTests(SynchronousTestCase):
+    def test_each_rule_in_order(self) -> None:
+        # The rows above follow the table, one each: a rule added, removed
+        # or moved without its row fails here.
+        self.assertEqual([why for why, _, _ in ROWS], [rule.why for rule in RULES])
+        for why, given_, ending in ROWS:
+            self.assertEqual(_first_rule(given_), why)
+            self.assertIs(decide(given_), ending, why)
+
+    def test_every_ending_is_reached(self) -> None:
+        # A rule's own ending, or a server's ending passed on, or one the
+        # connection's watch hands on: no ending that nothing can give.
+        reached = {rule.ending for rule in RULES if rule.ending is not None}
+        reached |= set(_SERVER_ENDINGS)
+        reached |= {ending for _, _, ending in PEER_RULES if ending is not None}
+        self.assertEqual(reached, set(Ending))
+
+    @given(evidence)
+    def test_every_evidence_has_one_ending(self, given_: Evidence) -> None:
+        ending = decide(given_)
+        self.assertIsInstance(ending, Ending)
+        # What the server chose first is never overruled.
+        if given_.server is not None and not given_.already_gone:
+            self.assertIs(ending, given_.server)
+        # A request that lost nothing and was not cut by the server completed
+        # unless its client was found gone.
+        if (
+            given_.finished
+            and given_.loss is None
+            and given_.server is None
+            and given_.peer is None
+            and not given_.already_gone
+        ):
+            self.assertIs(ending, Ending.COMPLETED)
+        # Never a completion while something was lost.
+        if given_.loss is not None or given_.already_gone:
+            self.assertIsNot(ending, Ending.COMPLETED)
+
+
+class PeerRulesTests(SynchronousTestCase):
+    def test_what_the_connection_watch_saw(self) -> None:
+        self.assertIs(peer_ending(PeerSign.TCP_RESET), Ending.CLIENT_RESET)
+        self.assertIs(peer_ending(PeerSign.TCP_FIN), Ending.CLIENT_CLOSED)
+        self.assertIs(peer_ending(PeerSign.HALF_CLOSED), Ending.CLIENT_HALF_CLOSED)
+        self.assertIs(
+            peer_ending(PeerSign.STOPPED_READING), Ending.CLIENT_STOPPED_READING
         )
-        # Answered at its delay, not cut at the half-close; the watch starts
-        # its clock just after the answer's timer is set, hence the margin.
-        assert outcome.elapsed >= 0.49
-        assert outcome.detail == "answered"
-        assert served.ledger.interruptions == {Ending.CLIENT_HALF_CLOSED: 1}
+
+    def test_a_fin_is_no_leaving_where_half_closes_are_answered(self) -> None:
+        self.assertIsNone(peer_ending(PeerSign.TCP_FIN, answers_half_close=True))
+        self.assertIs(
+            peer_ending(PeerSign.TCP_RESET, answers_half_close=True),
+            Ending.CLIENT_RESET,
+        )
 
 
-@twisted_test
-async def test_a_half_closed_client_that_resets_is_still_seen() -> None:
-    """
-    Once half-closed, the connection is not read; a reset is seen from the
-    socket's TCP state within a second, and the work is cancelled.
-    """
-    async with serving("tcp:0:interface=127.0.0.1", half_close="answer") as served:
-        sock = _connect(served.number)
-        served.sockets.append(sock)
-        sock.sendall(get_request("/slow?delay=4"))
-        await wait_for(lambda: served.ledger.pending == 1, "the request to pend")
-        sock.shutdown(socket.SHUT_WR)
-        left = clock.seconds()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
-        served.sockets.remove(sock)
-        await wait_for(lambda: served.outcomes, "the outcome", timeout=3)
-        [outcome] = served.outcomes
-        assert (outcome.ending, outcome.cancelled) == (Ending.CLIENT_RESET, 1)
-        assert clock.seconds() - left < 2.5
+class ClassifyTests(SynchronousTestCase):
+    def test_a_failure_alone(self) -> None:
+        self.assertIs(classify(Failure(ConnectionDone())), Ending.CLIENT_CLOSED)
+        self.assertIs(classify(Failure(ConnectionLost())), Ending.CLIENT_RESET)
+        self.assertIs(classify(Failure(ConnectionAborted())), Ending.SERVER_ABORTED)
+        self.assertIs(classify(Failure(PeerTimedOut())), Ending.PEER_TIMED_OUT)
+        self.assertIs(classify(Failure(ValueError())), Ending.CLIENT_LOST)
 
 
-@twisted_test
-async def test_an_idle_half_closed_connection_is_closed() -> None:
-    async with serving("tcp:0:interface=127.0.0.1", half_close="answer") as served:
-        sock = _connect(served.number)
-        served.sockets.append(sock)
-        sock.sendall(get_request("/first?delay=0"))
-        received = bytearray()
-        await wait_for(lambda: served.outcomes, "the first answer")
-        sock.shutdown(socket.SHUT_WR)
-        await wait_for(lambda: _received(sock, received), "the server to close")
-        assert bytes(received).endswith(b"hello")
-        [outcome] = served.outcomes
-        assert outcome.ending is Ending.COMPLETED
+class ReadmeTests(SynchronousTestCase):
+    def test_the_readme_table_is_the_rules_table(self) -> None:
+        # Every ending the README explains is one the rules can give, and
+        # every one they can give is explained.
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        section = text.split("\n## What each ending means\n", 1)[1].split("\n## ")[0]
+        listed = {
+            line.split("`")[1]
+            for line in section.splitlines()
+            if line.startswith("| `")
+        }
+        reached = {str(rule.ending.value) for rule in RULES if rule.ending}
+        reached |= {str(e.value) for e in _SERVER_ENDINGS}
+        reached |= {str(e.value) for _, _, e in PEER_RULES if e is not None}
+        self.assertEqual(listed, reached)

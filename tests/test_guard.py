@@ -20,13 +20,13 @@ from twisted_close import (
     Ending,
     Ledger,
     Rejection,
+    classify,
     guard_connections,
 )
 from twisted_close._guard import guard_of, set_peer_timeout
 from twisted_close._twistedweb import (
     PeerTimedOut,
     accept_failure,
-    classify,
     http11_channel,
     peer_timed_out,
     watch_peer_timeout,

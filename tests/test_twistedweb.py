@@ -48,6 +48,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from twisted_close import DelayedResource, Ending, Ledger, classify
+from twisted_close._endings import Loss
 from twisted_close._twistedweb import (
     NETWORK_PRODUCER,
     TCP_CLOSE,
@@ -62,13 +63,13 @@ from twisted_close._twistedweb import (
     asyncio_event_loop,
     channel_of,
     close_at_once,
-    connection_closing,
     guard_protocols,
     http11_channel,
     is_tls,
     keep_alive_off,
     keep_tls_tcp_reason,
     lose_connection,
+    loss_of,
     network_producer,
     on_half_close,
     peer_timed_out,
@@ -80,10 +81,10 @@ from twisted_close._twistedweb import (
     request_in_hand,
     request_state,
     reusable,
+    server_closing,
     stop_after_answer,
     stream_blocked,
     stream_end_pending,
-    tcp_ending,
     tcp_endpoint_address,
     tcp_socket,
     tcp_state,
@@ -164,11 +165,19 @@ class ChannelTests(SynchronousTestCase):
     def test_a_close_the_server_began_is_the_servers(self) -> None:
         _, _, client, request = held()
         channel = channel_of(request)
-        self.assertFalse(connection_closing(channel, Ending.CLIENT_CLOSED))
+        self.assertEqual(server_closing(channel), (False, False))
         client.transport.loseConnection()
-        self.assertTrue(connection_closing(channel, Ending.CLIENT_CLOSED))
-        # A reset is never the server's close.
-        self.assertFalse(connection_closing(channel, Ending.CLIENT_RESET))
+        self.assertEqual(server_closing(channel), (False, True))
+
+    def test_a_close_the_server_began_under_http2_is_on_its_connection(
+        self,
+    ) -> None:
+        server, _, _ = _h2_in_memory()
+        stream = server.streams[1]
+        self.assertEqual(server_closing(stream), (True, False))
+        assert server.transport is not None
+        server.transport.loseConnection()
+        self.assertEqual(server_closing(stream), (True, True))
 
 
 class ProducerTests(SynchronousTestCase):
@@ -644,7 +653,7 @@ class RealSocketTests(SynchronousTestCase):
         self.assertFalse(reusable(channel))
 
     def test_a_fin_and_a_reset_as_tcp_reads_them(self) -> None:
-        # What tcp_ending relies on: ConnectionDone for a FIN, a plain
+        # What loss_of relies on: ConnectionDone for a FIN, a plain
         # ConnectionLost for a reset.
         pair, connection, _ = _tcp_connection(self)
         pair.client.shutdown(socket.SHUT_WR)
@@ -654,12 +663,10 @@ class RealSocketTests(SynchronousTestCase):
         pair.reset_by_client()
         self.assertTrue(_settled(lambda: tcp_state(pair.server) == TCP_CLOSE))
         self.assertIs(type(connection.doRead()), ConnectionLost)
-        self.assertIs(
-            tcp_ending(Failure(ConnectionDone())), Ending.CLIENT_CLOSED_NO_TLS_CLOSE
-        )
-        self.assertIs(tcp_ending(Failure(ConnectionLost())), Ending.CLIENT_RESET)
-        self.assertIs(tcp_ending(Failure(PeerTimedOut())), Ending.PEER_TIMED_OUT)
-        self.assertIs(tcp_ending(None), Ending.CLIENT_LOST)
+        self.assertIs(loss_of(Failure(ConnectionDone())), Loss.DONE)
+        self.assertIs(loss_of(Failure(ConnectionLost())), Loss.RESET)
+        self.assertIs(loss_of(Failure(PeerTimedOut())), Loss.PEER_TIMEOUT)
+        self.assertIsNone(loss_of(None))
 
     def test_a_half_close_keeps_the_connection_for_the_answer(self) -> None:
         resource = Holding()

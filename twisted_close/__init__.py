@@ -24,10 +24,9 @@ from ._stream import (
     StreamSource,
     demo_events,
 )
-from ._twistedweb import classify
 from ._upstream import read_body
 from ._version import __version__
-from ._watch import Cancellable, RequestWatch, cancel_on_disconnect
+from ._watch import Cancellable, RequestWatch, cancel_on_disconnect, classify
 
 __all__ = [
     "HEARTBEAT",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall
 
+from ._endings import PeerSign, peer_ending
 from ._outcome import Ending
 from ._policy import HalfClose
 from ._twistedweb import (
@@ -41,7 +42,8 @@ __all__ = ["POLL_INTERVAL", "ConnectionWatch", "HalfClose"]
 POLL_INTERVAL = 1.0
 """Seconds between looks at the TCP state of a connection not being read."""
 
-_GONE = {TCP_CLOSE: Ending.CLIENT_RESET, TCP_CLOSE_WAIT: Ending.CLIENT_CLOSED}
+# What the kernel's TCP state says of the client (TCP_INFO).
+_SIGNS = {TCP_CLOSE: PeerSign.TCP_RESET, TCP_CLOSE_WAIT: PeerSign.TCP_FIN}
 
 
 class ConnectionWatch:
@@ -144,7 +146,9 @@ class ConnectionWatch:
             return
         watch = self.watch
         if watch is not None:
-            watch.peer_left(Ending.CLIENT_HALF_CLOSED)
+            half_closed = peer_ending(PeerSign.HALF_CLOSED)
+            assert half_closed is not None
+            watch.peer_left(half_closed)
         stop_after_answer(channel)
         # Nothing is read any more: only the TCP state can tell a reset.
         self._schedule()
@@ -177,11 +181,12 @@ class ConnectionWatch:
         state = None if sock is None else tcp_state(sock)
         if state is None:
             return False
-        ending = _GONE.get(state)
-        if ending is Ending.CLIENT_CLOSED and self.answers_half_close:
-            # Only a half-close: the answer is still wanted.
+        sign = _SIGNS.get(state)
+        if sign is None:
             return True
+        ending = peer_ending(sign, self.answers_half_close)
         if ending is None:
+            # Only a half-close, and the answer is still wanted.
             return True
         self._client_gone(ending)
         return False

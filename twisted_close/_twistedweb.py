@@ -39,7 +39,7 @@ try:
 except ImportError:  # pragma: no cover - without twisted[tls] there is no TLS
     TLSMemoryBIOProtocol = None  # type: ignore[assignment,misc]
 
-from ._outcome import Ending
+from ._endings import Loss
 
 __all__ = [
     "NETWORK_PRODUCER",
@@ -53,15 +53,14 @@ __all__ = [
     "accept_failure",
     "asyncio_event_loop",
     "channel_of",
-    "classify",
     "close_at_once",
-    "connection_closing",
     "guard_protocols",
     "http11_channel",
     "is_tls",
     "keep_alive_off",
     "keep_tls_tcp_reason",
     "lose_connection",
+    "loss_of",
     "network_producer",
     "on_half_close",
     "peer_timed_out",
@@ -73,10 +72,10 @@ __all__ = [
     "request_in_hand",
     "request_state",
     "reusable",
+    "server_closing",
     "stop_after_answer",
     "stream_blocked",
     "stream_end_pending",
-    "tcp_ending",
     "tcp_endpoint_address",
     "tcp_socket",
     "tcp_state",
@@ -128,26 +127,20 @@ def transport_of(channel: object) -> object:
     return transport
 
 
-def connection_closing(channel: object, ending: Ending) -> bool:
+def server_closing(channel: object) -> tuple[bool, bool]:
     """
-    Whether the server had begun to close C{channel}'s connection (an idle
-    timeout, an error) when it ended as C{ending}: then the client did not
-    leave by itself.
+    Whether C{channel} is an HTTP/2 stream (no transport of its own), and
+    whether the server had begun to close its connection (an idle timeout,
+    an error): then a client seeming to leave did not leave by itself.
 
-    Over HTTP/1.1 a close the server began ends cleanly (C{ConnectionDone})
-    with the transport's C{disconnecting} set.  Over HTTP/2 every stream
-    hears "Producing stopped" (L{Ending.CLIENT_LOST}) however the connection
-    went; only its transport (through C{H2Stream._conn}) says who began.
+    Relies on C{H2Stream._conn} (see L{transport_of}) and on a transport's
+    C{disconnecting}, set once C{loseConnection} was called.
     """
     transport = getattr(channel, "transport", None)
     if transport is not None:
-        return ending is Ending.CLIENT_CLOSED and bool(
-            getattr(transport, "disconnecting", False)
-        )
+        return False, bool(getattr(transport, "disconnecting", False))
     connection = transport_of(channel)
-    return ending is Ending.CLIENT_LOST and bool(
-        getattr(connection, "disconnecting", False)
-    )
+    return True, bool(getattr(connection, "disconnecting", False))
 
 
 def transport_paused(request: IRequest) -> bool:
@@ -217,9 +210,9 @@ class PeerTimedOut(ConnectionLost):
         return "the peer stopped responding"
 
 
-def classify(reason: Failure) -> Ending:
+def loss_of(reason: Failure | None) -> Loss | None:
     """
-    Say how a connection ended from the failure Twisted gave for it.
+    What the failure Twisted gave for a lost connection says (L{Loss}).
 
     Relies on the messages of the plain C{ConnectionLost} that
     C{twisted.web._http2} hands a stream whatever happened: only the text
@@ -228,33 +221,34 @@ def classify(reason: Failure) -> Ending:
     rapid-reset defence, and the whole connection going ("Producing
     stopped", through C{H2Connection.stopProducing}, whatever the
     transport's reason: a FIN and a RST cannot be told apart there) apart.
+    And on C{twisted.internet.tcp} ending a connection with
+    C{ConnectionDone} for a FIN and a plain C{ConnectionLost} for a failed
+    read (a reset).
     """
-    # isinstance, not Failure.check: this runs once per interruption, and
-    # check() builds qualified names for every class it is given.
+    if reason is None:
+        return None
     error = reason.value
     if isinstance(error, ConnectionDone):
-        return Ending.CLIENT_CLOSED
-    # Before ConnectionLost, which it subclasses (see watch_peer_timeout).
+        return Loss.DONE
+    # Before ConnectionLost, which both subclass.
     if isinstance(error, PeerTimedOut):
-        return Ending.PEER_TIMED_OUT
-    # ConnectionAborted subclasses ConnectionLost: it must be tested first.
+        return Loss.PEER_TIMEOUT
     if isinstance(error, ConnectionAborted):
-        return Ending.SERVER_ABORTED
+        return Loss.ABORTED
     if isinstance(error, ConnectionLost):
         args: tuple[object, ...] = getattr(error, "args", ())
         message = args[0] if args else None
         if isinstance(message, str):
             if message.startswith("Stream reset with code "):
-                return Ending.STREAM_RESET
+                return Loss.STREAM_RESET
             if message == "Remote peer sent GOAWAY":
-                return Ending.CLIENT_CLOSED
+                return Loss.GOAWAY
             if message == "Too many stream resets":
-                # Rapid-reset defence: the server sent GOAWAY and hung up.
-                return Ending.SERVER_ABORTED
+                return Loss.RAPID_RESET
             if message == "Producing stopped":
-                return Ending.CLIENT_LOST
-        return Ending.CLIENT_RESET
-    return Ending.CLIENT_LOST
+                return Loss.STOPPED
+        return Loss.RESET
+    return Loss.OTHER
 
 
 def tcp_endpoint_address(endpoint: object) -> tuple[str, int, int]:
@@ -455,27 +449,6 @@ def is_tls(transport: object) -> bool:
     return TLSMemoryBIOProtocol is not None and isinstance(
         transport, TLSMemoryBIOProtocol
     )
-
-
-def tcp_ending(reason: Failure | None) -> Ending:
-    """
-    Say how a TLS connection's TCP connection ended, from the reason TCP
-    gave (L{tls_tcp_reason}), when TLS itself says only "lost": a FIN
-    without C{close_notify}, a reset, or L{Ending.CLIENT_LOST} if unknown.
-
-    Relies on C{twisted.internet.tcp} ending a connection with
-    C{ConnectionDone} for a FIN and a plain C{ConnectionLost} for a failed
-    read (a reset).
-    """
-    if reason is None:
-        return Ending.CLIENT_LOST
-    if isinstance(reason.value, ConnectionDone):
-        return Ending.CLIENT_CLOSED_NO_TLS_CLOSE
-    if isinstance(reason.value, PeerTimedOut):
-        return Ending.PEER_TIMED_OUT
-    if type(reason.value) is ConnectionLost:
-        return Ending.CLIENT_RESET
-    return Ending.CLIENT_LOST
 
 
 def on_half_close(channel: object, half_closed: Callable[[], None]) -> bool:

@@ -18,6 +18,7 @@ from twisted.web.iweb import IRequest
 
 from ._clock import default_clock
 from ._connection import ConnectionWatch
+from ._endings import Evidence, PeerSign, decide, peer_ending
 from ._http import plain_error
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
@@ -27,16 +28,15 @@ from ._twistedweb import (
     NETWORK_PRODUCER,
     abort_stream,
     channel_of,
-    classify,
-    connection_closing,
     is_tls,
     keep_alive_off,
+    loss_of,
     peer_timed_out,
     record_stream_loss,
     request_state,
+    server_closing,
     stream_blocked,
     stream_end_pending,
-    tcp_ending,
     tls_tcp_reason,
     transport_of,
 )
@@ -45,13 +45,18 @@ __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 
 log = Logger(namespace="twisted_close")
 
-# On Python 3.11 Ending.X goes through EnumType.__getattr__'s slow lookup
-# hook (~0.2 us): the endings read on every request or interruption are
-# read from here.
 _COMPLETED = Ending.COMPLETED
-_CLIENT_LOST = Ending.CLIENT_LOST
-_CLIENT_RESET = Ending.CLIENT_RESET
 _HALF_CLOSED = Ending.CLIENT_HALF_CLOSED
+_ANSWERED = Evidence(finished=True)
+
+
+def classify(reason: Failure) -> Ending:
+    """
+    Say how a connection ended from the failure Twisted gave for it alone,
+    by the rules of L{twisted_close._endings} (a watched request knows
+    more: see L{RequestWatch}).
+    """
+    return decide(Evidence(loss=loss_of(reason)))
 
 
 @runtime_checkable
@@ -162,7 +167,7 @@ class RequestWatch:
             return
         ledger.begin(self, request)
         if gone:
-            self._interrupted(Ending.ALREADY_GONE)
+            self._interrupted(decide(Evidence(already_gone=True)))
             return
         # The lookup ConnectionWatch.of makes first, inline: once per request.
         connection = getattr(self._channel, NETWORK_PRODUCER, None)
@@ -319,7 +324,7 @@ class RequestWatch:
         when the connection was lost, else that the request finished.
         """
         if isinstance(result, Failure):
-            self._interrupted(self._loss_ending(result))
+            self._interrupted(decide(self._evidence(result)))
             return
         self._pending = ()
         if (
@@ -335,8 +340,11 @@ class RequestWatch:
             if sending is not None:
                 self._await_stream_end(sending)
                 return
-        ending = self._server_ending or self._peer_ending or _COMPLETED
-        self._end(ending, 0)
+        if self._server_ending is None and self._peer_ending is None:
+            # The common case, a completion, without gathering evidence.
+            self._end(_COMPLETED, 0)
+            return
+        self._end(decide(self._evidence(None)), 0)
 
     def _await_stream_end(self, sending: Deferred[object]) -> None:
         """
@@ -355,44 +363,42 @@ class RequestWatch:
         def done(ignored: object) -> None:
             if stall is not None and stall.active():
                 stall.cancel()
-            ending = self._peer_ending
-            if ending is None:
-                ending = self._loss_ending(lost[0]) if lost else Ending.COMPLETED
-            self._end(ending, 0)
+            self._end(decide(self._evidence(lost[0] if lost else None, True)), 0)
 
         sending.addCallback(done)
 
     def _stalled(self, channel: object) -> None:
-        self._peer_ending = Ending.CLIENT_STOPPED_READING
+        self._peer_ending = peer_ending(PeerSign.STOPPED_READING)
         abort_stream(channel)
 
-    def _loss_ending(self, reason: Failure) -> Ending:
-        ending = self._server_ending or classify(reason)
-        if connection_closing(self._channel, ending):
-            return Ending.SERVER_CLOSED
-        if self._server_ending is not None:
-            return ending
-        peer = self._peer_ending
-        if peer is not None and peer is not _HALF_CLOSED:
-            # Found gone by the connection's watch, which then aborted it.
-            return peer
-        if ending is _CLIENT_LOST and peer_timed_out(self._channel):
-            # An HTTP/2 stream hears "Producing stopped" whatever happened.
-            return Ending.PEER_TIMED_OUT
+    def _evidence(self, reason: Failure | None, finished: bool = False) -> Evidence:
+        """
+        What is known of how this request ended, for L{decide}: the failure
+        C{reason} if its connection was lost, whether it was C{finished}.
+        """
+        channel = self._channel
+        loss = loss_of(reason)
+        if reason is None:
+            return Evidence(
+                finished=True, server=self._server_ending, peer=self._peer_ending
+            )
+        stream, closing = server_closing(channel)
         shutdown = watch_shutdown(self._clock)
-        # begun first: it is a plain flag, and no shutdown has begun in all
-        # but the last moments of a server's life.
-        if not ending.by_server and shutdown.begun and shutdown.cutting_connections:
-            # Without a GracefulDrain, the reactor drops the connection as it
-            # stops: the client did not leave, the server did.
-            return Ending.SHUTDOWN
-        if ending is _CLIENT_RESET:
-            transport = getattr(self._channel, "transport", None)
-            if is_tls(transport):
-                # TLS says "lost" for a FIN without close_notify and a reset
-                # alike: what TCP said below it tells them apart.
-                return tcp_ending(tls_tcp_reason(transport))
-        return ending
+        transport = getattr(channel, "transport", None)
+        tls = is_tls(transport)
+        return Evidence(
+            finished=finished,
+            loss=loss,
+            server=self._server_ending,
+            peer=self._peer_ending,
+            stream=stream,
+            closing=closing,
+            peer_timed_out=peer_timed_out(channel),
+            # begun first: a plain flag, false in all but a server's last moments.
+            shutdown=shutdown.begun and shutdown.cutting_connections,
+            tls=tls,
+            tcp=loss_of(tls_tcp_reason(transport)) if tls else None,
+        )
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, ()
