@@ -24,7 +24,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close import DelayedResource, Ledger
+from twisted_close import DelayedResource, Ledger, Limits
 from twisted_close.closedemo.site import build_site
 from twisted_close.testing import Connection, InMemoryServer
 
@@ -64,7 +64,11 @@ def demo_server(
     more of L{build_site}'s.
     """
     clock = Clock()
-    ledger = Ledger(clock, max_pending=max_pending)
+    caps = ["max_streams", "max_streams_per_client", "max_pending_per_client"]
+    limits = Limits(
+        max_pending=max_pending, **{n: settings.pop(n) for n in caps if n in settings}
+    )
+    ledger = Ledger(clock, limits=limits)
     site = build_site(
         clock=clock,
         ledger=ledger,

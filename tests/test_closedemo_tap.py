@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 import twisted_close
+from twisted_close import ConnectionPolicy
 from twisted_close._drain import GracefulDrain
 from twisted_close.closedemo import tap
 from twisted_close.closedemo.descriptors import DescriptorRoom
@@ -186,15 +187,18 @@ class LimitOptionsTests(SynchronousTestCase):
         self.assertIsNone(options["max-streams-per-client"])
         self.assertIsNone(options["max-pending-per-client"])
 
-    def test_they_reach_the_site(self) -> None:
+    def test_they_reach_the_limits_and_the_site(self) -> None:
         options = parse(
             "--max-streams", "9", "--allowed-host", "a.example", "--allowed-host", "*"
         )
-        settings = tap.site_settings(options)
-        self.assertEqual(settings["max_streams"], 9)
-        self.assertEqual(settings["max_streams_per_client"], 8)
-        self.assertEqual(settings["max_pending_per_client"], 1000)
-        self.assertEqual(settings["allowed_hosts"], ["a.example", "*"])
+        limits = tap.limits_settings(options)
+        self.assertEqual(limits["max_pending"], 10000)
+        self.assertEqual(limits["max_streams"], 9)
+        self.assertEqual(limits["max_streams_per_client"], 8)
+        self.assertEqual(limits["max_pending_per_client"], 1000)
+        self.assertEqual(
+            tap.site_settings(options)["allowed_hosts"], ["a.example", "*"]
+        )
 
     def test_bad_values_name_the_option(self) -> None:
         cases = {
@@ -382,19 +386,20 @@ class ConnectionOptionsTests(SynchronousTestCase):
         options = parse()
         self.assertEqual(options["half-close"], "leave")
         self.assertEqual(options["stall-timeout"], 30.0)
+        settings = tap.site_settings(options)
         self.assertEqual(
-            tap.ledger_settings(options),
-            {"max_pending": 10000, "half_close": "leave", "stall_timeout": 30.0},
+            (settings["half_close"], settings["stall_timeout"]), ("leave", 30.0)
         )
 
     def test_values_are_coerced_and_reach_the_ledger(self) -> None:
         options = parse("--half-close", "answer", "--stall-timeout", "2.5")
         service = tap.makeService(options)
         assert isinstance(service, MultiService)
-        drain = next(iter(service))
-        assert isinstance(drain, GracefulDrain)
-        self.assertEqual(drain.ledger.half_close, "answer")
-        self.assertEqual(drain.ledger.stall_timeout, 2.5)
+        [listener] = [s for s in service if hasattr(s, "factory")]
+        site = listener.factory
+        delayed = site.resource.resource.delayed
+        self.assertEqual(delayed.policy, ConnectionPolicy("answer", 2.5))
+        self.assertIs(site.resource.resource.events.policy, delayed.policy)
 
     def test_bad_values_name_the_option(self) -> None:
         cases = {

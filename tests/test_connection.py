@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
-from twisted_close import DelayedResource, Ledger
+from twisted_close import ConnectionPolicy, DelayedResource, Ledger
 from twisted_close._connection import POLL_INTERVAL, ConnectionWatch
 
 from .helpers import get_request
@@ -77,16 +77,16 @@ class PausedConnectionTests(SynchronousTestCase):
         self.assertEqual(self.ledger.pending, 1)
 
 
-class LedgerChoiceTests(SynchronousTestCase):
+class ConnectionPolicyTests(SynchronousTestCase):
     def test_the_defaults(self) -> None:
-        ledger = Ledger()
-        self.assertEqual((ledger.half_close, ledger.stall_timeout), ("leave", 30.0))
+        policy = ConnectionPolicy()
+        self.assertEqual((policy.half_close, policy.stall_timeout), ("leave", 30.0))
 
     def test_a_bad_choice_is_refused_by_name(self) -> None:
         with self.assertRaises(ValueError) as caught:
-            Ledger(half_close="ignore")  # type: ignore[arg-type]
+            ConnectionPolicy(half_close="ignore")  # type: ignore[arg-type]
         self.assertIn("half_close", str(caught.exception))
         for bad in (0.0, -1.0, float("nan")):
             with self.assertRaises(ValueError) as caught:
-                Ledger(stall_timeout=bad)
+                ConnectionPolicy(stall_timeout=bad)
             self.assertIn("stall_timeout", str(caught.exception))

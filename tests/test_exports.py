@@ -27,6 +27,7 @@ PUBLIC = [
     "AsyncResource",
     "Cancellable",
     "ConnectionGuard",
+    "ConnectionPolicy",
     "DelayError",
     "DelayedResource",
     "Ending",

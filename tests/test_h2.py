@@ -65,6 +65,7 @@ from twisted_close import (
     Ending,
     HostCheck,
     Ledger,
+    Limits,
     Outcome,
 )
 from twisted_close.closedemo.site import DemoRoot, build_site
@@ -306,7 +307,9 @@ async def serving(
     Serve the closedemo site over TLS until the block ends, then close every
     connection and stop listening, so that the reactor is left clean.
     """
-    ledger = Ledger() if ledger is None else ledger
+    caps = ["max_streams", "max_streams_per_client", "max_pending_per_client"]
+    limits = Limits(**{n: options.pop(n) for n in caps if n in options})
+    ledger = Ledger(limits=limits) if ledger is None else ledger
     site: Site = build_site(clock=clock, ledger=ledger, delay=delay, **options)
     delayed = cast(DemoRoot, cast(HostCheck, site.resource).resource).delayed
     port = await serverFromString(_reactor, tls.listen).listen(site)
@@ -569,8 +572,7 @@ async def test_a_client_leaving_before_the_end_went_out_is_reported(
 async def test_a_stream_stuck_on_flow_control_is_reset_as_stopped_reading(
     tls: TLSFiles,
 ) -> None:
-    ledger = Ledger(stall_timeout=0.5)
-    async with serving(tls, ledger=ledger) as server:
+    async with serving(tls, stall_timeout=0.5) as server:
         client, stream_id = await _stuck_answer(server)
         stuck_since = clock.seconds()
         await wait_for(lambda: server.outcomes, "the stall to be reported")

@@ -24,7 +24,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
 
-from twisted_close import DelayedResource, Ending, Ledger, Outcome
+from twisted_close import ConnectionPolicy, DelayedResource, Ending, Ledger, Outcome
 from twisted_close._policy import HalfClose
 
 from .helpers import TLSFiles, get_request
@@ -54,8 +54,9 @@ class Served:
 async def serving(
     description: str, half_close: HalfClose = "leave"
 ) -> AsyncIterator[Served]:
-    ledger = Ledger(clock, half_close=half_close)
-    site = Site(DelayedResource(b"hello", 5, clock=clock, ledger=ledger))
+    ledger = Ledger(clock)
+    policy = ConnectionPolicy(half_close=half_close)
+    site = Site(DelayedResource(b"hello", 5, clock=clock, ledger=ledger, policy=policy))
     port = await serverFromString(_reactor, description).listen(site)
     served = Served(port, ledger)
     ledger.observe(served.outcomes.append)

@@ -6,8 +6,13 @@ through the closedemo site in memory on a L{Clock}.
 
 from __future__ import annotations
 
+from typing import cast
+
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
+from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_close import EventStreamResource, Ledger, Limits, Rejection
 from twisted_close.testing import Connection, InMemoryServer
@@ -149,7 +154,7 @@ class LimitsTests(SynchronousTestCase):
 
     def test_an_embedded_event_stream_uses_its_ledgers_limits(self) -> None:
         clock = Clock()
-        ledger = Ledger(clock, max_pending=1, limits=Limits(max_streams_per_client=2))
+        ledger = Ledger(clock, limits=Limits(max_pending=1, max_streams_per_client=2))
         server = InMemoryServer(
             EventStreamResource(tick=1, clock=clock, ledger=ledger), clock=clock
         )
@@ -157,4 +162,59 @@ class LimitsTests(SynchronousTestCase):
         self.assertEqual(server.get("/").response.status, 503)  # type: ignore[union-attr]
         self.assertEqual([status(c) for c in opened], [200, 200])
         # max_pending 1 did not count them.
-        self.assertEqual(ledger.admit(), None)
+        self.assertEqual(ledger.limits.admit(), None)
+
+
+class AdmissionTests(SynchronousTestCase):
+    """
+    L{Limits} alone: what it admits, as requests begin and end in it.
+    """
+
+    def request(self, host: str) -> IRequest:
+        request = DummyRequest([b""])
+        request.client = IPv4Address("TCP", host, 1234)
+        return cast(IRequest, request)
+
+    def test_pending_work_and_streams_are_two_pools(self) -> None:
+        limits = Limits(max_pending=1, max_streams=1)
+        a = self.request("10.0.0.1")
+        work = limits.began(a, False)
+        self.assertIs(limits.admit(a), Rejection.OVERLOADED)
+        self.assertIsNone(limits.admit(a, stream=True))
+        stream = limits.began(a, True)
+        self.assertIs(limits.admit(a, stream=True), Rejection.TOO_MANY_STREAMS)
+        limits.ended(work)
+        limits.ended(stream)
+        self.assertEqual((limits.pending, limits.streams), (0, 0))
+        self.assertIsNone(limits.admit(a))
+
+    def test_one_clients_share_and_not_anothers(self) -> None:
+        limits = Limits(max_pending_per_client=1, max_streams_per_client=1)
+        a, b = self.request("10.0.0.1"), self.request("10.0.0.2")
+        counted = [limits.began(a, False), limits.began(a, True)]
+        self.assertIs(limits.admit(a), Rejection.CLIENT_PENDING)
+        self.assertIs(limits.admit(a, stream=True), Rejection.CLIENT_STREAMS)
+        self.assertIsNone(limits.admit(b))
+        self.assertIsNone(limits.admit(b, stream=True))
+        for c in counted:
+            limits.ended(c)
+        # A client at zero is forgotten: a flood from many addresses leaves
+        # nothing behind.
+        self.assertEqual(
+            (limits.pending_of("10.0.0.1"), limits.streams_of("10.0.0.1")), (0, 0)
+        )
+        self.assertEqual((limits._pending, limits._streams), ({}, {}))
+
+    def test_closed_refuses_everything(self) -> None:
+        limits = Limits()
+        self.assertFalse(limits.closing)
+        limits.close()
+        self.assertTrue(limits.closing)
+        self.assertIs(limits.admit(), Rejection.SHUTTING_DOWN)
+        self.assertIs(limits.admit(stream=True), Rejection.SHUTTING_DOWN)
+
+    def test_max_pending_may_be_zero_but_not_less(self) -> None:
+        self.assertIs(Limits(max_pending=0).admit(), Rejection.OVERLOADED)
+        with self.assertRaises(ValueError) as caught:
+            Limits(max_pending=-1)
+        self.assertIn("max_pending", str(caught.exception))

@@ -55,7 +55,9 @@ class AdmissionTests(SynchronousTestCase):
         words: bytes = b"server overloaded",
     ) -> None:
         clock = Clock()
-        ledger = Ledger(clock, max_pending=1) if ledger is None else ledger
+        ledger = (
+            Ledger(clock, limits=Limits(max_pending=1)) if ledger is None else ledger
+        )
         server = InMemoryServer(make(clock, ledger), clock=clock)
         server.get("/")
         self.assertEqual(ledger.pending, 1)
@@ -84,7 +86,7 @@ class AdmissionTests(SynchronousTestCase):
 
     def not_allowed(self, make: Make) -> None:
         clock = Clock()
-        ledger = Ledger(clock, max_pending=0)
+        ledger = Ledger(clock, limits=Limits(max_pending=0))
         response = (
             InMemoryServer(make(clock, ledger), clock=clock).get("/", "BREW").response
         )
@@ -104,7 +106,7 @@ class AdmissionTests(SynchronousTestCase):
         # Streams are not pending work: they have their own pool.
         self.refused_past_the_limit(
             WORK["events"],
-            Ledger(max_pending=0, limits=Limits(max_streams=1)),
+            Ledger(limits=Limits(max_pending=0, max_streams=1)),
             Rejection.TOO_MANY_STREAMS,
             b"too many streams",
         )
@@ -142,7 +144,7 @@ class OutcomeStreamAdmissionTests(SynchronousTestCase):
     def test_refused_during_a_drain(self) -> None:
         clock, ledger = Clock(), Ledger()
         server = InMemoryServer(OutcomeStreamResource(ledger, clock=clock), clock)
-        ledger.close()
+        ledger.limits.close()
         response = server.get("/").response
         assert response is not None
         self.assertEqual(response.status, 503)
@@ -170,7 +172,7 @@ class Echo(WorkResource):
 class OwnResourceTests(SynchronousTestCase):
     def test_a_subclass_gets_the_same_opening(self) -> None:
         clock = Clock()
-        ledger = Ledger(clock, max_pending=1)
+        ledger = Ledger(clock, limits=Limits(max_pending=1))
         server = InMemoryServer(Echo(clock=clock, ledger=ledger), clock=clock)
         wrong = server.get("/", "GET").response
         assert wrong is not None

@@ -15,6 +15,7 @@ from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
 from ._limits import Limits
 from ._outcome import Ending, Outcome, Rejection
+from ._policy import ConnectionPolicy
 from ._resource import WorkResource
 from ._stream import (
     HEARTBEAT,
@@ -35,6 +36,7 @@ __all__ = [
     "AsyncResource",
     "Cancellable",
     "ConnectionGuard",
+    "ConnectionPolicy",
     "DelayError",
     "DelayedResource",
     "Ending",

@@ -29,10 +29,10 @@ from ._asyncio import AsyncioReactorNeeded, asyncio_event_loop, run_coroutine
 from ._cancellation import is_cancellation
 from ._http import plain_error
 from ._ledger import Ledger
+from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
 from ._text import _printable, describe_client
 from ._twistedweb import abort_connection, request_state
-from ._watch import RequestWatch
 
 __all__ = ["SAFE_METHODS", "AsyncResource"]
 
@@ -124,18 +124,20 @@ class AsyncResource(WorkResource):
         *,
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         """
         @param clock: the time source for elapsed seconds; the global reactor
             by default.
         @param ledger: counts the requests; a new one by default.
+        @param policy: handed to each watch (see L{WorkResource}).
         """
         for method in self.cancel_methods:
             if not isinstance(method, bytes):
                 raise TypeError(
                     f"cancel_methods holds {method!r}; give bytes such as b'GET'"
                 )
-        super().__init__(clock=clock, ledger=ledger)
+        super().__init__(clock=clock, ledger=ledger, policy=policy)
 
     def cancels(self, method: bytes) -> bool:
         """
@@ -189,7 +191,9 @@ class AsyncResource(WorkResource):
         """
         name, handler = self._handler(request.method)
         cancellable = self.cancels(request.method)
-        watch = self.watch(request)
+        rendering = _Rendering(request, name, cancellable)
+        # Work that is not cancelled says so in the outcome of its request.
+        watch = self.watch(request, detail=None if cancellable else rendering.detail)
         if watch.outcome is not None and cancellable:
             # The client left before we began: there is no work to cancel.
             return NOT_DONE_YET
@@ -202,11 +206,8 @@ class AsyncResource(WorkResource):
             work = result
         else:
             return cast("bytes | int", result)
-        rendering = _Rendering(request, watch, name, cancellable)
         if cancellable:
             watch.add(work)
-        elif watch.outcome is None:
-            watch.detail = rendering.detail
         work.addCallback(rendering.answer)
         work.addErrback(rendering.failed)
         work.addErrback(rendering.bug)
@@ -218,11 +219,8 @@ class _Rendering:
     One request's coroutine on its way to an answer, or to none.
     """
 
-    def __init__(
-        self, request: IRequest, watch: RequestWatch, handler: str, cancellable: bool
-    ) -> None:
+    def __init__(self, request: IRequest, handler: str, cancellable: bool) -> None:
         self.request = request
-        self.watch = watch
         self.handler = handler
         self.cancellable = cancellable
         self.running = True

@@ -11,6 +11,7 @@ from twisted.web.server import NOT_DONE_YET
 from ._delay import DelayError, parse_delay
 from ._http import plain_error
 from ._ledger import Ledger
+from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
 
 __all__ = ["DelayedResource"]
@@ -39,6 +40,7 @@ class DelayedResource(WorkResource):
         max_delay: float = 60.0,
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         """
         @param body: the answer; C{str} is sent as UTF-8.
@@ -47,10 +49,11 @@ class DelayedResource(WorkResource):
         @param clock: schedules the answers; the global reactor by default.
         @param ledger: counts pending, completed, interrupted and rejected
             requests; a new one by default.
+        @param policy: handed to each watch (see L{WorkResource}).
         """
         if not 0 <= delay <= max_delay:
             raise ValueError(f"delay {delay!r} is not within 0..{max_delay!r}")
-        super().__init__(clock=clock, ledger=ledger)
+        super().__init__(clock=clock, ledger=ledger, policy=policy)
         self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.delay = delay
         self.max_delay = max_delay

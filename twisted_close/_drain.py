@@ -77,7 +77,7 @@ class GracefulDrain(Service):
         started = clock.seconds()
         completed, interrupted = ledger.completed, ledger.interrupted
         shutdown = ledger.server_endings[Ending.SHUTDOWN]
-        ledger.close()
+        ledger.limits.close()
         # Every connection with a request in hand is closed once its answer
         # is out, so that "out" can be seen: a closed connection.
         transports = []

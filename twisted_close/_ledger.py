@@ -17,9 +17,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
-from ._limits import Limits, client_key
+from ._limits import Limits
 from ._outcome import Ending, Outcome, Pending, Rejection
-from ._policy import HalfClose
 from ._report import Reporter
 
 __all__ = ["WAIT_BUCKETS", "CountsSource", "Ledger", "Totals"]
@@ -32,10 +31,6 @@ _ENDINGS = {e.code: e for e in Ending}
 # hook: the one ending counted on every request is read from here.
 _COMPLETED = Ending.COMPLETED
 _REJECTIONS = {r.code: r for r in Rejection}
-
-# What the ledger counted a live request as, besides pending: an endless
-# stream (not pending work for admission), or nothing more.
-_ENDLESS = "\0endless"
 
 
 def _no_waits() -> list[int]:
@@ -186,64 +181,40 @@ class Ledger:
     A request is pending from L{begin} until L{end}; L{reject} counts a
     request refused before any work was taken on.  Every end but a
     completion is reported to the L{Reporter} (the log); L{observe}rs get
-    every L{Outcome}.  After L{close}, L{admit} refuses new work.
+    every L{Outcome}.  What may begin is for its L{limits} to say: the
+    ledger counts each request there as it begins and ends.
 
     Endless requests (event streams) are pending too, as C{/stats} shows,
-    but not pending work: C{max_pending} does not count them; L{limits}
-    caps them, and what one client holds.
+    but not pending work: L{limits} counts them as streams.
     """
 
     def __init__(
         self,
         clock: IReactorTime | None = None,
         *,
-        max_pending: int | None = None,
+        limits: Limits | None = None,
         log_per_second: int = 50,
         reporter: Reporter | None = None,
-        limits: Limits | None = None,
-        half_close: HalfClose = "leave",
-        stall_timeout: float = 30.0,
     ) -> None:
         """
         @param clock: lets the reporter rate-limit its log lines; without
             one, every interruption is logged.
-        @param max_pending: the most requests pending at once, or C{None}.
+        @param limits: what requests are admitted against (see L{Limits}),
+            shared with the resources counting into this ledger; no caps by
+            default.
         @param log_per_second: interruptions logged one line each per
             second; past it, one summary line a second.
         @param reporter: what logs the interruptions; one made from C{clock}
             and C{log_per_second} by default.
-        @param limits: the caps on streams and on one client's share, shared
-            with the resources counting into this ledger; none by default.
-        @param half_close: what a client's half-close (a FIN while its
-            HTTP/1.x request is in hand) means: C{"leave"}, it left: its work
-            is cancelled (as Node and nginx do); C{"answer"}, it only stopped
-            sending: it is answered, then the connection is closed (RFC 9112
-            section 9.6), and the outcome says C{client half-closed}.
-        @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
-            client that lets nothing more through (flow control, a full
-            socket) before its stream is reset and the request reported as
-            C{client stopped reading}.
         """
-        if half_close not in ("leave", "answer"):
-            raise ValueError(
-                f"half_close must be 'leave' or 'answer', not {half_close!r}"
-            )
-        if not stall_timeout > 0:
-            raise ValueError(f"stall_timeout must be > 0, not {stall_timeout!r}")
-        self.half_close: HalfClose = half_close
-        self.stall_timeout = stall_timeout
-        # Each live request, with the client it counts against in limits
-        # (None: not counted per client; _ENDLESS: a stream).
+        # Each live request, with what limits.began() returned for it.
         self._live: dict[Pending, str | None] = {}
-        self._endless = 0
         self._counts = Totals()
-        self._closing = False
         self._reporter = (
             Reporter(clock, log_per_second) if reporter is None else reporter
         )
         self._observers: list[Callable[[Outcome], None]] = []
         self._idle: list[Deferred[None]] = []
-        self.max_pending = max_pending
         self.limits = Limits() if limits is None else limits
 
     @property
@@ -303,80 +274,31 @@ class Ledger:
         """
         return self._counts.rejections
 
-    @property
-    def closing(self) -> bool:
-        """
-        Whether L{close} was called: no new work is taken on.
-        """
-        return self._closing
-
-    def close(self) -> None:
-        """
-        Take on no new work from now on (a graceful shutdown has begun).
-        """
-        self._closing = True
-
     def live(self) -> list[Pending]:
         """
         The pending requests, oldest first.
         """
         return list(self._live)
 
-    def admit(
-        self, request: IRequest | None = None, *, stream: bool = False
-    ) -> Rejection | None:
-        """
-        Whether a new request may take on work: C{None} if so, else the
-        reason to refuse it.
-
-        @param request: the request, so that its client's share is checked
-            against L{limits}; without it, only the totals are.
-        @param stream: whether it asks for an endless stream, checked
-            against the streams' own caps instead of C{max_pending}.
-        """
-        if self._closing:
-            return Rejection.SHUTTING_DOWN
-        limits = self.limits
-        if stream:
-            if request is None:
-                return limits.admit_stream("")
-            return limits.admit_stream(client_key(request))
-        if (
-            self.max_pending is not None
-            and len(self._live) - self._endless >= self.max_pending
-        ):
-            return Rejection.OVERLOADED
-        if request is not None and limits.max_pending_per_client is not None:
-            return limits.admit_pending(client_key(request))
-        return None
-
     def begin(self, token: Pending, request: IRequest | None = None) -> None:
         """
-        Count C{token} as pending until L{end} is called with it; with its
-        C{request}, against its client's share too (see L{limits}).  A
-        token that is C{endless} already is counted as a stream.
+        Count C{token} as pending until L{end} is called with it, in
+        L{limits} too (as a stream if it is C{endless}), with its
+        C{request}'s client.
         """
-        if token.endless:
-            self._endless += 1
-            self._live[token] = _ENDLESS
-        elif request is not None and self.limits.max_pending_per_client is not None:
-            client = client_key(request)
-            self.limits.pending_began(client)
-            self._live[token] = client
-        else:
-            self._live[token] = None
+        self._live[token] = self.limits.began(request, token.endless)
 
     def end(self, token: Pending, ending: Ending, elapsed: float) -> None:
         """
         Record that the pending request C{token} ended, how and after how
         many seconds; report it and tell the observers its L{Outcome}.
         """
-        counted = self._live.pop(token, None)
-        if counted is not None:
-            if counted is _ENDLESS:
-                self._endless -= 1
-            else:
-                self.limits.pending_ended(counted)
+        try:
+            counted = self._live.pop(token)
+        except KeyError:
+            pass  # never pending here: see record()
+        else:
+            self.limits.ended(counted)
         counts = self._counts
         if ending is _COMPLETED:
             counts.completed += 1

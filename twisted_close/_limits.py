@@ -1,5 +1,7 @@
 """
-L{Limits}: what all streams together, and one client, may hold at once.
+L{Limits}: every cap a request is admitted against, in one place: pending
+work in all, streams in all, and what one client may hold of each; and a
+graceful shutdown's refusal of new work.
 
 A client is the connection's peer address (its host, without the port):
 every HTTP/2 stream of one connection, and every connection from one
@@ -42,21 +44,22 @@ def _cap(name: str, value: int | None) -> int | None:
 
 class Limits:
     """
-    Caps on streams (endless answers: event streams, outcome streams) and
-    on one client's share, with the counts they are checked against.
+    Admission: the caps a new request is checked against, with the counts
+    they are checked against, kept in this one place.
 
-    Streams are not pending work: they have their own pool, C{max_streams}
-    in all and C{max_streams_per_client} from one client, so that open
-    streams never turn ordinary requests away.  C{max_pending_per_client}
-    caps one client's pending answers (the ledger's C{max_pending} caps
-    them all).  C{None} turns a cap off.
+    Pending work and streams (endless answers: event streams, outcome
+    streams) are two pools: C{max_pending} caps the requests holding
+    pending work, C{max_streams} the open streams, so that open streams
+    never turn ordinary requests away; C{max_pending_per_client} and
+    C{max_streams_per_client} cap one client's share of each.  C{None}
+    turns a cap off.  After L{close} (a graceful shutdown) every request
+    is refused.
 
-    The resources and the ledger that share a L{Limits} keep its counts:
-    L{admit_stream} / L{admit_pending} are asked before a request is taken
-    on, L{stream_began} / L{pending_began} when it is, and the matching
-    C{..._ended} when it ends.
+    L{admit} is asked before a request takes on work; the ledger calls
+    L{began} when it does and L{ended} when it ends.
 
-    @ivar max_streams: the most streams open at once, or C{None}.
+    @ivar max_pending: the most requests holding pending work at once.
+    @ivar max_streams: the most streams open at once.
     @ivar max_streams_per_client: the most streams one client holds open.
     @ivar max_pending_per_client: the most pending answers one client waits
         for at once.
@@ -65,13 +68,25 @@ class Limits:
     def __init__(
         self,
         *,
+        max_pending: int | None = None,
         max_streams: int | None = None,
         max_streams_per_client: int | None = None,
         max_pending_per_client: int | None = None,
     ) -> None:
         """
-        @raise ValueError: if a cap is not C{None} nor a whole number >= 1.
+        @raise ValueError: if a cap is not C{None} nor a whole number (>= 0
+            for C{max_pending}, which 0 makes refuse all work; >= 1 for the
+            others).
         """
+        if max_pending is not None and (
+            isinstance(max_pending, bool)
+            or not isinstance(max_pending, int)
+            or max_pending < 0
+        ):
+            raise ValueError(
+                f"max_pending must be a whole number >= 0 or None, not {max_pending!r}"
+            )
+        self.max_pending = max_pending
         self.max_streams = _cap("max_streams", max_streams)
         self.max_streams_per_client = _cap(
             "max_streams_per_client", max_streams_per_client
@@ -79,9 +94,31 @@ class Limits:
         self.max_pending_per_client = _cap(
             "max_pending_per_client", max_pending_per_client
         )
+        self._closing = False
+        self._work = 0
         self._streams: Counter[str] = Counter()
         self._stream_total = 0
         self._pending: Counter[str] = Counter()
+
+    @property
+    def closing(self) -> bool:
+        """
+        Whether L{close} was called: no new work is taken on.
+        """
+        return self._closing
+
+    def close(self) -> None:
+        """
+        Take on no new work from now on (a graceful shutdown has begun).
+        """
+        self._closing = True
+
+    @property
+    def pending(self) -> int:
+        """
+        How many requests hold pending work now (streams not counted).
+        """
+        return self._work
 
     @property
     def streams(self) -> int:
@@ -102,51 +139,71 @@ class Limits:
         """
         return self._pending[client]
 
-    def admit_stream(self, client: str) -> Rejection | None:
+    def admit(
+        self, request: IRequest | None = None, *, stream: bool = False
+    ) -> Rejection | None:
         """
-        Whether C{client} may open one more stream: C{None}, or why not.
-        """
-        if self.max_streams is not None and self._stream_total >= self.max_streams:
-            return Rejection.TOO_MANY_STREAMS
-        cap = self.max_streams_per_client
-        if cap is not None and self._streams[client] >= cap:
-            return Rejection.CLIENT_STREAMS
-        return None
+        Whether a new request may take on work: C{None} if so, else the
+        reason to refuse it.
 
-    def admit_pending(self, client: str) -> Rejection | None:
+        @param request: the request, so that its client's share is checked;
+            without it, only the totals are.
+        @param stream: whether it asks for an endless stream, checked
+            against the streams' caps instead of the pending ones.
         """
-        Whether C{client} may wait for one more answer: C{None}, or why not.
-        """
+        if self._closing:
+            return Rejection.SHUTTING_DOWN
+        if stream:
+            if self.max_streams is not None and self._stream_total >= self.max_streams:
+                return Rejection.TOO_MANY_STREAMS
+            cap = self.max_streams_per_client
+            if (
+                cap is not None
+                and self._streams[client_key(request) if request else ""] >= cap
+            ):
+                return Rejection.CLIENT_STREAMS
+            return None
+        if self.max_pending is not None and self._work >= self.max_pending:
+            return Rejection.OVERLOADED
         cap = self.max_pending_per_client
-        if cap is not None and self._pending[client] >= cap:
-            return Rejection.CLIENT_PENDING
+        if cap is not None and request is not None:
+            if self._pending[client_key(request)] >= cap:
+                return Rejection.CLIENT_PENDING
         return None
 
-    def stream_began(self, client: str) -> None:
+    def began(self, request: IRequest | None, stream: bool) -> str | None:
         """
-        Count a stream C{client} opened.
+        Count a request that took on work (a stream if C{stream}); return
+        what to hand L{ended} when it ends.
         """
-        self._streams[client] += 1
-        self._stream_total += 1
-
-    def stream_ended(self, client: str) -> None:
-        """
-        Count off a stream of C{client}'s that ended.
-        """
-        self._stream_total -= 1
-        _count_off(self._streams, client)
-
-    def pending_began(self, client: str) -> None:
-        """
-        Count a pending answer C{client} waits for.
-        """
+        if stream:
+            client = "" if request is None else client_key(request)
+            self._streams[client] += 1
+            self._stream_total += 1
+            return _STREAM + client
+        self._work += 1
+        if request is None or self.max_pending_per_client is None:
+            return None
+        client = client_key(request)
         self._pending[client] += 1
+        return client
 
-    def pending_ended(self, client: str) -> None:
+    def ended(self, counted: str | None) -> None:
         """
-        Count off a pending answer of C{client}'s that ended.
+        Count off a request that ended, by what L{began} returned for it.
         """
-        _count_off(self._pending, client)
+        if counted is None:
+            self._work -= 1
+        elif counted.startswith(_STREAM):
+            self._stream_total -= 1
+            _count_off(self._streams, counted[1:])
+        else:
+            self._work -= 1
+            _count_off(self._pending, counted)
+
+
+# Marks a stream's client in what began() returns: no address begins with it.
+_STREAM = "\0"
 
 
 def _count_off(counts: Counter[str], client: str) -> None:

@@ -5,7 +5,7 @@ method check, then admission, then the work, watched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
@@ -14,7 +14,8 @@ from twisted.web.resource import Resource
 from ._clock import default_clock
 from ._http import not_allowed, refusal
 from ._ledger import Ledger
-from ._outcome import Rejection
+from ._outcome import Ending, Rejection
+from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._watch import Cancellable, RequestWatch
 
 __all__ = ["WorkResource"]
@@ -25,7 +26,7 @@ class WorkResource(Resource):
     A leaf that takes on work for a request and answers later.
 
     L{render} answers a method it does not take with C{405} and C{Allow};
-    then, if L{admit} refuses (past the ledger's C{max_pending}, during a
+    then, if L{admit} refuses (past a cap of the ledger's L{Limits}, during a
     graceful drain), C{503} with C{Retry-After} at once, counted as rejected;
     only then does L{begin}, the subclass's own part, take on the work and
     tie it to the request with L{watch}.
@@ -33,10 +34,11 @@ class WorkResource(Resource):
     @cvar allowed: the methods answered.
     @cvar retry_after: the C{Retry-After} seconds of a C{503}.
     @cvar endless: whether the answer is a stream that never completes by
-        itself: admitted against the ledger's stream caps (its L{Limits}),
+        itself: admitted against the streams' caps of the ledger's L{Limits},
         not C{max_pending}.
     @ivar clock: schedules the work and times the outcomes.
     @ivar ledger: counts the requests and holds them while pending.
+    @ivar policy: handed to each request's watch (see L{RequestWatch}).
     """
 
     isLeaf = True
@@ -45,15 +47,22 @@ class WorkResource(Resource):
     endless = False
 
     def __init__(
-        self, *, clock: IReactorTime | None = None, ledger: Ledger | None = None
+        self,
+        *,
+        clock: IReactorTime | None = None,
+        ledger: Ledger | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         """
         @param clock: the global reactor by default.
         @param ledger: a new one by default.
+        @param policy: what a client's half-close means, and how long a
+            finished HTTP/2 answer may wait on a client that reads nothing.
         """
         super().__init__()  # type: ignore[no-untyped-call]
         self.clock = default_clock(clock)
         self.ledger = Ledger(self.clock) if ledger is None else ledger
+        self.policy = policy
 
     def answers(self, method: bytes) -> bool:
         """
@@ -70,10 +79,10 @@ class WorkResource(Resource):
     def admit(self, request: IRequest) -> Rejection | None:
         """
         Whether C{request} may take on work: C{None}, or why not.  By
-        default, as the ledger says (shutting down, C{max_pending}, the
-        caps of its L{Limits} for the request's client).
+        default, as the ledger's L{Limits} say (shutting down,
+        C{max_pending}, the streams' caps, the request's client's share).
         """
-        return self.ledger.admit(request, stream=self.endless)
+        return self.ledger.limits.admit(request, stream=self.endless)
 
     def refuse(self, request: IRequest, reason: Rejection) -> bytes:
         """
@@ -100,14 +109,27 @@ class WorkResource(Resource):
         """
         raise NotImplementedError
 
-    def watch(self, request: IRequest, *pending: Cancellable) -> RequestWatch:
+    def watch(
+        self,
+        request: IRequest,
+        *pending: Cancellable,
+        detail: Callable[[], str] | None = None,
+        on_server_end: Callable[[Ending, int], None] | None = None,
+    ) -> RequestWatch:
         """
         Tie C{pending} work to C{request} in this resource's ledger: it is
         cancelled, and the request reported, if the client leaves first.
+        C{detail} and C{on_server_end} are the watch's (see L{RequestWatch}).
         """
-        # As cancel_on_disconnect, without its defaults to fill in: this
-        # runs for every request.
-        watch = RequestWatch(request, self.clock, self.ledger, endless=self.endless)
+        watch = RequestWatch(
+            request,
+            self.clock,
+            self.ledger,
+            endless=self.endless,
+            policy=self.policy,
+            detail=detail,
+            on_server_end=on_server_end,
+        )
         if pending:
             watch.add(*pending)
         return watch

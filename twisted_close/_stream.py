@@ -32,7 +32,8 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ._ledger import Ledger
-from ._limits import client_key
+from ._outcome import Ending
+from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
 from ._text import _printable
 from ._twistedweb import request_state, transport_paused
@@ -257,6 +258,10 @@ class PushStream:
 
     # Ending
 
+    def _server_ended(self, ending: Ending, retry_after: int) -> None:
+        # A stream has no answer to wait for: the server's end finishes it.
+        self.end()
+
     def end(self) -> None:
         """
         Finish the response cleanly.  Does nothing if the stream is over.
@@ -294,7 +299,8 @@ class EventStream(PushStream):
     @ivar request: the request this stream answers.
     @ivar sent: how many events were written so far.
     @ivar ticks: how many times the source was asked for an event.
-    @ivar watch: reports how the stream ended.
+    @ivar watch: reports how the stream ended; made by the C{watch} given
+        (a resource's L{WorkResource.watch}) with this stream as its work.
     """
 
     def __init__(
@@ -305,7 +311,7 @@ class EventStream(PushStream):
         tick: float,
         heartbeat: float | None,
         clock: IReactorTime,
-        watch: RequestWatch,
+        watch: Callable[..., RequestWatch],
         on_close: Callable[[EventStream], None] | None = None,
     ) -> None:
         super().__init__(request, clock, on_close)
@@ -321,12 +327,10 @@ class EventStream(PushStream):
         self._heartbeat_call: IDelayedCall | None = None
 
         _stream_headers(request)
-        self.watch = watch
-        self.watch.detail = self._detail
-        # A stream has no answer to wait for: a graceful stop ends it at once.
-        self.watch.endless = True
-        self.watch.on_server_end = lambda ending, retry_after: self.end()
-        self.watch.add(self)
+        # An endless request (its resource's): a graceful stop ends it at once.
+        self.watch = watch(
+            request, self, detail=self._detail, on_server_end=self._server_ended
+        )
         if self._closed:
             # The client had gone before the stream began.
             return
@@ -421,14 +425,25 @@ class StreamsResource(WorkResource, Generic[S]):
 
     allowed = (b"GET", b"HEAD")
     endless = True
+    watched = True
+    """
+    Whether each stream's request is watched (and so counted, as a stream,
+    by the ledger's limits through its watch); if not, the resource counts
+    it in the limits itself while it is open.
+    """
 
     def __init__(
-        self, *, clock: IReactorTime | None = None, ledger: Ledger | None = None
+        self,
+        *,
+        clock: IReactorTime | None = None,
+        ledger: Ledger | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
-        super().__init__(clock=clock, ledger=ledger)
+        super().__init__(clock=clock, ledger=ledger, policy=policy)
+        # The open ones, to end them all.
         self._streams: dict[int, S] = {}
-        # The client each open stream counts against in the ledger's limits.
-        self._clients: dict[int, str] = {}
+        # For streams that are not watched, what the limits counted them as.
+        self._counted: dict[int, str | None] = {}
 
     @property
     def streams(self) -> list[S]:
@@ -462,15 +477,14 @@ class StreamsResource(WorkResource, Generic[S]):
     def begin(self, request: IRequest) -> bytes | int:
         stream = self._stream(request)
         if not stream.closed:
-            client = client_key(request)
             self._streams[id(stream)] = stream
-            self._clients[id(stream)] = client
-            self.ledger.limits.stream_began(client)
+            if not self.watched:
+                self._counted[id(stream)] = self.ledger.limits.began(request, True)
         return NOT_DONE_YET
 
     def _forget(self, stream: S) -> None:
-        if self._streams.pop(id(stream), None) is not None:
-            self.ledger.limits.stream_ended(self._clients.pop(id(stream)))
+        if self._streams.pop(id(stream), None) is not None and not self.watched:
+            self.ledger.limits.ended(self._counted.pop(id(stream)))
 
 
 class EventStreamResource(StreamsResource[EventStream]):
@@ -500,6 +514,7 @@ class EventStreamResource(StreamsResource[EventStream]):
         heartbeat: float | None = 15.0,
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         """
         @param source: asked for an event at every tick, see L{StreamSource};
@@ -509,11 +524,12 @@ class EventStreamResource(StreamsResource[EventStream]):
             C{None} for none.
         @param clock: schedules the events; the global reactor by default.
         @param ledger: where streams are counted; a new one by default.
+        @param policy: handed to each watch (see L{WorkResource}).
         @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.
         """
         self.tick = _seconds("tick", tick)
         self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
-        super().__init__(clock=clock, ledger=ledger)
+        super().__init__(clock=clock, ledger=ledger, policy=policy)
         self.source: StreamSource = demo_events if source is None else source
 
     def _stream(self, request: IRequest) -> EventStream:
@@ -523,6 +539,6 @@ class EventStreamResource(StreamsResource[EventStream]):
             tick=self.tick,
             heartbeat=self.heartbeat,
             clock=self.clock,
-            watch=self.watch(request),
+            watch=self.watch,
             on_close=self._forget,
         )

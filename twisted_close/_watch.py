@@ -22,6 +22,7 @@ from ._endings import Evidence, PeerSign, decide, peer_ending
 from ._http import plain_error
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
+from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._shutdown import watch_shutdown
 from ._text import _printable, _raw, describe_client
 from ._twistedweb import (
@@ -105,9 +106,6 @@ class RequestWatch:
     Made by L{cancel_on_disconnect}; use L{add} to tie more work to the
     same request later in its life.
 
-    @ivar detail: called at the end for more words, e.g. C{"3 events sent"}.
-    @ivar on_server_end: how the owner answers when the server ends the
-        request (L{end_by_server}); by default a C{503}.
     @ivar endless: whether the request never completes by itself (an event
         stream): a graceful shutdown ends it at once instead of waiting.
     """
@@ -118,17 +116,18 @@ class RequestWatch:
         "_cancelled",
         "_channel",
         "_clock",
+        "_detail_of",
         "_ended_at",
         "_ending",
         "_ledger",
+        "_on_server_end",
         "_peer_ending",
         "_pending",
+        "_policy",
         "_request",
         "_server_ending",
         "_started",
-        "detail",
         "endless",
-        "on_server_end",
     )
 
     def __init__(
@@ -138,7 +137,24 @@ class RequestWatch:
         ledger: Ledger,
         *,
         endless: bool = False,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
+        detail: Callable[[], str] | None = None,
+        on_server_end: Callable[[Ending, int], None] | None = None,
     ) -> None:
+        """
+        @param request: the request watched.
+        @param clock: times the outcome.
+        @param ledger: counts the request while it is pending, then its end.
+        @param endless: whether the request never completes by itself (an
+            event stream): counted as a stream, and a graceful shutdown
+            ends it at once instead of waiting.
+        @param policy: what a half-close means, and how long a finished
+            HTTP/2 answer may wait on a client that reads nothing.
+        @param detail: called at the end for more words, e.g. C{"3 events
+            sent"}.
+        @param on_server_end: how the owner answers when the server ends the
+            request (L{end_by_server}); by default a C{503}.
+        """
         self._request = request
         self._clock = clock
         self._ledger = ledger
@@ -152,8 +168,9 @@ class RequestWatch:
         self._ended_at = 0.0
         self._cancelled = 0
         self._peer_ending: Ending | None = None
-        self.detail: Callable[[], str] | None = None
-        self.on_server_end: Callable[[Ending, int], None] | None = None
+        self._policy = policy
+        self._detail_of = detail
+        self._on_server_end = on_server_end
         self.endless = endless
         # Asked now, so that the reactor's shutdown trigger is in place before
         # a shutdown could cut this request; asked again if one does.
@@ -172,7 +189,7 @@ class RequestWatch:
         # The lookup ConnectionWatch.of makes first, inline: once per request.
         connection = getattr(self._channel, NETWORK_PRODUCER, None)
         if type(connection) is not ConnectionWatch:
-            connection = ConnectionWatch.of(self._channel, ledger.half_close)
+            connection = ConnectionWatch.of(self._channel, policy.half_close)
         if connection is not None:
             connection.watch = self
         # IRequest lacks notifyFinish(); every twisted.web request has it.
@@ -224,7 +241,7 @@ class RequestWatch:
         )
 
     def _detail(self) -> str:
-        detail = "" if self.detail is None else self.detail()
+        detail = "" if self._detail_of is None else self._detail_of()
         if self._ending is _HALF_CLOSED:
             # Not cut short: the answer went, though perhaps not read.
             return f"answered; {detail}" if detail else "answered"
@@ -258,7 +275,7 @@ class RequestWatch:
     def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
         """
         The server ends the request before its answer (a graceful shutdown):
-        cancel its pending work and answer through L{on_server_end}, by
+        cancel its pending work and answer through its C{on_server_end}, by
         default C{503} with C{Retry-After} and C{Connection: close}.  The
         outcome is C{ending}, not a completion nor a client's interruption.
         """
@@ -271,7 +288,7 @@ class RequestWatch:
         self._server_ending = ending
         self.close_when_done()
         self._cancelled = self._cancel_all()
-        answer = self.on_server_end or self._unavailable
+        answer = self._on_server_end or self._unavailable
         try:
             answer(ending, retry_after)
         except Exception:
@@ -357,7 +374,7 @@ class RequestWatch:
         stall = None
         if stream_blocked(channel):
             stall = self._clock.callLater(
-                self._ledger.stall_timeout, self._stalled, channel
+                self._policy.stall_timeout, self._stalled, channel
             )
 
         def done(ignored: object) -> None:
@@ -420,6 +437,9 @@ def cancel_on_disconnect(
     ledger: Ledger | None = None,
     clock: IReactorTime | None = None,
     endless: bool = False,
+    policy: ConnectionPolicy = DEFAULT_POLICY,
+    detail: Callable[[], str] | None = None,
+    on_server_end: Callable[[Ending, int], None] | None = None,
 ) -> RequestWatch:
     """
     Cancel C{pending} work if C{request}'s client goes away before the
@@ -435,10 +455,18 @@ def cancel_on_disconnect(
         by default.
     @param endless: whether the request never completes by itself (an
         event stream): its ledger does not count it as pending work.
+    @param policy: see L{RequestWatch}; so are C{detail} and
+        C{on_server_end}.
     """
     clock = default_clock(clock)
     watch = RequestWatch(
-        request, clock, Ledger(clock) if ledger is None else ledger, endless=endless
+        request,
+        clock,
+        Ledger(clock) if ledger is None else ledger,
+        endless=endless,
+        policy=policy,
+        detail=detail,
+        on_server_end=on_server_end,
     )
     watch.add(*pending)
     return watch

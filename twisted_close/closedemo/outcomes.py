@@ -320,6 +320,8 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         self._flushed = float("-inf")
 
     retry_after = 5
+    # A subscriber is not a request with work pending: not in the ledger.
+    watched = False
 
     def _stream(self, request: IRequest) -> OutcomeStream:
         return OutcomeStream(

@@ -21,7 +21,7 @@ from .._guard import guard_connections
 from .._host import HostCheck
 from .._http import not_allowed, plain_error
 from .._ledger import CountsSource, Ledger, Totals
-from .._limits import Limits
+from .._policy import ConnectionPolicy, HalfClose
 from .._stream import EventStreamResource
 from .outcomes import OutcomeStreamResource
 from .page import DemoPage
@@ -150,15 +150,15 @@ def build_site(
     metrics: IResource | None = None,
     counts: CountsSource | None = None,
     access_log: str | None = None,
-    max_streams: int | None = None,
-    max_streams_per_client: int | None = None,
-    max_pending_per_client: int | None = None,
+    half_close: HalfClose = "leave",
+    stall_timeout: float = 30.0,
     allowed_hosts: Sequence[str] = (),
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
 ) -> Site:
     """
-    Build the closedemo C{Site} on C{clock}, counting into C{ledger}.
+    Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
+    L{Limits} every resource is admitted against.
 
     @param tick: seconds between C{/events} events.
     @param heartbeat: seconds between C{/events} heartbeat comments, or
@@ -176,11 +176,10 @@ def build_site(
         already say what matters, and a line per request costs a fifth of
         the throughput), C{"-"} for twisted.web's lines in the server's
         log, or a file's path.
-    @param max_streams: the most streams (C{/events}, C{/outcomes}) open
-        at once, or C{None} for no cap.
-    @param max_streams_per_client: the most one client address holds.
-    @param max_pending_per_client: the most pending answers one client
-        address waits for at once.
+    @param half_close: what a client's half-close means (see
+        L{twisted_close.ConnectionPolicy}).
+    @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
+        client that reads nothing.
     @param allowed_hosts: the C{Host} names answered besides this machine's
         own (see L{twisted_close.HostCheck}); C{"*"} for any.
     @param peer_timeout: seconds after which a peer that stopped responding
@@ -191,17 +190,12 @@ def build_site(
         byte, else C{408}; C{None}: no limit.
     """
     ledger = Ledger(clock) if ledger is None else ledger
-    # The ledger and every resource counting into it share these caps.
-    ledger.limits = Limits(
-        max_streams=max_streams,
-        max_streams_per_client=max_streams_per_client,
-        max_pending_per_client=max_pending_per_client,
-    )
+    policy = ConnectionPolicy(half_close=half_close, stall_timeout=stall_timeout)
     delayed = DelayedResource(
-        message, delay, max_delay=max_delay, clock=clock, ledger=ledger
+        message, delay, max_delay=max_delay, clock=clock, ledger=ledger, policy=policy
     )
     events = EventStreamResource(
-        tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger
+        tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger, policy=policy
     )
     root = HostCheck(DemoRoot(delayed, events, metrics, counts), allowed_hosts)
     path = None if access_log in (None, "-") else access_log

@@ -24,11 +24,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
+from .. import Ledger, Limits
 from .._delay import DelayError, parse_delay
 from .._drain import GracefulDrain
 from .._guard import ConnectionGuard, guard_of
 from .._host import AllowedHosts
-from .._ledger import Ledger
 from .._text import describe_address
 from .._twistedweb import tcp_endpoint_address
 from .descriptors import DescriptorRoom
@@ -423,23 +423,19 @@ def site_settings(options: Any) -> dict[str, Any]:
     What L{build_site} takes from the options, as JSON-ready keywords.
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
-    names += ["peer-timeout", "read-timeout"]
-    limits = ["max-streams", "max-streams-per-client", "max-pending-per-client"]
+    names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
-    settings.update({n.replace("-", "_"): options[n] for n in limits})
     settings["allowed_hosts"] = list(options["allowed-host"])
     return settings
 
 
-def ledger_settings(options: Any) -> dict[str, Any]:
+def limits_settings(options: Any) -> dict[str, Any]:
     """
-    What the L{Ledger} takes from the options, as JSON-ready keywords.
+    What the L{Limits} take from the options, as JSON-ready keywords.
     """
-    return {
-        "max_pending": options["max-pending"],
-        "half_close": options["half-close"],
-        "stall_timeout": options["stall-timeout"],
-    }
+    names = ["max-pending", "max-streams", "max-streams-per-client"]
+    names.append("max-pending-per-client")
+    return {n.replace("-", "_"): options[n] for n in names}
 
 
 def makeService(options: Any) -> IService:
@@ -458,7 +454,7 @@ def makeService(options: Any) -> IService:
             "site": site_settings(options),
             "max_pending": options["max-pending"],
             "shutdown_grace": options["shutdown-grace"],
-            "ledger": ledger_settings(options),
+            "limits": limits_settings(options),
         }
         pool = MultiService()
         # Lifts the limit before the workers start: they inherit it.
@@ -468,7 +464,7 @@ def makeService(options: Any) -> IService:
         pool.addService(WorkerPool(reactor, endpoints, options["workers"], settings))
         return pool
 
-    ledger = Ledger(reactor, **ledger_settings(options))
+    ledger = Ledger(reactor, limits=Limits(**limits_settings(options)))
     site = build_site(
         clock=reactor,
         ledger=ledger,

@@ -25,9 +25,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
+from .. import Ledger, Limits
 from .._drain import GracefulDrain
 from .._guard import guard_of
-from .._ledger import Ledger
 from .descriptors import connection_room
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
@@ -49,10 +49,7 @@ def serve(config: dict[str, Any]) -> None:
     settings = config["settings"]
     slot = config["slot"]
     shared = SharedCounters.adopt(config["shared_fd"], config["slots"])
-    ledger = Ledger(
-        reactor,
-        **settings.get("ledger", {"max_pending": settings["max_pending"]}),
-    )
+    ledger = Ledger(reactor, limits=Limits(**settings["limits"]))
     previous = shared.read(slot)
     if previous is not None:
         # Carry on from the worker this one replaces: totals never go back.
