@@ -27,7 +27,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from twisted_close import AsyncResource, Ending, Ledger, Outcome, cancel_on_disconnect
 from twisted_close._asyncio import AsyncioReactorNeeded, run_coroutine
-from twisted_close._twistedweb import asyncio_event_loop
+from twisted_close._twisted.reactor import asyncio_event_loop
 from twisted_close.testing import InMemoryServer
 
 

@@ -1,7 +1,7 @@
 """
 The rules from evidence to an L{Ending} (L{twisted_close._endings}), as
 tables: no sockets, no reactor.  What the evidence is read from (Twisted's
-failures and objects) is pinned in C{tests/test_twistedweb.py}; that the
+failures and objects) is pinned in C{tests/test_twisted_*.py}; that the
 watch gathers it truly, over real connections, in the system tests.
 """
 
@@ -25,7 +25,7 @@ from twisted_close._endings import (
     decide,
     peer_ending,
 )
-from twisted_close._twistedweb import PeerTimedOut
+from twisted_close._twisted.failures import PeerTimedOut
 
 # One row per rule, in the table's order: evidence that reaches that rule
 # (and no earlier one), and the ending it gives.

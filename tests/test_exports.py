@@ -83,10 +83,9 @@ def _top_level_imports(path: Path) -> set[str]:
 
 def _library_modules() -> dict[str, set[str]]:
     graph = {}
-    for path in sorted(LIBRARY.glob("*.py")):
-        name = "twisted_close" if path.name == "__init__.py" else path.stem
-        if name != "twisted_close":
-            name = f"twisted_close.{name}"
+    for path in sorted([*LIBRARY.glob("*.py"), *LIBRARY.glob("_twisted/*.py")]):
+        parts = path.relative_to(LIBRARY.parent).with_suffix("").parts
+        name = ".".join(parts).removesuffix(".__init__")
         graph[name] = _top_level_imports(path)
     return graph
 
@@ -141,6 +140,17 @@ class LayersTests(SynchronousTestCase):
             graph["twisted_close._report"],
             {"twisted_close._outcome", "twisted_close._text"},
         )
+        # The rules of endings are pure: plain values in, an Ending out.
+        self.assertEqual(graph["twisted_close._endings"], {"twisted_close._outcome"})
+        self.assertEqual(graph["twisted_close._linux"], set())
+        # Twisted's internals read facts; they decide nothing of ours.
+        below = {"twisted_close._endings", "twisted_close._linux"}
+        for module, imported in graph.items():
+            if module.startswith("twisted_close._twisted."):
+                others = {
+                    m for m in imported if not m.startswith("twisted_close._twisted")
+                }
+                self.assertLessEqual(others, below, module)
 
 
 EMBEDDING = textwrap.dedent(
@@ -190,3 +200,37 @@ class SideEffectsTests(SynchronousTestCase):
         )
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(done.stdout.strip(), "untouched")
+
+
+def test_every_twisted_internal_is_pinned_in_its_own_file() -> None:
+    """
+    Each function and class a module of L{twisted_close._twisted} (or
+    L{twisted_close._linux}) exports is called in that module's own test
+    file: a new reliance on Twisted cannot come without its pin.
+    """
+    import importlib
+    import inspect
+    import pkgutil
+    import re
+    from pathlib import Path
+
+    import twisted_close._twisted as package
+
+    here = Path(__file__).resolve().parent
+    names = [f"_twisted.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+    missing = []
+    for name in [*names, "_linux"]:
+        module = importlib.import_module(f"twisted_close.{name}")
+        pins = here / f"test_twisted_{name.rsplit('.', 1)[-1].lstrip('_')}.py"
+        text = pins.read_text(encoding="utf-8")
+        for export in module.__all__:
+            value = getattr(module, export)
+            # A function called, not merely imported: "name(" in a test; a
+            # class (a base, a typing Protocol) named in a test.
+            if inspect.isfunction(value):
+                if not re.search(rf"\b{export}\(", text):
+                    missing.append(f"{name}.{export}")
+            elif inspect.isclass(value):
+                if len(re.findall(rf"\b{export}\b", text)) < 2:
+                    missing.append(f"{name}.{export}")
+    assert missing == []

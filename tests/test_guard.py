@@ -24,13 +24,10 @@ from twisted_close import (
     guard_connections,
 )
 from twisted_close._guard import guard_of, set_peer_timeout
-from twisted_close._twistedweb import (
-    PeerTimedOut,
-    accept_failure,
-    http11_channel,
-    peer_timed_out,
-    watch_peer_timeout,
-)
+from twisted_close._twisted.channel import http11_channel
+from twisted_close._twisted.failures import PeerTimedOut
+from twisted_close._twisted.reactor import accept_failure
+from twisted_close._twisted.tcp import peer_timed_out, watch_peer_timeout
 from twisted_close.closedemo import tap
 from twisted_close.testing import Connection, InMemoryServer
 

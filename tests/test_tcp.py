@@ -35,7 +35,7 @@ from twisted.web.server import Site
 
 from twisted_close import DelayedResource, Ending, HostCheck, Ledger, Outcome
 from twisted_close._connection import ConnectionWatch
-from twisted_close._twistedweb import network_producer
+from twisted_close._twisted.channel import network_producer
 from twisted_close.closedemo.site import DemoRoot, build_site
 
 from .helpers import get_request

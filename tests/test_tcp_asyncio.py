@@ -28,7 +28,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from twisted_close import AsyncResource, Ending, Ledger, Outcome
-from twisted_close._twistedweb import asyncio_event_loop
+from twisted_close._twisted.reactor import asyncio_event_loop
 
 from .realtcp import clock, tcp, twisted_test, wait_for
 from .test_tcp_async import Client

@@ -32,7 +32,7 @@ from ._ledger import Ledger
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
 from ._text import _printable, describe_client
-from ._twistedweb import abort_connection, request_state
+from ._twisted.request import abort_connection, request_state
 
 __all__ = ["SAFE_METHODS", "AsyncResource"]
 

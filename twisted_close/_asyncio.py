@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 
-from ._twistedweb import asyncio_event_loop
+from ._twisted.reactor import asyncio_event_loop
 
 __all__ = ["AsyncioReactorNeeded", "asyncio_event_loop", "run_coroutine"]
 

@@ -16,23 +16,21 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall
 
 from ._endings import PeerSign, peer_ending
+from ._linux import TCP_CLOSE, TCP_CLOSE_WAIT, tcp_state
 from ._outcome import Ending
 from ._policy import HalfClose
-from ._twistedweb import (
-    TCP_CLOSE,
-    TCP_CLOSE_WAIT,
+from ._twisted.channel import (
     abort_transport,
-    keep_tls_tcp_reason,
     lose_connection,
     network_producer,
     on_half_close,
     replace_network_producer,
     request_in_hand,
     stop_after_answer,
-    tcp_socket,
-    tcp_state,
-    transport_of,
 )
+from ._twisted.request import transport_of
+from ._twisted.tcp import tcp_socket
+from ._twisted.tls import keep_tls_tcp_reason
 
 if TYPE_CHECKING:
     from ._watch import RequestWatch

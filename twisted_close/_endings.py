@@ -7,7 +7,7 @@ answer finished or its connection was lost, and L{PEER_RULES}, from what a
 connection's own watch saw of its client between requests.  The first row
 whose test holds decides.  The code around these tables only gathers
 evidence (the facts of Twisted's objects are read in
-L{twisted_close._twistedweb}); no other module turns a failure into an
+L{twisted_close._twisted}); no other module turns a failure into an
 L{Ending}.
 """
 
@@ -35,7 +35,7 @@ class Loss(enum.Enum):
     """
     What the failure Twisted gave for a lost connection says, as a fact:
     the kind of its exception, and for twisted.web's HTTP/2 streams, the
-    words of its message (see L{twisted_close._twistedweb.loss_of}).
+    words of its message (see L{twisted_close._twisted.failures.loss_of}).
     """
 
     DONE = "ConnectionDone: a clean close (a FIN)"

@@ -32,17 +32,10 @@ from zope.interface import provider
 from ._clock import default_clock
 from ._ledger import Ledger
 from ._outcome import Rejection
-from ._twistedweb import (
-    accept_failure,
-    close_at_once,
-    guard_protocols,
-    http11_channel,
-    receiving_request,
-    redirect_accept_log,
-    reusable,
-    tcp_transport_of,
-    watch_peer_timeout,
-)
+from ._twisted.channel import close_at_once, http11_channel, receiving_request, reusable
+from ._twisted.reactor import accept_failure, redirect_accept_log
+from ._twisted.tcp import tcp_transport_of, watch_peer_timeout
+from ._twisted.wrapping import guard_protocols
 
 __all__ = [
     "ConnectionGuard",

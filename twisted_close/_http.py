@@ -10,7 +10,7 @@ from twisted.web.iweb import IRequest
 
 from ._outcome import Rejection
 from ._text import _printable
-from ._twistedweb import keep_alive_off
+from ._twisted.request import keep_alive_off
 
 __all__ = ["not_allowed", "plain_error", "refusal"]
 

@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary, ref
 
 from twisted.internet.interfaces import IReactorCore
 
-from ._twistedweb import reactor_cutting_connections
+from ._twisted.reactor import reactor_cutting_connections
 
 __all__ = ["ShutdownWatch", "watch_shutdown"]
 

@@ -36,7 +36,7 @@ from ._outcome import Ending
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
 from ._text import _printable
-from ._twistedweb import request_state, transport_paused
+from ._twisted.request import request_state, transport_paused
 from ._watch import RequestWatch
 
 __all__ = [

@@ -25,22 +25,23 @@ from ._outcome import Ending, Outcome
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._shutdown import watch_shutdown
 from ._text import _printable, _raw, describe_client
-from ._twistedweb import (
-    NETWORK_PRODUCER,
+from ._twisted.channel import NETWORK_PRODUCER
+from ._twisted.failures import loss_of
+from ._twisted.h2 import (
     abort_stream,
-    channel_of,
-    is_tls,
-    keep_alive_off,
-    loss_of,
-    peer_timed_out,
     record_stream_loss,
-    request_state,
-    server_closing,
     stream_blocked,
     stream_end_pending,
-    tls_tcp_reason,
+)
+from ._twisted.request import (
+    channel_of,
+    keep_alive_off,
+    request_state,
+    server_closing,
     transport_of,
 )
+from ._twisted.tcp import peer_timed_out
+from ._twisted.tls import is_tls, tls_tcp_reason
 
 __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 

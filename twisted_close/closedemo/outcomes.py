@@ -49,7 +49,7 @@ from .._stream import (
     _stream_headers,
 )
 from .._text import _printable, _raw, describe_client
-from .._twistedweb import abort_request, request_state
+from .._twisted.request import abort_request, request_state
 
 __all__ = ["OutcomeStream", "OutcomeStreamResource"]
 

@@ -30,7 +30,7 @@ from .._drain import GracefulDrain
 from .._guard import ConnectionGuard, guard_of
 from .._host import AllowedHosts
 from .._text import describe_address
-from .._twistedweb import tcp_endpoint_address
+from .._twisted.reactor import tcp_endpoint_address
 from .descriptors import DescriptorRoom
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics

@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .._text import describe_address
-from .._twistedweb import asyncio_event_loop, tcp_endpoint_address
+from .._twisted.reactor import asyncio_event_loop, tcp_endpoint_address
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 

@@ -1,0 +1,133 @@
+"""
+The Twisted behaviours that L{twisted_close._twisted.h2} relies on (HTTP/2
+streams), each pinned by a test that fails if a Twisted upgrade changes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from h2.errors import ErrorCodes
+from h2.events import DataReceived, StreamReset
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close._twisted.h2 import (
+    abort_stream,
+    record_stream_loss,
+    stream_blocked,
+    stream_end_pending,
+)
+from twisted_close._twisted.request import (
+    abort_request,
+    channel_of,
+)
+
+from .twisted_pins import (
+    _client_events,
+    _h2_answering,
+    _past_the_window,
+    _spin,
+    held,
+)
+
+
+class H2StreamTests(SynchronousTestCase):
+    def test_abort_stream_resets_the_stream(self) -> None:
+        _server, client, transport, clock, request = _h2_answering()
+        _client_events(client, transport)
+        abort_stream(channel_of(request))
+        clock.advance(0)
+        self.assertEqual(
+            [type(event) for event in _client_events(client, transport)],
+            [StreamReset],
+        )
+        self.assertFalse(transport.disconnecting)
+        abort_stream(object())  # nothing to abort: no error
+
+    def test_abort_request_over_http11_aborts_the_connection(self) -> None:
+        _, _, client, request = held()
+        aborted: list[bool] = []
+        untyped: Any = client.transport
+        untyped.abortConnection = lambda: aborted.append(True)
+        self.assertTrue(abort_request(request))
+        self.assertEqual(aborted, [True])
+
+    def test_an_end_held_back_by_flow_control_then_sent(self) -> None:
+        server, client, transport, clock, request = _h2_answering()
+        stream = channel_of(request)
+        self.assertFalse(stream_blocked(stream))
+        # Not finished: not done with either (so it is asked after the finish).
+        early = stream_end_pending(stream)
+        assert early is not None
+        self.assertNoResult(early)
+        self.assertIsNone(stream_end_pending(object()))
+        self.assertIsNone(server._consumerBlocked)
+        lost: list[Failure] = []
+        record_stream_loss(stream, lost.append)
+        _past_the_window(clock, request)
+        self.assertTrue(request.finished)
+        self.assertIn(1, server._streamCleanupCallbacks)
+        self.assertLess(server.remainingOutboundWindow(1), 0)
+        self.assertTrue(stream_blocked(stream))
+        done = stream_end_pending(stream)
+        assert done is not None
+        self.assertNoResult(done)
+        # The client reads and opens the window: the end goes out.
+        for event in _client_events(client, transport):
+            if isinstance(event, DataReceived):
+                client.acknowledge_received_data(
+                    event.flow_controlled_length, event.stream_id
+                )
+        client.increment_flow_control_window(100_000)
+        server.dataReceived(client.data_to_send())
+        _spin(clock)
+        self.assertIsNone(self.successResultOf(done))
+        self.assertIsNone(self.successResultOf(early))
+        self.assertEqual(lost, [])  # the stream was not told it was lost
+        self.assertNotIn(1, server._streamCleanupCallbacks)
+        self.assertIsNone(stream_end_pending(stream))
+
+    def test_a_blocked_transport_blocks_every_stream(self) -> None:
+        server, _, _, _, request = _h2_answering()
+        server.pauseProducing()
+        self.assertIsNotNone(server._consumerBlocked)
+        self.assertTrue(stream_blocked(channel_of(request)))
+        server.resumeProducing()
+        self.assertFalse(stream_blocked(channel_of(request)))
+        self.assertFalse(stream_blocked(object()))
+
+    def test_a_reset_after_the_finish_is_told_to_the_stream_first(self) -> None:
+        server, client, _transport, clock, request = _h2_answering()
+        stream = channel_of(request)
+        order: list[str] = []
+        record_stream_loss(
+            stream,
+            lambda reason: order.append(str(getattr(reason.value, "args", ("",))[0])),
+        )
+        _past_the_window(clock, request)
+        done = stream_end_pending(stream)
+        assert done is not None
+        done.addCallback(lambda _: order.append("done"))
+        client.reset_stream(1, ErrorCodes.CANCEL)
+        server.dataReceived(client.data_to_send())
+        self.assertEqual(len(order), 2)
+        self.assertTrue(order[0].startswith("Stream reset with code "))
+        self.assertEqual(order[1], "done")
+
+    def test_a_lost_connection_after_the_finish_is_told_to_the_stream_first(
+        self,
+    ) -> None:
+        server, _, _, clock, request = _h2_answering()
+        stream = channel_of(request)
+        order: list[str] = []
+        record_stream_loss(
+            stream, lambda reason: order.append(type(reason.value).__name__)
+        )
+        _past_the_window(clock, request)
+        done = stream_end_pending(stream)
+        assert done is not None
+        done.addCallback(lambda _: order.append("done"))
+        server.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(order, ["ConnectionLost", "done"])

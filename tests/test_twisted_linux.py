@@ -1,0 +1,50 @@
+"""
+The Twisted behaviours that L{twisted_close._linux} relies on (Linux socket
+facts (TCP_INFO)), each pinned by a test that fails if a Twisted upgrade
+changes it.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from twisted_close._linux import TCP_CLOSE, TCP_CLOSE_WAIT, tcp_state, unanswered
+
+from .twisted_pins import _settled, _Socket
+
+
+def test_tcp_state_after_a_fin_and_after_a_reset() -> None:
+    pair = _Socket()
+    try:
+        assert tcp_state(pair.server) not in (None, TCP_CLOSE, TCP_CLOSE_WAIT)
+        pair.client.shutdown(socket.SHUT_WR)
+        assert _settled(lambda: tcp_state(pair.server) == TCP_CLOSE_WAIT)
+    finally:
+        pair.close()
+    pair = _Socket()
+    try:
+        pair.reset_by_client()
+        assert _settled(lambda: tcp_state(pair.server) == TCP_CLOSE)
+    finally:
+        pair.close()
+    # A closed socket cannot be asked.
+    assert tcp_state(pair.server) is None
+
+
+def test_nothing_unanswered_on_a_healthy_connection() -> None:
+    # Retransmissions and probes left unanswered are read from TCP_INFO
+    # (what the peer-timeout tests over a pulled link see set).
+    pair = _Socket()
+    try:
+        pair.client.sendall(b"x")
+        assert _settled(lambda: pair.server.recv(1) == b"x")
+        assert unanswered(pair.server) is False
+    finally:
+        pair.close()
+    # A socket that is not TCP cannot be asked.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert unanswered(udp) is False
+        assert tcp_state(udp) is None
+    finally:
+        udp.close()

@@ -1,0 +1,120 @@
+"""
+The Twisted behaviours that L{twisted_close._twisted.reactor} relies on (the
+reactor and its listening ports), each pinned by a test that fails if a
+Twisted upgrade changes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from typing import Any, cast
+
+from twisted.internet import tcp
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import ILogObserver, LogEvent, Logger
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close._twisted.reactor import (
+    accept_failure,
+    asyncio_event_loop,
+    reactor_cutting_connections,
+    redirect_accept_log,
+    tcp_endpoint_address,
+)
+
+from .twisted_pins import (
+    _Closed,
+    _Listener,
+    _Reserve,
+    _Socket,
+)
+
+
+class EndpointTests(SynchronousTestCase):
+    def test_tcp_endpoints_say_their_address(self) -> None:
+        reactor = MemoryReactor()
+        v4 = TCP4ServerEndpoint(reactor, 8123, backlog=77, interface="127.0.0.1")
+        self.assertEqual(tcp_endpoint_address(v4), ("127.0.0.1", 8123, 77))
+        v6 = TCP6ServerEndpoint(reactor, 0, interface="::1")
+        self.assertEqual(tcp_endpoint_address(v6), ("::1", 0, 50))
+
+
+class AcceptLogTests(SynchronousTestCase):
+    def port_failing(self, errors: list[int], clients: list[Any]) -> list[LogEvent]:
+        port: Any = tcp.Port(0, Factory.forProtocol(Protocol), reactor=MemoryReactor())
+        self.assertIsInstance(port._logger, Logger)
+        events: list[LogEvent] = []
+        self.assertTrue(redirect_accept_log(port, cast(ILogObserver, events.append)))
+        self.patch(tcp, "_reservedFD", _Reserve())
+        port.socket = _Listener(errors, clients)
+        port.numberAccepts = 100  # as startListening sets it
+        port.doRead()
+        return events
+
+    def test_emfile_turns_each_waiting_client_away(self) -> None:
+        clients = [_Closed(), _Closed()]
+        events = self.port_failing([errno.EMFILE], list(clients))
+        self.assertTrue(all(client.closed for client in clients))
+        self.assertEqual(
+            [accept_failure(event) for event in events], ["", "EMFILE", "EMFILE", ""]
+        )
+
+    def test_enfile_leaves_the_client_waiting(self) -> None:
+        events = self.port_failing([errno.ENFILE], [])
+        self.assertEqual([accept_failure(event) for event in events], ["ENFILE"])
+
+    def test_other_events_are_not_about_accepting(self) -> None:
+        self.assertIsNone(accept_failure({"log_format": "Starting factory {f}"}))
+        self.assertIsNone(accept_failure({}))
+
+    def test_a_port_without_a_logger(self) -> None:
+        self.assertFalse(redirect_accept_log(object(), cast(ILogObserver, print)))
+
+
+class ReactorTests(SynchronousTestCase):
+    def test_the_asyncio_reactors_loop(self) -> None:
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        reactor = AsyncioSelectorReactor(loop)
+        self.assertIs(reactor._asyncioEventloop, loop)
+        self.assertIs(asyncio_event_loop(reactor), loop)
+        self.assertIsNone(asyncio_event_loop(Clock()))
+        self.assertIsNone(asyncio_event_loop(MemoryReactor()))
+
+    def test_shutdown_stops_running_before_dropping_connections(self) -> None:
+        from twisted.internet.selectreactor import SelectReactor
+
+        reactor = SelectReactor()
+        self.addCleanup(reactor.waker.connectionLost, None)
+        pair = _Socket(self)
+        told: list[tuple[bool, Failure]] = []
+
+        class Selectable:
+            def fileno(self) -> int:
+                return pair.server.fileno()
+
+            def doRead(self) -> None:
+                pass
+
+            def logPrefix(self) -> str:
+                return "selectable"
+
+            def connectionLost(self, reason: Failure) -> None:
+                told.append((reactor_cutting_connections(reactor), reason))
+
+        reactor.addReader(Selectable())
+        reactor.running = True
+        self.assertFalse(reactor_cutting_connections(reactor))
+        reactor.fireSystemEvent("shutdown")
+        [(cutting, reason)] = told
+        self.assertTrue(cutting)
+        # The same failure as a client's reset.
+        self.assertIs(type(reason.value), ConnectionLost)

@@ -1,0 +1,131 @@
+"""
+The Twisted behaviours that L{twisted_close._twisted.tcp} relies on (TCP
+transports and a peer that stopped responding), each pinned by a test that
+fails if a Twisted upgrade changes it.
+"""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close import Ending, classify
+from twisted_close._twisted.channel import (
+    http11_channel,
+)
+from twisted_close._twisted.failures import PeerTimedOut
+from twisted_close._twisted.request import (
+    channel_of,
+)
+from twisted_close._twisted.tcp import (
+    peer_timed_out,
+    tcp_socket,
+    tcp_transport_of,
+    watch_peer_timeout,
+)
+
+from .twisted_pins import (
+    _h2_answering,
+    _tcp_connection,
+    _tls_pair,
+)
+
+
+class PeerTimedOutTests(SynchronousTestCase):
+    def test_a_peer_timeout_is_a_connection_lost_of_its_own(self) -> None:
+        error = PeerTimedOut()
+        self.assertIsInstance(error, ConnectionLost)
+        self.assertEqual(str(error), "the peer stopped responding")
+        self.assertIs(classify(Failure(error)), Ending.PEER_TIMED_OUT)
+
+    def _reset_and_lost(self) -> tuple[Any, Any, list[Failure]]:
+        """
+        A watched connection reset by its client and told so: the
+        connection, its protocol, and what the protocol was told.
+        """
+        pair, connection, protocol = _tcp_connection(self)
+        watch_peer_timeout(connection)
+        told: list[Failure] = []
+        untyped: Any = protocol
+        untyped.connectionLost = told.append
+        pair.reset_by_client()
+        connection.connectionLost(Failure(ConnectionLost()))
+        return connection, protocol, told
+
+    def test_a_reset_with_nothing_unanswered_stays_a_reset(self) -> None:
+        _, protocol, told = self._reset_and_lost()
+        [reason] = told
+        self.assertIs(type(reason.value), ConnectionLost)
+        self.assertFalse(peer_timed_out(http11_channel(protocol)))
+
+    def test_told_twice_the_second_time_passes_through(self) -> None:
+        connection, _, told = self._reset_and_lost()
+        # The socket is gone: Twisted's own check ends it, as it would.
+        connection.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(len(told), 1)
+
+    def test_what_the_transport_had_of_its_own_is_called(self) -> None:
+        _, connection, _ = _tcp_connection(self)
+        told: list[Failure] = []
+        untyped: Any = connection
+        untyped.connectionLost = told.append
+        watch_peer_timeout(connection)
+        self.assertIsNot(connection.connectionLost, told.append)
+        reason = Failure(ConnectionDone())
+        connection.connectionLost(reason)
+        self.assertEqual(told, [reason])
+
+    def test_the_mark_is_found_through_tls_and_http2(self) -> None:
+        _pair, connection, protocol = _tcp_connection(self)
+        channel = http11_channel(protocol)
+        self.assertFalse(peer_timed_out(channel))
+        untyped: Any = connection
+        untyped._twisted_close_peer_gave_up = True
+        self.assertTrue(peer_timed_out(channel))
+        _server, _, transport, _, request = _h2_answering()
+        self.assertFalse(peer_timed_out(channel_of(request)))
+        untyped = transport
+        untyped._twisted_close_peer_gave_up = True
+        self.assertTrue(peer_timed_out(channel_of(request)))
+        tls = _tls_pair()[0]
+        tls.makeConnection(connection)
+        self.assertTrue(peer_timed_out(SimpleNamespace(transport=tls)))
+
+
+class TCPTransportTests(SynchronousTestCase):
+    def test_tcp_transport_and_socket_through_tls(self) -> None:
+        pair, connection, _ = _tcp_connection(self)
+        self.assertIs(connection.getHandle(), pair.server)
+        self.assertIs(tcp_transport_of(connection), connection)
+        self.assertIs(tcp_socket(connection), pair.server)
+        tls = _tls_pair()[0]
+        tls.makeConnection(connection)
+        # Its handle is the TLS connection; its transport is the TCP one.
+        self.assertNotIsInstance(tls.getHandle(), socket.socket)
+        self.assertIs(tls.transport, connection)
+        self.assertIs(tcp_transport_of(tls), connection)
+        self.assertIs(tcp_socket(tls), pair.server)
+        # Not TCP: a UNIX socket, a transport in memory.
+        self.assertIsNone(tcp_transport_of(StringTransport()))
+        self.assertIsNone(tcp_socket(StringTransport()))
+        left, right = socket.socketpair()
+        self.addCleanup(left.close)
+        self.addCleanup(right.close)
+        self.assertIsNone(
+            tcp_transport_of(tcp.Connection(left, Protocol(), MemoryReactor()))
+        )
+
+    def test_a_closed_tcp_transport_has_no_socket(self) -> None:
+        _, connection, _ = _tcp_connection(self)
+        connection.connectionLost(Failure(ConnectionDone()))
+        with self.assertRaises(AttributeError):
+            connection.getHandle()
+        self.assertIsNone(tcp_socket(connection))

@@ -1,0 +1,159 @@
+"""
+A TCP transport: its socket through any wrapping, and a peer that stopped
+responding told apart from a reset.
+
+Each function says what Twisted behaviour it relies on; C{tests/test_twisted_tcp.py}
+pins each of them.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+
+from .._linux import unanswered
+from .failures import PeerTimedOut
+from .request import transport_of
+
+__all__ = [
+    "peer_timed_out",
+    "tcp_socket",
+    "tcp_transport_of",
+    "watch_peer_timeout",
+]
+
+
+class _ConnectionLost:
+    """
+    A C{connectionLost} put on one transport, that ends by calling the one
+    it replaced: an object of two slots, where a closure, its cells and the
+    bound method it wraps cost several times as much per connection.
+    """
+
+    __slots__ = ("_below", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        below = transport.connectionLost
+        # The class's own is called through the class, not kept bound: a
+        # bound method would cost more than this object.  (Not vars(): in
+        # CPython it gives the transport a dictionary of its own.)
+        own = getattr(type(transport), "connectionLost", None)
+        self._below: Callable[[Failure], None] | None = (
+            None if getattr(below, "__func__", None) is own else below
+        )
+
+    def _call_below(self, reason: Failure) -> None:
+        if self._below is not None:
+            self._below(reason)
+        else:
+            type(self._transport).connectionLost(self._transport, reason)
+
+
+def tcp_socket(transport: object) -> socket.socket | None:
+    """
+    The TCP socket under C{transport}, through any wrapping protocols (TLS).
+
+    Relies on C{TLSMemoryBIOProtocol.transport} and
+    C{ProtocolWrapper.transport} being the transport below them, and on a
+    TCP transport's C{getHandle()} being its socket.
+    """
+    for _ in range(8):
+        if transport is None:
+            return None
+        get_handle = getattr(transport, "getHandle", None)
+        if callable(get_handle):
+            try:
+                handle = get_handle()
+            except AttributeError:
+                # A closed TCP transport has dropped its socket.
+                return None
+            if isinstance(handle, socket.socket):
+                return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def tcp_transport_of(transport: object) -> Any:
+    """
+    The TCP transport under C{transport}: itself, or for TLS the one under
+    C{TLSMemoryBIOProtocol} (whose C{getHandle()} is the TLS connection);
+    C{None} for anything else (a UNIX socket, a transport in memory).
+    Its C{getHandle()} is the socket.
+    """
+    for _ in range(4):
+        handle = getattr(transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):
+            if handle.family in (socket.AF_INET, socket.AF_INET6):
+                return transport
+            return None
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    return None
+
+
+_PEER_GAVE_UP = "_twisted_close_peer_gave_up"
+
+
+def watch_peer_timeout(transport: Any) -> None:
+    """
+    Make a peer that stopped responding end C{transport}'s connection with
+    L{PeerTimedOut}, not the C{ConnectionLost} a reset also ends with.
+
+    When C{TCP_USER_TIMEOUT} or keep-alive gives up, the kernel fails the
+    socket with C{ETIMEDOUT} (or the ICMP error it had last, e.g.
+    C{EHOSTUNREACH}), and Twisted's reactor hands the transport the very
+    same C{Failure(ConnectionLost())} it hands for a reset: the errno is
+    dropped in C{tcp.Connection.doRead}/C{writeSomeData} and in
+    C{_disconnectSelectable}.  So this wraps the (TCP) transport's
+    C{connectionLost}, which runs while the socket is still open, and asks
+    the kernel (C{TCP_INFO}) whether keep-alive probes or retransmissions
+    were still unanswered: a reset arrives when the peer does answer.
+    Over HTTP/2 the streams hear of it through C{stopProducing} before the
+    reason reaches the protocol: the mark left on the transport
+    (L{peer_timed_out}) tells them.
+    """
+    sock = getattr(transport, "socket", None)
+    if not isinstance(sock, socket.socket) or not hasattr(socket, "TCP_INFO"):
+        return
+    # An instance attribute: this one connection, no subclass to install.
+    transport.connectionLost = _PeerTimeoutWatch(transport)
+
+
+class _PeerTimeoutWatch(_ConnectionLost):
+    """
+    See L{watch_peer_timeout}.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, reason: Failure) -> None:
+        transport = self._transport
+        if type(reason.value) is ConnectionLost:
+            # Gone once the socket is closed: told twice, it was.
+            sock = getattr(transport, "socket", None)
+            if sock is not None and unanswered(sock):
+                setattr(transport, _PEER_GAVE_UP, True)
+                reason = Failure(PeerTimedOut())
+        self._call_below(reason)
+
+
+def peer_timed_out(channel: object) -> bool:
+    """
+    Whether C{channel}'s connection (an C{HTTPChannel}'s, or an HTTP/2
+    stream's) ended because its peer stopped responding (see
+    L{watch_peer_timeout}).
+    """
+    transport = transport_of(channel)
+    for _ in range(4):
+        if transport is None:
+            return False
+        if getattr(transport, _PEER_GAVE_UP, False):
+            return True
+        transport = getattr(transport, "transport", None)
+    return False
