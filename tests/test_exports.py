@@ -23,6 +23,7 @@ LIBRARY = Path(twisted_close.__file__).parent
 PUBLIC = [
     "AllowedHosts",
     "HEARTBEAT",
+    "HalfClose",
     "SAFE_METHODS",
     "AsyncResource",
     "Cancellable",
@@ -45,7 +46,7 @@ PUBLIC = [
     "WorkResource",
     "cancel_on_disconnect",
     "classify",
-    "demo_events",
+    "counter_events",
     "guard_connections",
     "is_cancellation",
     "parse_delay",
@@ -88,6 +89,96 @@ def _library_modules() -> dict[str, set[str]]:
         name = ".".join(parts).removesuffix(".__init__")
         graph[name] = _top_level_imports(path)
     return graph
+
+
+PUBLIC_MODULES = {
+    "twisted_close.guard": ["guard_of", "peer_timeout_supported", "set_peer_timeout"],
+    "twisted_close.ledger": ["WAIT_BUCKETS", "CountsSource", "Totals"],
+    "twisted_close.reactors": ["asyncio_event_loop", "tcp_endpoint_address"],
+    "twisted_close.streams": [
+        "PushStream",
+        "StreamsResource",
+        "positive_seconds",
+        "stream_headers",
+    ],
+    "twisted_close.web": [
+        "abort_request",
+        "describe_address",
+        "describe_client",
+        "not_allowed",
+        "plain_error",
+        "printable",
+        "raw_text",
+        "refusal",
+        "request_state",
+    ],
+}
+
+
+def _private_imports(path: Path) -> list[str]:
+    """
+    Every import in C{path} (a module of the app) of a private module or
+    name of the library: C{from .._x import y}, C{from .. import _y},
+    C{from twisted_close._x import y}, lazy imports included.
+    """
+    found = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                continue  # the app's own modules
+            module = node.module or ""
+            if node.level == 0 and not module.startswith("twisted_close"):
+                continue
+            parts = module.split(".")
+            names = [a.name for a in node.names]
+            if any(p.startswith("_") for p in parts) or any(
+                n.startswith("_") and n != "__version__" for n in names
+            ):
+                found.append(f"{path.name}:{node.lineno}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("twisted_close") and any(
+                    p.startswith("_") for p in alias.name.split(".")
+                ):
+                    found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+class AppOnPublicAPITests(SynchronousTestCase):
+    def test_the_app_imports_nothing_private_of_the_library(self) -> None:
+        app = sorted((LIBRARY / "closedemo").glob("*.py"))
+        self.assertTrue(app)
+        found = [line for path in app for line in _private_imports(path)]
+        self.assertEqual(found, [])
+
+    def test_a_private_import_would_be_found(self) -> None:
+        path = Path(temporary_directory(self)) / "bad.py"
+        path.write_text(
+            "from .._watch import RequestWatch\n"
+            "from .. import _version\n"
+            "from twisted_close.web import printable\n"
+            "from ..streams import stream_headers\n"
+            "import twisted_close._ledger\n"
+        )
+        self.assertEqual(_private_imports(path), ["bad.py:1", "bad.py:2", "bad.py:5"])
+
+    def test_the_public_modules_export_the_librarys_own_names(self) -> None:
+        import importlib
+
+        for name, exported in PUBLIC_MODULES.items():
+            module = importlib.import_module(name)
+            self.assertEqual(sorted(module.__all__), sorted(exported), name)
+            self.assertTrue(module.__doc__, name)
+            for export in module.__all__:
+                value = getattr(module, export)
+                if callable(value):
+                    self.assertTrue(value.__module__.startswith("twisted_close"))
+                    self.assertTrue(inspect.getdoc(value), f"{name}.{export}")
+        # Nothing of the demo in what the library offers.
+        offered = [*twisted_close.__all__]
+        for exported in PUBLIC_MODULES.values():
+            offered += exported
+        self.assertEqual([n for n in offered if "demo" in n.lower()], [])
 
 
 class ExportsTests(SynchronousTestCase):

@@ -23,7 +23,7 @@ from twisted_close import (
     Outcome,
     ServerSentEvent,
     StreamSource,
-    demo_events,
+    counter_events,
 )
 from twisted_close.testing import Connection, InMemoryServer, outcome_events
 
@@ -234,7 +234,7 @@ class EventTests(SynchronousTestCase):
 
     def test_demo_events(self) -> None:
         self.assertEqual(
-            demo_events(3, 12.5).encode(), b'id: 3\ndata: {"n": 3, "time": 12.5}\n\n'
+            counter_events(3, 12.5).encode(), b'id: 3\ndata: {"n": 3, "time": 12.5}\n\n'
         )
 
     def test_a_failing_source_ends_the_stream_and_is_logged(self) -> None:

@@ -15,7 +15,7 @@ from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ending, Ledger, Outcome
-from twisted_close._text import _log_text, _printable
+from twisted_close._text import _log_text, printable
 from twisted_close.logs import json_observer
 
 from .helpers import demo_server
@@ -35,7 +35,7 @@ class EscapeTests(SynchronousTestCase):
         self.assertEqual(
             _log_text("/a\tb\nc\u00a0d\u2028e"), "/a\\tb\\nc\\xa0d\\u2028e"
         )
-        self.assertEqual(_printable(b"/\xff x"), "/\\xff\\x20x")
+        self.assertEqual(printable(b"/\xff x"), "/\\xff\\x20x")
         for text in (FORGED, "a\\ b", "\\\\", " ", "\x1b[31m"):
             self.assertNotRegex(_log_text(text), r"\s")
 

@@ -15,7 +15,7 @@ from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
 from ._limits import Limits
 from ._outcome import Ending, Outcome, Rejection
-from ._policy import ConnectionPolicy
+from ._policy import ConnectionPolicy, HalfClose
 from ._resource import WorkResource
 from ._stream import (
     HEARTBEAT,
@@ -23,7 +23,7 @@ from ._stream import (
     EventStreamResource,
     ServerSentEvent,
     StreamSource,
-    demo_events,
+    counter_events,
 )
 from ._upstream import read_body
 from ._version import __version__
@@ -43,6 +43,7 @@ __all__ = [
     "EventStream",
     "EventStreamResource",
     "GracefulDrain",
+    "HalfClose",
     "HostCheck",
     "Ledger",
     "Limits",
@@ -55,7 +56,7 @@ __all__ = [
     "__version__",
     "cancel_on_disconnect",
     "classify",
-    "demo_events",
+    "counter_events",
     "guard_connections",
     "is_cancellation",
     "parse_delay",

@@ -31,7 +31,7 @@ from ._http import plain_error
 from ._ledger import Ledger
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
-from ._text import _printable, describe_client
+from ._text import describe_client, printable
 from ._twisted.request import abort_connection, request_state
 
 __all__ = ["SAFE_METHODS", "AsyncResource"]
@@ -240,7 +240,7 @@ class _Rendering:
         For the outcome of an interruption that is not cancelled.
         """
         if self.running and self.gone:
-            method = _printable(self.request.method)
+            method = printable(self.request.method)
             return f"{method} is not cancelled; it runs to completion"
         return ""
 
@@ -276,7 +276,7 @@ class _Rendering:
             # The watch cancelled it because the client left: all as planned.
             return
         request = self.request
-        method, path = _printable(request.method), _printable(request.path)
+        method, path = printable(request.method), printable(request.path)
         client = describe_client(request)
         if reason.check(AsyncioReactorNeeded):
             # A deployment choice, not a bug: one line that says the fix.

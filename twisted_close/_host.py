@@ -33,7 +33,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from ._http import plain_error
-from ._text import _printable
+from ._text import printable
 
 __all__ = ["AllowedHosts", "HostCheck"]
 
@@ -118,7 +118,7 @@ class AllowedHosts:
         if verdict is None:
             match = _HOST.fullmatch(host.strip())
             if match is None:
-                return 400, f"malformed Host {_printable(host[:100])}"
+                return 400, f"malformed Host {printable(host[:100])}"
             if len(self._seen) >= 1024:
                 self._seen.clear()
             verdict = self._seen[host] = self._verdict(match)
@@ -130,7 +130,7 @@ class AllowedHosts:
             if isinstance(local, (IPv4Address, IPv6Address)):
                 if verdict == _ip(local.host):
                     return None
-        return 421, f"host {_printable(host[:100])} is not served here"
+        return 421, f"host {printable(host[:100])} is not served here"
 
     def _verdict(self, match: re.Match[bytes]) -> bool | _IP:
         """

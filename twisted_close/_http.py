@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from twisted.web.iweb import IRequest
 
 from ._outcome import Rejection
-from ._text import _printable
+from ._text import printable
 from ._twisted.request import keep_alive_off
 
 __all__ = ["not_allowed", "plain_error", "refusal"]
@@ -34,7 +34,7 @@ def not_allowed(request: IRequest, allowed: Sequence[bytes]) -> bytes:
     request.setHeader(b"Allow", b", ".join(allowed))
     names = [m.decode("ascii") for m in allowed]
     use = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
-    method = _printable(request.method)
+    method = printable(request.method)
     hint = f"use {use}" if use else "it answers no method"
     return plain_error(request, 405, f"method {method} is not allowed here; {hint}")
 

@@ -35,7 +35,7 @@ from ._ledger import Ledger
 from ._outcome import Ending
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
-from ._text import _printable
+from ._text import printable
 from ._twisted.request import request_state, transport_paused
 from ._watch import RequestWatch
 
@@ -47,7 +47,9 @@ __all__ = [
     "ServerSentEvent",
     "StreamSource",
     "StreamsResource",
-    "demo_events",
+    "counter_events",
+    "positive_seconds",
+    "stream_headers",
 ]
 
 log = Logger(namespace="twisted_close")
@@ -135,11 +137,12 @@ event without type or id), or C{None} to send nothing at this tick.
 """
 
 
-def demo_events(n: int, now: float) -> ServerSentEvent:
+def counter_events(n: int, now: float) -> ServerSentEvent:
     """
-    The default source: a counter and a timestamp as JSON.
+    The default source of an L{EventStreamResource}: a counter and a
+    timestamp as JSON.
 
-    >>> demo_events(3, 1700000000.5).encode()
+    >>> counter_events(3, 1700000000.5).encode()
     b'id: 3\\ndata: {"n": 3, "time": 1700000000.5}\\n\\n'
     """
     return ServerSentEvent(json.dumps({"n": n, "time": now}), id=str(n))
@@ -158,7 +161,14 @@ def _encode(item: ServerSentEvent | str | None) -> bytes | None:
     return item.encode()
 
 
-def _seconds(name: str, value: float) -> float:
+def positive_seconds(name: str, value: float) -> float:
+    """
+    C{value} as a float of seconds, checked: C{name} says which setting
+    in the error.
+
+    @raise TypeError: if C{value} is not a number.
+    @raise ValueError: if it is not finite and C{> 0}.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be seconds, not {value!r}")
     if not (math.isfinite(value) and value > 0):
@@ -166,7 +176,11 @@ def _seconds(name: str, value: float) -> float:
     return float(value)
 
 
-def _stream_headers(request: IRequest) -> None:
+def stream_headers(request: IRequest) -> None:
+    """
+    Set the headers of a C{text/event-stream} answer on C{request}: not
+    cached, and not buffered by a proxy (nginx's C{X-Accel-Buffering}).
+    """
     request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
     request.setHeader(b"Cache-Control", b"no-cache")
     # nginx buffers proxied responses unless told not to.
@@ -326,7 +340,7 @@ class EventStream(PushStream):
         self._tick_call: IDelayedCall | None = None
         self._heartbeat_call: IDelayedCall | None = None
 
-        _stream_headers(request)
+        stream_headers(request)
         # An endless request (its resource's): a graceful stop ends it at once.
         self.watch = watch(
             request, self, detail=self._detail, on_server_end=self._server_ended
@@ -385,7 +399,7 @@ class EventStream(PushStream):
             log.failure(
                 "Event source {source!r} failed on {path}; ending the stream",
                 source=self._source,
-                path=_printable(self.request.path),
+                path=printable(self.request.path),
             )
             self.end()
             return
@@ -470,7 +484,7 @@ class StreamsResource(WorkResource, Generic[S]):
     def render(self, request: IRequest) -> bytes | int:
         if request.method == b"HEAD":
             # The headers alone: no stream, so no work to admit.
-            _stream_headers(request)
+            stream_headers(request)
             return b""
         return super().render(request)
 
@@ -518,7 +532,7 @@ class EventStreamResource(StreamsResource[EventStream]):
     ) -> None:
         """
         @param source: asked for an event at every tick, see L{StreamSource};
-            L{demo_events} by default.
+            L{counter_events} by default.
         @param tick: seconds between events, C{> 0}.
         @param heartbeat: seconds between heartbeat comments, C{> 0}, or
             C{None} for none.
@@ -527,10 +541,12 @@ class EventStreamResource(StreamsResource[EventStream]):
         @param policy: handed to each watch (see L{WorkResource}).
         @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.
         """
-        self.tick = _seconds("tick", tick)
-        self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
+        self.tick = positive_seconds("tick", tick)
+        self.heartbeat = (
+            None if heartbeat is None else positive_seconds("heartbeat", heartbeat)
+        )
         super().__init__(clock=clock, ledger=ledger, policy=policy)
-        self.source: StreamSource = demo_events if source is None else source
+        self.source: StreamSource = counter_events if source is None else source
 
     def _stream(self, request: IRequest) -> EventStream:
         return EventStream(

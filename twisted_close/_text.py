@@ -7,7 +7,7 @@ C{/admin from 203.0.113.9:4444 after 0.01 s}, which HTTP/2 carries as it
 is).  In a log line they are written with every space, other white space,
 control character and backslash escaped (C{\\x20}, C{\\n}, C{\\\\}), so a
 field is one word and an escape cannot be faked.  The L{Outcome} keeps the
-text as it came (L{_raw}), for the JSON log and the demo page.
+text as it came (L{raw_text}), for the JSON log and the demo page.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.web.iweb import IRequest
 
-__all__ = ["describe_address", "describe_client"]
+__all__ = ["describe_address", "describe_client", "printable", "raw_text"]
 
 
-def _raw(raw: bytes) -> str:
-    # The text as it came; bytes that are not UTF-8 as \xNN.
+def raw_text(raw: bytes) -> str:
+    """
+    Bytes from the network as text as they came, for JSON and pages: bytes
+    that are not UTF-8 as C{\\xNN}.
+    """
     return raw.decode("utf-8", "backslashreplace")
 
 
@@ -47,9 +50,10 @@ def _log_text(text: str) -> str:
     return "".join(map(_escape, text))
 
 
-def _printable(raw: bytes) -> str:
+def printable(raw: bytes) -> str:
     """
-    Bytes from the network as one word of a log line (see L{_log_text}).
+    Bytes from the network as one word of a log line: spaces, white space,
+    control characters and backslashes escaped (C{\\x20}, C{\\n}, C{\\\\}).
     """
     return _log_text(raw.decode("utf-8", "surrogateescape"))
 
@@ -70,5 +74,5 @@ def describe_address(address: object) -> str:
     if isinstance(address, IPv4Address):
         return f"{address.host}:{address.port}"
     if isinstance(address, UNIXAddress):
-        return "unix:" + _printable(address.name or b"")
+        return "unix:" + printable(address.name or b"")
     return str(address)

@@ -24,7 +24,7 @@ from ._ledger import Ledger
 from ._outcome import Ending, Outcome
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._shutdown import watch_shutdown
-from ._text import _printable, _raw, describe_client
+from ._text import describe_client, printable, raw_text
 from ._twisted.channel import NETWORK_PRODUCER
 from ._twisted.failures import loss_of
 from ._twisted.h2 import (
@@ -232,8 +232,8 @@ class RequestWatch:
         # and only a logged or observed ending is asked for its outcome.
         request = self._request
         return Outcome(
-            method=_raw(request.method),
-            path=_raw(request.path),
+            method=raw_text(request.method),
+            path=raw_text(request.path),
             client=describe_client(request),
             elapsed=self._ended_at - self._started,
             ending=self._ending,
@@ -295,8 +295,8 @@ class RequestWatch:
         except Exception:
             log.failure(
                 "Ending {method} {path} failed",
-                method=_printable(self._request.method),
-                path=_printable(self._request.path),
+                method=printable(self._request.method),
+                path=printable(self._request.path),
             )
 
     def close_when_done(self) -> None:

@@ -12,7 +12,8 @@ import os
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from .._guard import ConnectionGuard, peer_timeout_supported
+from .. import ConnectionGuard
+from ..guard import peer_timeout_supported
 
 try:
     import resource

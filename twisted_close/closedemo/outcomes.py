@@ -38,18 +38,10 @@ from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.iweb import IRequest
 
-from .._ledger import CountsSource, Ledger
-from .._outcome import Ending, Outcome
-from .._stream import (
-    HEARTBEAT,
-    PushStream,
-    ServerSentEvent,
-    StreamsResource,
-    _seconds,
-    _stream_headers,
-)
-from .._text import _printable, _raw, describe_client
-from .._twisted.request import abort_request, request_state
+from .. import HEARTBEAT, Ending, Ledger, Outcome, ServerSentEvent
+from ..ledger import CountsSource
+from ..streams import PushStream, StreamsResource, positive_seconds, stream_headers
+from ..web import abort_request, describe_client, printable, raw_text, request_state
 
 __all__ = ["OutcomeStream", "OutcomeStreamResource"]
 
@@ -139,7 +131,7 @@ class OutcomeStream(PushStream):
         self.shown: dict[str, int] | None = None
         self.started = self.written = clock.seconds()
 
-        _stream_headers(request)
+        stream_headers(request)
         finished, gone = request_state(request)
         if finished or gone:
             # Nothing to watch for: notifyFinish() would never fire (#4899).
@@ -163,7 +155,7 @@ class OutcomeStream(PushStream):
     def _failed(self) -> None:
         log.failure(
             "Outcome stream to {path} failed; ending it",
-            path=_printable(self.request.path),
+            path=printable(self.request.path),
         )
         self.end()
 
@@ -260,8 +252,8 @@ class OutcomeStream(PushStream):
         request = self.request
         now = self._clock.seconds()
         outcome = Outcome(
-            method=_raw(request.method),
-            path=_raw(request.path),
+            method=raw_text(request.method),
+            path=raw_text(request.path),
             client=describe_client(request),
             elapsed=now - self.started,
             ending=Ending.STALLED,
@@ -310,9 +302,11 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         """
         super().__init__(clock=clock, ledger=ledger)
         self.counts: CountsSource = ledger if counts is None else counts
-        self.every = _seconds("every", every)
-        self.batch = _seconds("batch", batch)
-        self.heartbeat = None if heartbeat is None else _seconds("heartbeat", heartbeat)
+        self.every = positive_seconds("every", every)
+        self.batch = positive_seconds("batch", batch)
+        self.heartbeat = (
+            None if heartbeat is None else positive_seconds("heartbeat", heartbeat)
+        )
         # Outcomes as JSON, waiting for the next batch.
         self._waiting: list[str] = []
         self._flush_call: IDelayedCall | None = None

@@ -17,7 +17,7 @@ from importlib.resources import files
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from .._http import not_allowed, plain_error
+from ..web import not_allowed, plain_error
 
 __all__ = ["DemoPage", "content_security_policy", "page_html"]
 

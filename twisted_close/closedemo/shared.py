@@ -17,8 +17,8 @@ import struct
 import tempfile
 from typing import Any
 
-from .._ledger import Totals
-from .._outcome import Ending
+from .. import Ending
+from ..ledger import Totals
 
 __all__ = ["SLOT", "SharedCounters"]
 

@@ -16,13 +16,17 @@ from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
 
-from .._delayed import DelayedResource
-from .._guard import guard_connections
-from .._host import HostCheck
-from .._http import not_allowed, plain_error
-from .._ledger import CountsSource, Ledger, Totals
-from .._policy import ConnectionPolicy, HalfClose
-from .._stream import EventStreamResource
+from .. import (
+    ConnectionPolicy,
+    DelayedResource,
+    EventStreamResource,
+    HalfClose,
+    HostCheck,
+    Ledger,
+    guard_connections,
+)
+from ..ledger import CountsSource, Totals
+from ..web import not_allowed, plain_error
 from .outcomes import OutcomeStreamResource
 from .page import DemoPage
 from .shared import SharedCounters

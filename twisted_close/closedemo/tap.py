@@ -24,13 +24,18 @@ from twisted.logger import Logger
 from twisted.python import usage
 from zope.interface import implementer
 
-from .. import Ledger, Limits
-from .._delay import DelayError, parse_delay
-from .._drain import GracefulDrain
-from .._guard import ConnectionGuard, guard_of
-from .._host import AllowedHosts
-from .._text import describe_address
-from .._twisted.reactor import tcp_endpoint_address
+from .. import (
+    AllowedHosts,
+    ConnectionGuard,
+    DelayError,
+    GracefulDrain,
+    Ledger,
+    Limits,
+    parse_delay,
+)
+from ..guard import guard_of
+from ..reactors import tcp_endpoint_address
+from ..web import describe_address
 from .descriptors import DescriptorRoom
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics
@@ -196,7 +201,7 @@ Check = Callable[[Options, str, Any], Any]
 and the option's name (C{"--tick"}); raises C{usage.UsageError}."""
 
 
-def _seconds(
+def positive_seconds(
     noun: str,
     maximum: float | None = None,
     *,
@@ -297,7 +302,7 @@ def _peer_timeout(options: Options, option: str, text: Any) -> float | None:
     Seconds, 0 for off: then vanished peers are left to the kernel's
     defaults (minutes to hours).  Under a second, keep-alive cannot probe.
     """
-    check = _seconds("peer timeout", HOUR, zero_is_off=True)
+    check = positive_seconds("peer timeout", HOUR, zero_is_off=True)
     value: float | None = check(options, option, text)
     if value is not None and value < 1:
         raise usage.UsageError(f"{option}: give 0 (off) or at least 1 s")
@@ -320,14 +325,14 @@ def _cap(options: Options, option: str, text: Any) -> int | None:
 CHECKS: dict[str, Check] = {
     # In this order: an option bounded by another comes after it.
     "message": _utf8,
-    "max-delay": _seconds("maximum delay", DAY),
-    "delay": _seconds("delay", bound_by="--max-delay"),
-    "tick": _seconds("tick", HOUR, positive=True),
+    "max-delay": positive_seconds("maximum delay", DAY),
+    "delay": positive_seconds("delay", bound_by="--max-delay"),
+    "tick": positive_seconds("tick", HOUR, positive=True),
     # 0 turns the heartbeat off; a vanished peer is then found only by the
     # next event's failing write.
-    "heartbeat": _seconds("heartbeat", HOUR, zero_is_off=True),
-    "shutdown-grace": _seconds("grace", HOUR),
-    "idle-timeout": _seconds("idle timeout", DAY, positive=True),
+    "heartbeat": positive_seconds("heartbeat", HOUR, zero_is_off=True),
+    "shutdown-grace": positive_seconds("grace", HOUR),
+    "idle-timeout": positive_seconds("idle timeout", DAY, positive=True),
     "max-pending": _count(10**7),
     "workers": _count(64),
     "access-log": _log_file,
@@ -335,9 +340,9 @@ CHECKS: dict[str, Check] = {
     "max-streams-per-client": _cap,
     "max-pending-per-client": _cap,
     "half-close": _choice("leave", "answer"),
-    "stall-timeout": _seconds("stall timeout", DAY, positive=True),
+    "stall-timeout": positive_seconds("stall timeout", DAY, positive=True),
     "peer-timeout": _peer_timeout,
-    "read-timeout": _seconds("read timeout", DAY, zero_is_off=True),
+    "read-timeout": positive_seconds("read timeout", DAY, zero_is_off=True),
 }
 """How each option's text is checked and turned into its value."""
 

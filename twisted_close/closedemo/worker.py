@@ -25,9 +25,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
-from .. import Ledger, Limits
-from .._drain import GracefulDrain
-from .._guard import guard_of
+from .. import GracefulDrain, Ledger, Limits
+from ..guard import guard_of
 from .descriptors import connection_room
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops

@@ -35,8 +35,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .._text import describe_address
-from .._twisted.reactor import asyncio_event_loop, tcp_endpoint_address
+from ..reactors import asyncio_event_loop, tcp_endpoint_address
+from ..web import describe_address
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 
