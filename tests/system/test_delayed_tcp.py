@@ -38,8 +38,8 @@ from twisted_close._connection import ConnectionWatch
 from twisted_close._twisted.channel import network_producer
 from twisted_close.closedemo.site import DemoRoot, build_site
 
-from .helpers import get_request
-from .realtcp import clock, fdset, tcp, twisted_test, wait_for
+from ..helpers import get_request
+from ..realtcp import clock, fdset, tcp, twisted_test, wait_for
 
 
 def parse_responses(data: bytes) -> list[tuple[int, bytes]]:

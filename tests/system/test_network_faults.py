@@ -26,10 +26,10 @@ from typing import Any, cast
 
 import pytest
 
-from .helpers import TLSFiles
-from .realtcp import twisted_test
+from ..helpers import TLSFiles
+from ..realtcp import twisted_test
+from ..twistd_process import Twistd, http_get, started_in, stats, wait_until
 from .test_h2 import serving, tls  # noqa: F401 (tls: a fixture)
-from .twistd_process import Twistd, http_get, started_in, stats, wait_until
 
 PEER_TIMEOUT = 3.0
 HEARTBEAT = 1.0

@@ -25,8 +25,8 @@ import pytest
 
 from twisted_close.closedemo.shared import SharedCounters
 
-from .test_closedemo_shared import leave_mid_write
-from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
+from ..test_closedemo_shared import leave_mid_write
+from ..twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 
 
 def alive(pid: int) -> bool:
@@ -175,7 +175,7 @@ def test_workers_stop_when_the_parent_is_killed(
 
 
 def test_workers_need_plain_tcp(tmp_path: Path) -> None:
-    from .twistd_process import command, run_to_end
+    from ..twistd_process import command, run_to_end
 
     result = run_to_end(
         command("--workers", "2", "--listen", f"unix:{tmp_path}/s.sock"), tmp_path

@@ -30,7 +30,7 @@ from twisted.web.client import ResponseDone, ResponseFailed, ResponseNeverReceiv
 
 from twisted_close import is_cancellation, read_body
 
-from .twistd_process import (
+from ..twistd_process import (
     LISTEN,
     Twistd,
     command,
@@ -41,7 +41,7 @@ from .twistd_process import (
     wait_until,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "calling_a_service.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "calling_a_service.py"
 INTERRUPTED = r"Connection interrupted: GET {path} from 127\.0\.0\.1:(\d+) after"
 
 

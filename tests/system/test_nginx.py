@@ -31,10 +31,10 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ZERO
-from .twistd_process import LISTEN, Twistd, http_get, send_get, stats, wait_until
+from ..helpers import ZERO
+from ..twistd_process import LISTEN, Twistd, http_get, send_get, stats, wait_until
 
-CONF = Path(__file__).resolve().parent.parent / "docs" / "nginx.conf"
+CONF = Path(__file__).resolve().parents[2] / "docs" / "nginx.conf"
 TICK = 0.2
 GRACE = 3
 # As docs/nginx.conf says: behind nginx, the instances' per-client caps off.

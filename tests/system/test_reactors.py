@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .twistd_process import LISTEN, Twistd, http_get, twistd_reactor
+from ..twistd_process import LISTEN, Twistd, http_get, twistd_reactor
 
 EXPECTED = {
     None: "twisted.internet.epollreactor.EPollReactor",

@@ -15,9 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from bench.instructions import _total
 
-from .helpers import temporary_directory
+from ..helpers import temporary_directory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TotalTests(SynchronousTestCase):

@@ -20,7 +20,7 @@ from twisted.web.server import Site
 
 from twisted_close import Ending, EventStream, EventStreamResource, Ledger, Outcome
 
-from .realtcp import twisted_test, wait_for
+from ..realtcp import twisted_test, wait_for
 
 AsyncTest = Callable[[], Coroutine[Any, Any, None]]
 TIMEOUT = 5.0

@@ -27,8 +27,8 @@ from twisted.web.server import Site
 from twisted_close import ConnectionPolicy, DelayedResource, Ending, Ledger, Outcome
 from twisted_close._policy import HalfClose
 
-from .helpers import TLSFiles, get_request
-from .realtcp import clock, twisted_test, wait_for
+from ..helpers import TLSFiles, get_request
+from ..realtcp import clock, twisted_test, wait_for
 from .test_h2 import tls  # noqa: F401 (the fixture)
 
 # Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .program import Program
-from .twistd_process import LISTEN, http_get, run_to_end
+from ..program import Program
+from ..twistd_process import LISTEN, http_get, run_to_end
 
 
 def run(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import get_request
-from .twistd_process import (
+from ..helpers import get_request
+from ..twistd_process import (
     LISTEN,
     Twistd,
     command,
@@ -201,7 +201,7 @@ def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
     The README's JSON-log command: one JSON object per line (for
     C{json.loads}, no record separator), the outcome as plain fields.
     """
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [line] = re.findall(r"^twistd -n --logger \S+ closedemo$", readme, re.M)
     logger = line.split()[3]
     assert logger == "twisted_close.logs.json_lines_observer"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .twistd_process import Twistd, http_get
+from ..twistd_process import Twistd, http_get
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "asyncio_embed.py"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "asyncio_embed.py"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .twistd_process import LISTEN, Twistd, http_get, stats, wait_until
+from ..twistd_process import LISTEN, Twistd, http_get, stats, wait_until
 
 try:
     from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -29,7 +29,7 @@ except ImportError as e:  # CI installs it: fail below with a clear message
 else:
     PLAYWRIGHT_MISSING = None
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "demo.png"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -52,7 +52,7 @@ from typing import Any
 import pytest
 from twisted.logger import eventFromJSON, formatEvent
 
-from .twistd_process import command, environment
+from ..twistd_process import command, environment
 
 SEED = int(os.environ.get("SOAK_SEED", "20261125"))
 REQUESTS = 3000

@@ -71,8 +71,8 @@ from twisted_close import (
 from twisted_close.closedemo.site import DemoRoot, build_site
 from twisted_close.testing import outcome_events
 
-from .helpers import TLSFiles, self_signed
-from .realtcp import clock, fdset, tcp, twisted_test, wait_for
+from ..helpers import TLSFiles, self_signed
+from ..realtcp import clock, fdset, tcp, twisted_test, wait_for
 
 # Twisted's own TLS setup hands pyOpenSSL objects to pyOpenSSL; not ours.
 pytestmark = pytest.mark.filterwarnings(

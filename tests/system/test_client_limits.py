@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .twistd_process import (
+from ..twistd_process import (
     LISTEN,
     Twistd,
     http_connection,

@@ -30,8 +30,8 @@ from zope.interface import implementer
 from twisted_close import AsyncResource, Ending, Ledger, Outcome
 from twisted_close._twisted.reactor import asyncio_event_loop
 
-from .realtcp import clock, tcp, twisted_test, wait_for
-from .test_tcp_async import Client
+from ..realtcp import clock, tcp, twisted_test, wait_for
+from .test_async_tcp import Client
 
 ON_ASYNCIO = asyncio_event_loop(clock) is not None
 asyncio_only = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from twisted_close import Ledger
 from twisted_close.closedemo.site import build_site
 from twisted_close.metrics import metrics_registry, metrics_resource
 
-from .realtcp import tcp, twisted_test
+from ..realtcp import tcp, twisted_test
 
 
 @twisted_test

@@ -20,7 +20,7 @@ from twisted.web.server import Site
 
 from twisted_close import AsyncResource, Ending, Ledger, Outcome
 
-from .realtcp import clock, tcp, twisted_test, wait_for
+from ..realtcp import clock, tcp, twisted_test, wait_for
 
 
 class Slow(AsyncResource):

@@ -28,9 +28,9 @@ from bench._peers import (
     wait_until,
 )
 
-from .helpers import temporary_directory
+from ..helpers import temporary_directory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class BenchOutputTests(SynchronousTestCase):
