@@ -10,6 +10,7 @@ from ._cancellation import is_cancellation
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
+from ._events import EventStream, EventStreamResource, StreamSource, counter_events
 from ._guard import ConnectionGuard, guard_connections
 from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
@@ -17,14 +18,7 @@ from ._limits import Limits
 from ._outcome import Ending, Outcome, Rejection
 from ._policy import ConnectionPolicy, HalfClose
 from ._resource import WorkResource
-from ._stream import (
-    HEARTBEAT,
-    EventStream,
-    EventStreamResource,
-    ServerSentEvent,
-    StreamSource,
-    counter_events,
-)
+from ._stream import HEARTBEAT, ServerSentEvent
 from ._upstream import read_body
 from ._version import __version__
 from ._watch import Cancellable, RequestWatch, cancel_on_disconnect, classify

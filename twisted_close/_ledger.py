@@ -27,9 +27,6 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 """Upper bounds (seconds) of the histogram of time until a client left."""
 
 _ENDINGS = {e.code: e for e in Ending}
-# On Python 3.11 Ending.X goes through EnumType.__getattr__'s slow lookup
-# hook: the one ending counted on every request is read from here.
-_COMPLETED = Ending.COMPLETED
 _REJECTIONS = {r.code: r for r in Rejection}
 
 
@@ -300,7 +297,7 @@ class Ledger:
         else:
             self.limits.ended(counted)
         counts = self._counts
-        if ending is _COMPLETED:
+        if ending is Ending.COMPLETED:
             counts.completed += 1
         else:
             if ending.by_server:

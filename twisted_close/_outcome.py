@@ -34,16 +34,19 @@ class Ending(enum.Enum):
     CLIENT_STOPPED_READING = "client stopped reading"
     PEER_TIMED_OUT = "peer stopped responding"
 
-    # Members are singletons: identity is their equality, and hashing by it
-    # is done in C (Enum's own __hash__ is Python code, run for every count).
-    __hash__ = object.__hash__
+    @property
+    def interrupted(self) -> bool:
+        """
+        Whether this ending cut the request short, by either side.
+        """
+        return self is not Ending.COMPLETED
 
-    # Plain attributes, set below: read once per request, they must be cheap
-    # (a property with a set lookup hashes the member every time).
-    interrupted: bool
-    """Whether this ending cut the request short, by either side."""
-    by_server: bool
-    """Whether the server, not the client, cut the request short."""
+    @property
+    def by_server(self) -> bool:
+        """
+        Whether the server, not the client, cut the request short.
+        """
+        return self in _BY_SERVER
 
     @property
     def code(self) -> str:
@@ -53,19 +56,14 @@ class Ending(enum.Enum):
         return str(self.name).lower()
 
 
-_BY_SERVER = frozenset(
-    {
-        Ending.SERVER_ABORTED,
-        Ending.SERVER_CLOSED,
-        Ending.SHUTDOWN,
-        Ending.STALLED,
-        # A worker process that died took its pending requests with it.
-        Ending.WORKER_DIED,
-    }
+_BY_SERVER = (
+    Ending.SERVER_ABORTED,
+    Ending.SERVER_CLOSED,
+    Ending.SHUTDOWN,
+    Ending.STALLED,
+    # A worker process that died took its pending requests with it.
+    Ending.WORKER_DIED,
 )
-for _ending in Ending:
-    _ending.interrupted = _ending is not Ending.COMPLETED
-    _ending.by_server = _ending in _BY_SERVER
 
 
 class Rejection(enum.Enum):
@@ -81,8 +79,6 @@ class Rejection(enum.Enum):
     CLIENT_STREAMS = "too many streams from this client"
     CLIENT_PENDING = "too many pending requests from this client"
     READ_TIMEOUT = "request too slow to arrive"
-
-    __hash__ = object.__hash__
 
     @property
     def code(self) -> str:

@@ -47,8 +47,6 @@ __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 
 log = Logger(namespace="twisted_close")
 
-_COMPLETED = Ending.COMPLETED
-_HALF_CLOSED = Ending.CLIENT_HALF_CLOSED
 _ANSWERED = Evidence(finished=True)
 
 
@@ -180,17 +178,14 @@ class RequestWatch:
         finished, gone = request_state(request)
         if finished:
             # Nothing to watch: not counted, and notifyFinish() would not fire.
-            self._ending = _COMPLETED
+            self._ending = Ending.COMPLETED
             self._ended_at = self._started
             return
         ledger.begin(self, request)
         if gone:
             self._interrupted(decide(Evidence(already_gone=True)))
             return
-        # The lookup ConnectionWatch.of makes first, inline: once per request.
-        connection = getattr(self._channel, NETWORK_PRODUCER, None)
-        if type(connection) is not ConnectionWatch:
-            connection = ConnectionWatch.of(self._channel, policy.half_close)
+        connection = ConnectionWatch.of(self._channel, policy.half_close)
         if connection is not None:
             connection.watch = self
         # IRequest lacks notifyFinish(); every twisted.web request has it.
@@ -243,7 +238,7 @@ class RequestWatch:
 
     def _detail(self) -> str:
         detail = "" if self._detail_of is None else self._detail_of()
-        if self._ending is _HALF_CLOSED:
+        if self._ending is Ending.CLIENT_HALF_CLOSED:
             # Not cut short: the answer went, though perhaps not read.
             return f"answered; {detail}" if detail else "answered"
         return detail
@@ -260,7 +255,7 @@ class RequestWatch:
                 raise TypeError(f"{item!r} has no cancel() method")
         if self._server_ending is not None or self._ending is not None:
             # Too late to wait on them: cancel them now, unless it completed.
-            if self._ending is not _COMPLETED:
+            if self._ending is not Ending.COMPLETED:
                 for item in items:
                     _cancel(item)
             return
@@ -360,7 +355,7 @@ class RequestWatch:
                 return
         if self._server_ending is None and self._peer_ending is None:
             # The common case, a completion, without gathering evidence.
-            self._end(_COMPLETED, 0)
+            self._end(Ending.COMPLETED, 0)
             return
         self._end(decide(self._evidence(None)), 0)
 
