@@ -268,6 +268,9 @@ class OutcomeStreamTests(SynchronousTestCase):
                             "reason": "client closed the connection",
                             "cancelled": 1,
                             "detail": "",
+                            "phase": "waiting",
+                            "delivery": "",
+                            "unacknowledged": 0,
                         },
                         "counter": "interrupted",
                     }

@@ -41,6 +41,17 @@ ROWS: list[tuple[str, Evidence, Ending]] = [
         Evidence(finished=True, peer=Ending.CLIENT_HALF_CLOSED),
         Ending.CLIENT_HALF_CLOSED,
     ),
+    (
+        "handed over, and the reactor dropped it as it stopped",
+        Evidence(finished=True, unacknowledged=10, shutdown=True),
+        Ending.SHUTDOWN,
+    ),
+    (
+        "handed over, but the connection ended before the client's TCP "
+        "acknowledged all of it",
+        Evidence(finished=True, unacknowledged=10),
+        Ending.ANSWER_NOT_ACKNOWLEDGED,
+    ),
     ("answered in full", Evidence(finished=True), Ending.COMPLETED),
     (
         "a clean close the server had begun (HTTP/1.x)",
@@ -142,6 +153,7 @@ evidence = st.builds(
     shutdown=st.booleans(),
     tls=st.booleans(),
     tcp=st.none() | st.sampled_from(Loss),
+    unacknowledged=st.sampled_from([0, 0, 1, 60000]),
 )
 
 
@@ -177,10 +189,11 @@ class RulesTableTests(SynchronousTestCase):
             and given_.server is None
             and given_.peer is None
             and not given_.already_gone
+            and not given_.unacknowledged
         ):
             self.assertIs(ending, Ending.COMPLETED)
-        # Never a completion while something was lost.
-        if given_.loss is not None or given_.already_gone:
+        # Never a completion while something was lost or not acknowledged.
+        if given_.loss is not None or given_.already_gone or given_.unacknowledged:
             self.assertIsNot(ending, Ending.COMPLETED)
 
 

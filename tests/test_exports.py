@@ -23,6 +23,7 @@ LIBRARY = Path(twisted_close.__file__).parent
 PUBLIC = [
     "AllowedHosts",
     "HEARTBEAT",
+    "Delivery",
     "HalfClose",
     "SAFE_METHODS",
     "AsyncResource",

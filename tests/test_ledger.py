@@ -22,6 +22,7 @@ class Token:
         self.endless = endless
         self.ending = ending
         self.ended_by: Ending | None = None
+        self.phase = "waiting"
 
     @property
     def outcome(self) -> Outcome:

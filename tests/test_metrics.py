@@ -128,6 +128,10 @@ class JSONLogTests(SynchronousTestCase):
                 "cancelled": 1,
                 "detail": "",
                 "reason": "client closed the connection",
+                # Before any byte of the answer was sent.
+                "phase": "waiting",
+                "delivery": "",
+                "unacknowledged": 0,
             },
         )
         self.assertEqual(event["ending"], "client_closed")
@@ -170,3 +174,21 @@ class LimitMetricsTests(SynchronousTestCase):
         self.assertEqual(event["outcome"]["reason"], "client closed the connection")
         self.assertEqual(event["outcome"]["client"], "127.0.0.1:5555")
         self.assertIn("two\nlines {n}", [e["log_format"] for e in events])
+
+
+class PhaseMetricsTests(SynchronousTestCase):
+    def test_cut_short_requests_are_counted_by_their_phase(self) -> None:
+        server, ledger = demo_server(delay=2)
+        registry = metrics_registry(ledger)
+        server.get("/slow").close()  # before any byte of the answer
+        stream = server.get("/events")  # its head is out: answering
+        server.advance(0.5)
+        stream.reset()
+        text = generate_latest(registry).decode()
+        prefix = "twisted_close_requests_cut_short_by_phase_total"
+        self.assertIn(f'{prefix}{{ending="client_closed",phase="waiting"}} 1.0', text)
+        self.assertIn(f'{prefix}{{ending="client_reset",phase="answering"}} 1.0', text)
+        # Carried over with the other counters (workers, restarts).
+        again = Ledger()
+        again.restore(ledger.state())
+        self.assertEqual(again.totals().phases, ledger.totals().phases)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import socket
 
-from twisted_close._linux import TCP_CLOSE, TCP_CLOSE_WAIT, tcp_state, unanswered
+from twisted_close._linux import (
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    bytes_acked,
+    bytes_unacknowledged,
+    tcp_state,
+    unanswered,
+)
 
 from .twisted_pins import _settled, _Socket
 
@@ -46,5 +53,36 @@ def test_nothing_unanswered_on_a_healthy_connection() -> None:
     try:
         assert unanswered(udp) is False
         assert tcp_state(udp) is None
+    finally:
+        udp.close()
+
+
+def test_bytes_acknowledged_by_the_peers_kernel() -> None:
+    # tcpi_bytes_acked counts what the peer's kernel acknowledged, though
+    # its application read nothing; SIOCOUTQ what it has not yet.
+    pair = _Socket()
+    try:
+        assert (bytes_acked(pair.server), bytes_unacknowledged(pair.server)) == (0, 0)
+        pair.server.sendall(b"x" * 60000)
+        assert _settled(lambda: bytes_acked(pair.server) == 60000)
+        assert bytes_unacknowledged(pair.server) == 0
+        # A peer that stops acknowledging: its receive buffer full.
+        pair.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        pair.server.setblocking(False)
+        sent = 0
+        try:
+            while sent < 50_000_000:
+                sent += pair.server.send(b"y" * 65536)
+        except BlockingIOError:
+            pass
+        unacked = bytes_unacknowledged(pair.server)
+        assert unacked is not None and unacked > 0
+        acked = bytes_acked(pair.server)
+        assert acked is not None and acked + unacked == 60000 + sent
+    finally:
+        pair.close()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert bytes_acked(udp) is None
     finally:
         udp.close()

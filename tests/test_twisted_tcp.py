@@ -14,6 +14,7 @@ from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.protocols.tls import BufferingTLSTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,14 +27,18 @@ from twisted_close._twisted.request import (
     channel_of,
 )
 from twisted_close._twisted.tcp import (
+    acknowledged,
+    on_tcp_lost,
     peer_timed_out,
     tcp_socket,
     tcp_transport_of,
     watch_peer_timeout,
+    written_offset,
 )
 
 from .twisted_pins import (
     _h2_answering,
+    _settled,
     _tcp_connection,
     _tls_pair,
 )
@@ -129,3 +134,56 @@ class TCPTransportTests(SynchronousTestCase):
         with self.assertRaises(AttributeError):
             connection.getHandle()
         self.assertIsNone(tcp_socket(connection))
+
+
+class AcknowledgementTests(SynchronousTestCase):
+    def test_the_offset_counts_what_twisted_still_buffers(self) -> None:
+        # FileDescriptor.write buffers until the reactor's write pass:
+        # dataBuffer (from offset) and _tempDataBuffer (_tempDataLen bytes).
+        _pair, connection, _ = _tcp_connection(self)
+        self.assertEqual((written_offset(connection), acknowledged(connection)), (0, 0))
+        connection.write(b"x" * 1000)
+        self.assertEqual(written_offset(connection), 1000)
+        self.assertEqual(acknowledged(connection), 0)
+        connection.doWrite()
+        # Into the kernel, and on loopback acknowledged by the client's
+        # kernel though its application read nothing.
+        self.assertTrue(_settled(lambda: acknowledged(connection) == 1000))
+        self.assertEqual(written_offset(connection), 1000)
+        self.assertIsNone(written_offset(StringTransport()))
+        self.assertIsNone(acknowledged(StringTransport()))
+
+    def test_through_tls_the_offset_is_the_tcp_connections(self) -> None:
+        _pair, connection, _ = _tcp_connection(self)
+        tls = _tls_pair()[0]
+        tls.makeConnection(connection)
+        # Whatever TLS wrote below (a client's hello) is the TCP offset.
+        buffered = sum(map(len, connection._tempDataBuffer))
+        self.assertEqual(written_offset(tls), buffered)
+        # A small write waits in BufferingTLSTransport's aggregator for the
+        # next reactor iteration: it is flushed into TLS first.
+        self.assertIsInstance(tls, BufferingTLSTransport)
+        tls.write(b"early")
+        self.assertEqual(tls._aggregator._buffer, [b"early"])
+        offset = written_offset(tls)
+        self.assertEqual(tls._aggregator._buffer, [])
+        # Before its handshake TLS holds application data back itself, with
+        # no offset yet.
+        self.assertEqual(tls._appSendBuffer, [b"early"])
+        self.assertIsNone(offset)
+
+    def test_told_of_the_end_while_the_socket_is_open(self) -> None:
+        # tcp.Connection.connectionLost closes the socket itself: the
+        # wrapper runs first, and the reason is passed on.
+        pair, connection, _protocol = _tcp_connection(self)
+        told: list[tuple[object, int | None, type]] = []
+
+        def lost(transport: object, sock: socket.socket, reason: Failure) -> None:
+            told.append((transport, sock.fileno(), type(reason.value)))
+
+        self.assertTrue(on_tcp_lost(connection, lost))
+        fileno = pair.server.fileno()
+        connection.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(told, [(connection, fileno, ConnectionDone)])
+        self.assertEqual(pair.server.fileno(), -1)
+        self.assertFalse(on_tcp_lost(StringTransport(), lost))

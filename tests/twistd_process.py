@@ -288,3 +288,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def settled_stats(port: int, pending: int = 0) -> dict[str, int]:
+    """
+    The counters once only C{pending} requests are left: an answer counts
+    as completed when the client's TCP acknowledged it, a moment after the
+    client read it.
+    """
+    wait_until(lambda: stats(port)["pending"] == pending, f"{pending} pending")
+    return stats(port)

@@ -16,7 +16,7 @@ from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
 from ._limits import Limits
 from ._outcome import Ending, Outcome, Rejection
-from ._policy import ConnectionPolicy, HalfClose
+from ._policy import ConnectionPolicy, Delivery, HalfClose
 from ._resource import WorkResource
 from ._stream import HEARTBEAT, ServerSentEvent
 from ._upstream import read_body
@@ -33,6 +33,7 @@ __all__ = [
     "ConnectionPolicy",
     "DelayError",
     "DelayedResource",
+    "Delivery",
     "Ending",
     "EventStream",
     "EventStreamResource",

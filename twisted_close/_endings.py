@@ -75,6 +75,8 @@ class Evidence:
     @ivar tcp: under TLS, how the TCP connection below it was lost, if
         known (TLS says only L{Loss.RESET} for a FIN without
         C{close_notify} and a reset alike).
+    @ivar unacknowledged: bytes of a finished answer that the client's TCP
+        had not acknowledged when its connection ended.
     """
 
     finished: bool = False
@@ -88,6 +90,7 @@ class Evidence:
     shutdown: bool = False
     tls: bool = False
     tcp: Loss | None = None
+    unacknowledged: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,17 @@ RULES: tuple[Rule, ...] = (
         "answered, and its client was found gone or half-closed meanwhile",
         lambda e: e.finished and e.peer is not None,
         passes=_peer,
+    ),
+    Rule(
+        "handed over, and the reactor dropped it as it stopped",
+        lambda e: e.finished and e.unacknowledged > 0 and e.shutdown,
+        Ending.SHUTDOWN,
+    ),
+    Rule(
+        "handed over, but the connection ended before the client's TCP "
+        "acknowledged all of it",
+        lambda e: e.finished and e.unacknowledged > 0,
+        Ending.ANSWER_NOT_ACKNOWLEDGED,
     ),
     Rule("answered in full", lambda e: e.finished and e.loss is None, Ending.COMPLETED),
     Rule(

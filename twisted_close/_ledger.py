@@ -48,6 +48,8 @@ class Totals:
     @ivar wait_buckets: interruptions per L{WAIT_BUCKETS} bound of the time
         until the client left, C{+Inf} last.
     @ivar wait_sum: seconds until the client left, summed.
+    @ivar phases: requests cut short (by either side), by ending and the
+        phase they were cut in (C{waiting}, C{answering}, C{delivering}).
     """
 
     pending: int = 0
@@ -57,6 +59,7 @@ class Totals:
     rejections: Counter[Rejection] = field(default_factory=Counter)
     wait_buckets: list[int] = field(default_factory=_no_waits)
     wait_sum: float = 0.0
+    phases: Counter[tuple[Ending, str]] = field(default_factory=Counter)
 
     @classmethod
     def of(cls, states: Iterable[dict[str, Any]]) -> Totals:
@@ -76,6 +79,9 @@ class Totals:
             for i, n in enumerate(state["wait_buckets"]):
                 totals.wait_buckets[i] += n
             totals.wait_sum += state["wait_sum"]
+            for key, n in state.get("phases", {}).items():
+                code, _, phase = key.partition("/")
+                totals.phases[(_ENDINGS[code], phase)] += n
         return totals
 
     # The totals are derived from their breakdowns, so they cannot drift.
@@ -126,6 +132,7 @@ class Totals:
             "rejections": {r.code: n for r, n in self.rejections.items()},
             "wait_buckets": list(self.wait_buckets),
             "wait_sum": self.wait_sum,
+            "phases": {f"{e.code}/{p}": n for (e, p), n in self.phases.items()},
         }
 
     def copy(self) -> Totals:
@@ -140,6 +147,7 @@ class Totals:
             rejections=Counter(self.rejections),
             wait_buckets=list(self.wait_buckets),
             wait_sum=self.wait_sum,
+            phases=Counter(self.phases),
         )
 
 
@@ -151,6 +159,10 @@ class _Ended:
         self.outcome = outcome
 
     endless = False
+
+    @property
+    def phase(self) -> str:
+        return self.outcome.phase
 
     def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
         pass
@@ -306,6 +318,7 @@ class Ledger:
                 counts.interruptions[ending] += 1
                 counts.wait_buckets[bisect_left(WAIT_BUCKETS, elapsed)] += 1
                 counts.wait_sum += elapsed
+            counts.phases[(ending, token.phase)] += 1
             self._reporter.report(ending, token)
         if self._observers:
             outcome = token.outcome

@@ -9,7 +9,14 @@ from __future__ import annotations
 import socket
 import struct
 
-__all__ = ["TCP_CLOSE", "TCP_CLOSE_WAIT", "tcp_state", "unanswered"]
+__all__ = [
+    "TCP_CLOSE",
+    "TCP_CLOSE_WAIT",
+    "bytes_acked",
+    "bytes_unacknowledged",
+    "tcp_state",
+    "unanswered",
+]
 
 # <netinet/tcp.h>: the first byte of struct tcp_info is the state.
 TCP_CLOSE = 7
@@ -46,3 +53,46 @@ def unanswered(sock: socket.socket) -> bool:
         return False
     _state, _ca_state, retransmits, probes = struct.unpack_from("4B", info)
     return bool(retransmits or probes)
+
+
+# struct tcp_info: tcpi_bytes_acked, a u64 at byte 120 (Linux 4.1 and later).
+_BYTES_ACKED = struct.Struct("=Q")
+_BYTES_ACKED_AT = 120
+# <asm-generic/ioctls.h>: SIOCOUTQ (TIOCOUTQ), bytes not yet acknowledged.
+_SIOCOUTQ = 0x5411
+
+
+def bytes_acked(sock: socket.socket) -> int | None:
+    """
+    How many bytes of what C{sock} sent its peer's kernel acknowledged
+    (C{tcpi_bytes_acked}); C{None} where it cannot be asked (not Linux, not
+    TCP, an older kernel, a closed socket).
+    """
+    if _TCP_INFO is None:
+        return None
+    size = _BYTES_ACKED_AT + _BYTES_ACKED.size
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, size)
+    except OSError:
+        return None
+    if len(info) < size:
+        return None
+    acked: int = _BYTES_ACKED.unpack_from(info, _BYTES_ACKED_AT)[0]
+    return acked
+
+
+def bytes_unacknowledged(sock: socket.socket) -> int | None:
+    """
+    How many bytes handed to C{sock} its peer has not acknowledged yet,
+    sent or not (C{SIOCOUTQ}); C{None} where it cannot be asked.
+    """
+    if _TCP_INFO is None:
+        return None
+    try:
+        import fcntl
+
+        answer = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError, ImportError):
+        return None
+    unacknowledged: int = struct.unpack("=i", answer)[0]
+    return unacknowledged

@@ -33,6 +33,7 @@ class Ending(enum.Enum):
     CLIENT_HALF_CLOSED = "client half-closed"
     CLIENT_STOPPED_READING = "client stopped reading"
     PEER_TIMED_OUT = "peer stopped responding"
+    ANSWER_NOT_ACKNOWLEDGED = "answer not acknowledged"
 
     @property
     def interrupted(self) -> bool:
@@ -101,6 +102,17 @@ class Outcome:
     @ivar ending: how it ended.
     @ivar cancelled: how many pending items were cancelled because of it.
     @ivar detail: more words about the end, e.g. C{"3 events sent"}.
+    @ivar phase: where the answer was when it ended: C{"waiting"} (no byte
+        of it sent), C{"answering"} (its head or part of its body sent), or
+        C{"delivering"} (all of it handed over: then completed once the
+        client's TCP acknowledged it, or C{answer not acknowledged}).
+    @ivar delivery: for an answer handed over in full, how its delivery is
+        known: C{"acknowledged"} (the client's TCP acknowledged its last
+        byte), C{"unknown"} (no C{TCP_INFO} to ask: not Linux, a UNIX
+        socket, a transport in memory), or C{"written"} (not asked, as
+        configured); C{""} for an answer cut short before.
+    @ivar unacknowledged: bytes of the answer its client's TCP never
+        acknowledged (with C{answer not acknowledged}).
     """
 
     method: str
@@ -110,6 +122,9 @@ class Outcome:
     ending: Ending
     cancelled: int = 0
     detail: str = ""
+    phase: str = ""
+    delivery: str = ""
+    unacknowledged: int = 0
 
     @property
     def reason(self) -> str:
@@ -134,6 +149,9 @@ class Outcome:
             "reason": str(ending.value),
             "cancelled": self.cancelled,
             "detail": self.detail,
+            "phase": self.phase,
+            "delivery": self.delivery,
+            "unacknowledged": self.unacknowledged,
         }
 
 
@@ -147,6 +165,9 @@ class Pending(Protocol):
 
     @property
     def outcome(self) -> Outcome | None: ...
+
+    @property
+    def phase(self) -> str: ...
 
     def end_by_server(self, ending: Ending, retry_after: int = ...) -> None: ...
 

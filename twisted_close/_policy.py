@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DEFAULT_POLICY", "ConnectionPolicy", "HalfClose"]
+__all__ = ["DEFAULT_POLICY", "ConnectionPolicy", "Delivery", "HalfClose"]
 
 HalfClose = Literal["leave", "answer"]
 """
@@ -15,6 +15,9 @@ What a client's half-close (a FIN while its request is in hand) means:
 C{"leave"}, the client left (as Node and nginx take it); C{"answer"}, the
 client only stopped sending and gets its answer (RFC 9112 section 9.6).
 """
+
+Delivery = Literal["acknowledged", "written"]
+"""When an answer counts as completed (see L{ConnectionPolicy.delivery})."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +35,24 @@ class ConnectionPolicy:
         client that lets nothing more through (flow control, a full
         socket) before its stream is reset and the request reported as
         C{client stopped reading}.
+    @ivar delivery: when an answer counts as completed: C{"acknowledged"},
+        once the client's TCP acknowledged its last byte (where that can be
+        known, see L{twisted_close.Outcome.delivery}); C{"written"}, once it
+        was handed to Twisted.
     """
 
     half_close: HalfClose = "leave"
     stall_timeout: float = 30.0
+    delivery: Delivery = "acknowledged"
 
     def __post_init__(self) -> None:
         if self.half_close not in ("leave", "answer"):
             raise ValueError(
                 f"half_close must be 'leave' or 'answer', not {self.half_close!r}"
+            )
+        if self.delivery not in ("acknowledged", "written"):
+            raise ValueError(
+                f"delivery must be 'acknowledged' or 'written', not {self.delivery!r}"
             )
         if not self.stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0, not {self.stall_timeout!r}")

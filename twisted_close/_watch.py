@@ -18,6 +18,7 @@ from twisted.web.iweb import IRequest
 
 from ._clock import default_clock
 from ._connection import ConnectionWatch
+from ._delivery import deliveries
 from ._endings import Evidence, PeerSign, decide, peer_ending
 from ._http import plain_error
 from ._ledger import Ledger
@@ -48,6 +49,8 @@ __all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
 log = Logger(namespace="twisted_close")
 
 _ANSWERED = Evidence(finished=True)
+
+_DELIVERING = "delivering"
 
 
 def classify(reason: Failure) -> Ending:
@@ -118,6 +121,7 @@ class RequestWatch:
         "_detail_of",
         "_ended_at",
         "_ending",
+        "_facts",
         "_ledger",
         "_on_server_end",
         "_peer_ending",
@@ -168,6 +172,8 @@ class RequestWatch:
         self._cancelled = 0
         self._peer_ending: Ending | None = None
         self._policy = policy
+        # (phase, delivery, bytes not acknowledged), once known: one slot.
+        self._facts: tuple[str, str, int] | None = None
         self._detail_of = detail
         self._on_server_end = on_server_end
         self.endless = endless
@@ -226,6 +232,7 @@ class RequestWatch:
         # Made when asked, not kept: a held request is smaller without it,
         # and only a logged or observed ending is asked for its outcome.
         request = self._request
+        phase, delivery, unacknowledged = self._facts or (_DELIVERING, "", 0)
         return Outcome(
             method=raw_text(request.method),
             path=raw_text(request.path),
@@ -234,10 +241,17 @@ class RequestWatch:
             ending=self._ending,
             cancelled=self._cancelled,
             detail=self._detail(),
+            phase=phase,
+            delivery=delivery,
+            unacknowledged=unacknowledged,
         )
 
     def _detail(self) -> str:
         detail = "" if self._detail_of is None else self._detail_of()
+        unacknowledged = self._facts[2] if self._facts is not None else 0
+        if unacknowledged:
+            words = f"{unacknowledged} bytes not acknowledged"
+            return f"{words}; {detail}" if detail else words
         if self._ending is Ending.CLIENT_HALF_CLOSED:
             # Not cut short: the answer went, though perhaps not read.
             return f"answered; {detail}" if detail else "answered"
@@ -282,6 +296,7 @@ class RequestWatch:
             # by the stall timeout): nothing to cancel or answer.
             return
         self._server_ending = ending
+        self._facts = (self._phase(), "", 0)
         self.close_when_done()
         self._cancelled = self._cancel_all()
         answer = self._on_server_end or self._unavailable
@@ -315,7 +330,76 @@ class RequestWatch:
         request.write(body)
         request.finish()
 
+    @property
+    def phase(self) -> str:
+        """
+        Where the answer is: C{"waiting"} (no byte of it sent),
+        C{"answering"} (some sent), C{"delivering"} (all handed over, its
+        acknowledgement awaited); once ended, where it was then.
+        """
+        if self._facts is not None:
+            return self._facts[0]
+        return self._phase()
+
+    @property
+    def acknowledged(self) -> bool:
+        """
+        Whether the client's TCP acknowledged the whole answer.
+        """
+        return self._facts is not None and self._facts[1] == "acknowledged"
+
+    def _phase(self) -> str:
+        request = self._request
+        if request_state(request)[0]:
+            return _DELIVERING
+        return "answering" if getattr(request, "startedWriting", 0) else "waiting"
+
+    def delivered(self) -> None:
+        """
+        The client's TCP acknowledged the answer's last byte: completed.
+        """
+        if self._ending is None:
+            self._facts = (_DELIVERING, "acknowledged", 0)
+            self._end(decide(self._evidence(None)), 0)
+
+    def undelivered(self, unacknowledged: int) -> None:
+        """
+        The connection ended with C{unacknowledged} bytes of the answer not
+        acknowledged by the client's TCP.
+        """
+        if self._ending is None:
+            self._facts = (_DELIVERING, "", unacknowledged)
+            evidence = self._evidence(None)
+            shutdown = watch_shutdown(self._clock)
+            self._end(
+                decide(
+                    Evidence(
+                        finished=True,
+                        server=evidence.server,
+                        peer=evidence.peer,
+                        unacknowledged=unacknowledged,
+                        shutdown=shutdown.begun and shutdown.cutting_connections,
+                    )
+                ),
+                0,
+            )
+
+    def _handed_over(self) -> None:
+        """
+        The whole answer was handed to Twisted: completed at once, or once
+        its client's TCP acknowledged it, where that can be known.
+        """
+        if self._policy.delivery == "written":
+            self._facts = (_DELIVERING, "written", 0)
+        elif deliveries(self._clock).track(self, transport_of(self._channel)):
+            return
+        else:
+            self._facts = (_DELIVERING, "unknown", 0)
+        self._end(Ending.COMPLETED, 0)
+
     def _end(self, ending: Ending, cancelled: int) -> None:
+        if self._facts is None:
+            self._facts = (self._phase(), "", 0)
         # Added to what a server's ending cancelled first, if it did.
         self._cancelled += cancelled
         self._ending = ending
@@ -355,7 +439,7 @@ class RequestWatch:
                 return
         if self._server_ending is None and self._peer_ending is None:
             # The common case, a completion, without gathering evidence.
-            self._end(Ending.COMPLETED, 0)
+            self._handed_over()
             return
         self._end(decide(self._evidence(None)), 0)
 
@@ -376,6 +460,9 @@ class RequestWatch:
         def done(ignored: object) -> None:
             if stall is not None and stall.active():
                 stall.cancel()
+            if not lost and self._peer_ending is None:
+                self._handed_over()
+                return
             self._end(decide(self._evidence(lost[0] if lost else None, True)), 0)
 
         sending.addCallback(done)

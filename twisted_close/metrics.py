@@ -67,6 +67,18 @@ class LedgerCollector(Collector):
             "ending",
             {e.code: totals.server_endings[e] for e in SERVER_ENDINGS},
         )
+        by_phase = CounterMetricFamily(
+            f"{p}_requests_cut_short_by_phase",
+            "Requests cut short (by either side), by how and by where their "
+            "answer was: waiting (nothing sent), answering (part sent), "
+            "delivering (all handed over, not acknowledged).",
+            labels=["ending", "phase"],
+        )
+        for (ending, phase), count in sorted(
+            totals.phases.items(), key=lambda item: (item[0][0].code, item[0][1])
+        ):
+            by_phase.add_metric([ending.code, phase], count)
+        yield by_phase
         yield _by_label(
             f"{p}_requests_rejected",
             "Requests refused at once, by reason.",

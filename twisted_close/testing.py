@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -155,6 +156,30 @@ class _Transport(StringTransport):
     def __init__(self, peer: IAddress, closing: Callable[[], object]) -> None:
         super().__init__(peerAddress=peer)  # type: ignore[no-untyped-call]
         self._closing = closing
+        self.written = 0
+        self.acked = 0
+        self.on_lost: list[Callable[[int | None, bool], None]] = []
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        super().write(data)  # type: ignore[no-untyped-call]
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def hold(self) -> None:
+        # What twisted_close._delivery asks of a transport that says itself
+        # what was written and acknowledged: put in place only when asked.
+        self.acked = self.written
+        untyped: Any = self
+        untyped.written_offset = lambda: self.written
+        untyped.acknowledged = lambda: self.acked
+        untyped.when_lost = self.on_lost.append
+
+    def lost(self, clean: bool) -> None:
+        told, self.on_lost = self.on_lost, []
+        for lost in told:
+            lost(self.acked, clean)
 
     def loseConnection(self) -> None:
         super().loseConnection()  # type: ignore[no-untyped-call]
@@ -260,6 +285,25 @@ class Connection:
         """
         return bool(self.transport.disconnecting or self.transport.disconnected)
 
+    def hold_acknowledgements(self) -> None:
+        """
+        From now on this client's TCP acknowledges nothing until
+        L{acknowledge}: an answer handed over stays delivering, and is
+        completed only once acknowledged (or C{answer not acknowledged} if
+        the connection ends first).  Without this, an answer in memory
+        counts as completed at once, its delivery C{unknown}.
+        """
+        cast(_Transport, self.transport).hold()
+
+    def acknowledge(self) -> None:
+        """
+        This client's TCP acknowledges everything received so far; the
+        server sees it at its next look (within L{twisted_close._delivery.POLL}
+        seconds of the clock).
+        """
+        transport = cast(_Transport, self.transport)
+        transport.acked = transport.written
+
     def close(self) -> None:
         """
         The client closes the connection cleanly (a FIN).
@@ -276,6 +320,9 @@ class Connection:
         if not self.lost:
             self.lost = True
             self.transport.connected = False
+            cast(_Transport, self.transport).lost(
+                reason.check(ConnectionDone) is not None
+            )
             self.channel.connectionLost(reason)
 
     def _notice_close(self) -> None:

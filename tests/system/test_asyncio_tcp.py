@@ -148,7 +148,8 @@ async def test_an_asyncio_sleep_elsewhere_is_a_500_naming_the_fix() -> None:
         assert line.startswith("GET /nap from 127.0.0.1:")
         assert "needs the asyncio reactor: run twistd -r asyncio" in line
         assert [e for e in logged.events if "log_failure" in e] == []
-        assert resource.ledger.completed == 1
+        # Completed once the client's TCP acknowledged the 500.
+        await wait_for(lambda: resource.ledger.completed == 1, "the acknowledgement")
     finally:
         globalLogPublisher.removeObserver(logged)
         client.tcp.loseConnection()

@@ -368,6 +368,8 @@ async def test_a_stream_reset_cancels_that_stream_alone(tls: TLSFiles) -> None:
         assert client.streams[b] == Stream()
         assert client.reason is None
         assert len(server.open_connections()) == 1
+        # Completed once the client's TCP acknowledged it, a moment later.
+        await wait_for(lambda: server.ledger.pending == 0, "/a to be acknowledged")
         assert server.ledger.snapshot() == {
             "pending": 0,
             "completed": 1,

@@ -485,3 +485,114 @@ async def test_http2_over_tls_connections_get_the_peer_timeout(
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 15
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 29750
+
+
+# The client of the delivery tests: one request, then it holds the
+# connection (reading nothing) until it is killed.
+ASKER = """
+import socket, ssl, sys, time
+host, port, scheme = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((host, port), timeout=10)
+if scheme == "ssl":
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    s = context.wrap_socket(s, server_hostname="localhost")
+s.sendall(b"GET /due?delay=1 HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
+print("asked", flush=True)
+if sys.argv[4:] == ["read"]:
+    print(s.recv(65536)[:12].decode(), flush=True)
+time.sleep(60)
+"""
+
+
+def _tls_listen(certificate: TLSFiles, host: str) -> str:
+    return certificate.listen.replace("interface=127.0.0.1", f"interface={host}")
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ssl"])
+def test_an_answer_never_acknowledged_is_not_completed(
+    scheme: str,
+    link: Link,
+    closedemo: Callable[..., Twistd],
+    certificate: TLSFiles,
+) -> None:
+    """
+    The link goes down a moment before a 1 s answer is due: the answer is
+    written into the socket buffer and never acknowledged.  It is reported
+    as such within the peer timeout of its due time, never as completed.
+    """
+    listen = (
+        f"tcp:0:interface={link.server_ip}"
+        if scheme == "tcp"
+        else _tls_listen(certificate, link.server_ip)
+    )
+    server = closedemo(
+        "--listen", listen,
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--peer-timeout", f"{PEER_TIMEOUT:g}",
+    )  # fmt: skip
+    port = listening(server, link.server_ip)
+    control = listening(server, "127.0.0.1")
+    client = link.run(sys.executable, "-c", ASKER, link.server_ip, str(port), scheme)
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "asked"
+        wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
+        link.down()
+        due = time.monotonic() + 1.0
+        line = server.wait_for_line(
+            r"Connection interrupted: GET /due from "
+            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+            r"\(answer not acknowledged; \d+ bytes not acknowledged\)$",
+            timeout=1.0 + PEER_TIMEOUT + 10,
+        )
+        after = time.monotonic() - due
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+    assert line
+    assert after <= PEER_TIMEOUT + SLACK, after
+    assert stats(control) == {
+        "pending": 0,
+        "completed": 0,
+        "interrupted": 1,
+        "rejected": 0,
+        "server_ended": 0,
+    }
+    assert "Traceback" not in server.output
+
+
+@pytest.mark.parametrize("scheme", ["tcp", "ssl"])
+def test_an_answer_acknowledged_over_the_link_is_completed(
+    scheme: str,
+    link: Link,
+    closedemo: Callable[..., Twistd],
+    certificate: TLSFiles,
+) -> None:
+    listen = (
+        f"tcp:0:interface={link.server_ip}"
+        if scheme == "tcp"
+        else _tls_listen(certificate, link.server_ip)
+    )
+    server = closedemo(
+        "--listen", listen,
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--peer-timeout", f"{PEER_TIMEOUT:g}",
+    )  # fmt: skip
+    port = listening(server, link.server_ip)
+    control = listening(server, "127.0.0.1")
+    client = link.run(
+        sys.executable, "-c", ASKER, link.server_ip, str(port), scheme, "read"
+    )  # fmt: skip
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "asked"
+        assert client.stdout.readline().strip() == "HTTP/1.1 200"
+        wait_until(lambda: stats(control)["completed"] == 1, "the acknowledgement")
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+    assert stats(control)["interrupted"] == 0
+    assert "delivering" not in server.output
+    assert "not acknowledged" not in server.output

@@ -15,15 +15,18 @@ from typing import Any
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
-from .._linux import unanswered
+from .._linux import bytes_acked, bytes_unacknowledged, unanswered
 from .failures import PeerTimedOut
 from .request import transport_of
 
 __all__ = [
+    "acknowledged",
+    "on_tcp_lost",
     "peer_timed_out",
     "tcp_socket",
     "tcp_transport_of",
     "watch_peer_timeout",
+    "written_offset",
 ]
 
 
@@ -157,3 +160,90 @@ def peer_timed_out(channel: object) -> bool:
             return True
         transport = getattr(transport, "transport", None)
     return False
+
+
+# -- What the peer's kernel acknowledged ---------------------------------------
+
+
+def written_offset(transport: object) -> int | None:
+    """
+    The byte offset, on the TCP connection under C{transport} (through
+    TLS), just past the last byte written to it so far: what the kernel
+    took (acknowledged or not) and what Twisted still buffers.  C{None}
+    where it cannot be known (no TCP socket, no C{TCP_INFO}, TLS data not
+    yet turned into records).
+
+    Relies on C{FileDescriptor} buffering writes in C{dataBuffer} (from
+    C{offset}) and C{_tempDataBuffer} (C{_tempDataLen} bytes), and on
+    C{TLSMemoryBIOProtocol} writing each record to the transport below at
+    once, but for application data it keeps in C{_appSendBuffer} until
+    its handshake is done.  C{BufferingTLSTransport} holds small writes in
+    its C{_aggregator} until the next reactor iteration: they are flushed
+    into records first (as its own C{loseConnection} does).
+    """
+    aggregator = getattr(transport, "_aggregator", None)
+    if aggregator is not None:
+        aggregator.flush()
+    if getattr(transport, "_appSendBuffer", None):
+        return None
+    tcp = tcp_transport_of(transport)
+    if tcp is None:
+        return None
+    sock = tcp.getHandle()
+    acked = bytes_acked(sock)
+    kernel = None if acked is None else bytes_unacknowledged(sock)
+    if acked is None or kernel is None:
+        return None
+    buffered = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+    return int(acked + kernel + buffered)
+
+
+def acknowledged(transport: object) -> int | None:
+    """
+    How many bytes the peer's kernel acknowledged on the TCP connection
+    under C{transport} (see L{written_offset}); C{None} where it cannot be
+    known (its socket closed, among others).
+    """
+    sock = tcp_socket(transport)
+    return None if sock is None else bytes_acked(sock)
+
+
+def on_tcp_lost(
+    transport: object, lost: Callable[[Any, socket.socket, Failure], None]
+) -> bool:
+    """
+    Call C{lost} with the TCP transport, its socket and the reason when the
+    TCP connection
+    under C{transport} ends, while its socket is still open (it is closed
+    right after); say whether it could be arranged.
+
+    Relies on C{tcp.Connection.connectionLost} closing the socket itself
+    (C{_closeSocket}: C{shutdown()} then C{close()} for an orderly end, a
+    reset for an abort): a wrapper put in its place runs first.
+    """
+    tcp = tcp_transport_of(transport)
+    if tcp is None:
+        return False
+    # An instance attribute: this one connection, no subclass to install.
+    tcp.connectionLost = _TellLost(tcp, lost)
+    return True
+
+
+class _TellLost(_ConnectionLost):
+    """
+    See L{on_tcp_lost}.
+    """
+
+    __slots__ = ("_lost",)
+
+    def __init__(
+        self, transport: Any, lost: Callable[[Any, socket.socket, Failure], None]
+    ) -> None:
+        super().__init__(transport)
+        self._lost = lost
+
+    def __call__(self, reason: Failure) -> None:
+        sock = getattr(self._transport, "socket", None)
+        if isinstance(sock, socket.socket):
+            self._lost(self._transport, sock, reason)
+        self._call_below(reason)

@@ -60,7 +60,8 @@ def _json(value: object) -> str:
 
 _ITEM = (
     '{"outcome":{"method":%s,"path":%s,"client":%s,"elapsed":%s,"ending":"%s",'
-    '"reason":%s,"cancelled":%d,"detail":%s},"counter":"%s"}'
+    '"reason":%s,"cancelled":%d,"detail":%s,"phase":%s,"delivery":%s,'
+    '"unacknowledged":%d},"counter":"%s"}'
 )
 
 
@@ -77,6 +78,9 @@ def _outcome_json(outcome: Outcome) -> str:
         _string(str(ending.value)),
         outcome.cancelled,
         _string(outcome.detail),
+        _string(outcome.phase),
+        _string(outcome.delivery),
+        outcome.unacknowledged,
         _counter(outcome),
     )
 
@@ -258,6 +262,7 @@ class OutcomeStream(PushStream):
             elapsed=now - self.started,
             ending=Ending.STALLED,
             detail=f"read nothing for {stalled:.0f} s; {self.sent} outcomes sent",
+            phase="answering",
         )
         self._close()
         if not abort_request(request):

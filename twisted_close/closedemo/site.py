@@ -19,6 +19,7 @@ from twisted.web.server import Site
 from .. import (
     ConnectionPolicy,
     DelayedResource,
+    Delivery,
     EventStreamResource,
     HalfClose,
     HostCheck,
@@ -156,6 +157,7 @@ def build_site(
     access_log: str | None = None,
     half_close: HalfClose = "leave",
     stall_timeout: float = 30.0,
+    delivery: Delivery = "acknowledged",
     allowed_hosts: Sequence[str] = (),
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
@@ -184,6 +186,8 @@ def build_site(
         L{twisted_close.ConnectionPolicy}).
     @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
         client that reads nothing.
+    @param delivery: when an answer counts as completed (see
+        L{twisted_close.ConnectionPolicy}).
     @param allowed_hosts: the C{Host} names answered besides this machine's
         own (see L{twisted_close.HostCheck}); C{"*"} for any.
     @param peer_timeout: seconds after which a peer that stopped responding
@@ -194,7 +198,9 @@ def build_site(
         byte, else C{408}; C{None}: no limit.
     """
     ledger = Ledger(clock) if ledger is None else ledger
-    policy = ConnectionPolicy(half_close=half_close, stall_timeout=stall_timeout)
+    policy = ConnectionPolicy(
+        half_close=half_close, stall_timeout=stall_timeout, delivery=delivery
+    )
     delayed = DelayedResource(
         message, delay, max_delay=max_delay, clock=clock, ledger=ledger, policy=policy
     )

@@ -134,6 +134,13 @@ class Options(usage.Options):
             "cancel) or 'answer' (answer it, then close).",
         ],
         [
+            "delivery",
+            None,
+            "acknowledged",
+            "When an answer counts as completed: 'acknowledged' (the client's "
+            "TCP acknowledged its last byte) or 'written' (handed to Twisted).",
+        ],
+        [
             "stall-timeout",
             None,
             "30",
@@ -201,7 +208,7 @@ Check = Callable[[Options, str, Any], Any]
 and the option's name (C{"--tick"}); raises C{usage.UsageError}."""
 
 
-def positive_seconds(
+def _seconds(
     noun: str,
     maximum: float | None = None,
     *,
@@ -302,7 +309,7 @@ def _peer_timeout(options: Options, option: str, text: Any) -> float | None:
     Seconds, 0 for off: then vanished peers are left to the kernel's
     defaults (minutes to hours).  Under a second, keep-alive cannot probe.
     """
-    check = positive_seconds("peer timeout", HOUR, zero_is_off=True)
+    check = _seconds("peer timeout", HOUR, zero_is_off=True)
     value: float | None = check(options, option, text)
     if value is not None and value < 1:
         raise usage.UsageError(f"{option}: give 0 (off) or at least 1 s")
@@ -325,14 +332,14 @@ def _cap(options: Options, option: str, text: Any) -> int | None:
 CHECKS: dict[str, Check] = {
     # In this order: an option bounded by another comes after it.
     "message": _utf8,
-    "max-delay": positive_seconds("maximum delay", DAY),
-    "delay": positive_seconds("delay", bound_by="--max-delay"),
-    "tick": positive_seconds("tick", HOUR, positive=True),
+    "max-delay": _seconds("maximum delay", DAY),
+    "delay": _seconds("delay", bound_by="--max-delay"),
+    "tick": _seconds("tick", HOUR, positive=True),
     # 0 turns the heartbeat off; a vanished peer is then found only by the
     # next event's failing write.
-    "heartbeat": positive_seconds("heartbeat", HOUR, zero_is_off=True),
-    "shutdown-grace": positive_seconds("grace", HOUR),
-    "idle-timeout": positive_seconds("idle timeout", DAY, positive=True),
+    "heartbeat": _seconds("heartbeat", HOUR, zero_is_off=True),
+    "shutdown-grace": _seconds("grace", HOUR),
+    "idle-timeout": _seconds("idle timeout", DAY, positive=True),
     "max-pending": _count(10**7),
     "workers": _count(64),
     "access-log": _log_file,
@@ -340,9 +347,10 @@ CHECKS: dict[str, Check] = {
     "max-streams-per-client": _cap,
     "max-pending-per-client": _cap,
     "half-close": _choice("leave", "answer"),
-    "stall-timeout": positive_seconds("stall timeout", DAY, positive=True),
+    "delivery": _choice("acknowledged", "written"),
+    "stall-timeout": _seconds("stall timeout", DAY, positive=True),
     "peer-timeout": _peer_timeout,
-    "read-timeout": positive_seconds("read timeout", DAY, zero_is_off=True),
+    "read-timeout": _seconds("read timeout", DAY, zero_is_off=True),
 }
 """How each option's text is checked and turned into its value."""
 
@@ -429,6 +437,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
+    names.append("delivery")
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
     return settings

@@ -1,0 +1,143 @@
+"""
+Completion waits for the client's TCP to acknowledge the answer
+(L{twisted_close._delivery}), in memory on a L{Clock}: the testing
+connections hold their acknowledgements when asked.  The same over the
+kernel's own acknowledgements is in C{tests/system/test_delivery_tcp.py}
+and C{tests/system/test_network_faults.py}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_close import (
+    ConnectionPolicy,
+    DelayedResource,
+    Ending,
+    Ledger,
+    Outcome,
+    RequestWatch,
+)
+from twisted_close._delivery import POLL, deliveries
+from twisted_close.testing import InMemoryServer
+
+
+def serve(
+    policy: ConnectionPolicy | None = None,
+) -> tuple[InMemoryServer, Ledger, list[Outcome]]:
+    policy = ConnectionPolicy() if policy is None else policy
+    clock = Clock()
+    ledger = Ledger(clock)
+    outcomes: list[Outcome] = []
+    ledger.observe(outcomes.append)
+    resource = DelayedResource(b"hello", 1, clock=clock, ledger=ledger, policy=policy)
+    return InMemoryServer(resource, clock=clock), ledger, outcomes
+
+
+def looks(clock: Clock) -> list[object]:
+    # The deliveries' own timer among the connections' idle timers.
+    return [c for c in clock.getDelayedCalls() if "Deliveries._look" in repr(c)]
+
+
+class DeliveryTests(SynchronousTestCase):
+    def test_completed_once_acknowledged_not_once_written(self) -> None:
+        server, ledger, outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        [watch] = ledger.live()
+        assert isinstance(watch, RequestWatch)
+        self.assertEqual(watch.phase, "waiting")
+        server.advance(1)
+        # Written in full, and read by the client: not acknowledged yet.
+        self.assertEqual(client.response.body, b"hello")  # type: ignore[union-attr]
+        self.assertEqual((watch.phase, ledger.pending, outcomes), ("delivering", 1, []))
+        server.advance(POLL * 10)
+        self.assertEqual(ledger.completed, 0)
+        client.acknowledge()
+        server.advance(POLL)
+        self.assertEqual(ledger.completed, 1)
+        [outcome] = outcomes
+        self.assertEqual(
+            (outcome.ending, outcome.phase, outcome.delivery),
+            (Ending.COMPLETED, "delivering", "acknowledged"),
+        )
+        self.assertTrue(watch.acknowledged)
+        # No timer of its own left once nothing waits.
+        self.assertEqual(looks(server.clock), [])
+
+    def test_gone_before_its_acknowledgement_is_not_completed(self) -> None:
+        server, ledger, outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        server.advance(1)
+        client.close()
+        [outcome] = outcomes
+        self.assertIs(outcome.ending, Ending.ANSWER_NOT_ACKNOWLEDGED)
+        self.assertEqual(outcome.phase, "delivering")
+        self.assertGreater(outcome.unacknowledged, len(b"hello"))
+        self.assertEqual(
+            outcome.detail, f"{outcome.unacknowledged} bytes not acknowledged"
+        )
+        # The client's doing, not the server's.
+        self.assertEqual((ledger.completed, ledger.interrupted), (0, 1))
+        self.assertEqual(ledger.server_ended, 0)
+
+    def test_where_it_cannot_be_known_it_says_so(self) -> None:
+        server, _ledger, outcomes = serve()
+        server.get("/")
+        server.advance(1)
+        [outcome] = outcomes
+        self.assertEqual(
+            (outcome.ending, outcome.delivery), (Ending.COMPLETED, "unknown")
+        )
+
+    def test_written_counts_it_once_handed_over(self) -> None:
+        server, _ledger, outcomes = serve(ConnectionPolicy(delivery="written"))
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        server.advance(1)
+        [outcome] = outcomes
+        self.assertEqual(
+            (outcome.ending, outcome.delivery), (Ending.COMPLETED, "written")
+        )
+
+    def test_answers_waiting_share_one_timer(self) -> None:
+        server, ledger, _ = serve()
+        clients = [server.connect() for _ in range(5)]
+        for client in clients:
+            client.hold_acknowledgements()
+            client.request("/")
+        server.advance(1)
+        self.assertEqual(len(deliveries(server.clock)), 5)
+        self.assertEqual(len(looks(server.clock)), 1)
+        for client in clients:
+            client.acknowledge()
+        server.advance(POLL)
+        self.assertEqual((ledger.completed, len(deliveries(server.clock))), (5, 0))
+
+    def test_interrupted_while_answering_or_waiting_says_where(self) -> None:
+        server, _ledger, outcomes = serve()
+        server.get("/").close()
+        self.assertEqual([o.phase for o in outcomes], ["waiting"])
+
+    def test_a_stop_gives_up_on_what_waits(self) -> None:
+        server, ledger, outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        server.advance(1)
+        deliveries(server.clock).stop()
+        [outcome] = outcomes
+        self.assertIs(outcome.ending, Ending.ANSWER_NOT_ACKNOWLEDGED)
+        self.assertEqual(ledger.pending, 0)
+
+
+class PolicyTests(SynchronousTestCase):
+    def test_a_bad_delivery_is_refused_by_name(self) -> None:
+        with self.assertRaises(ValueError) as caught:
+            ConnectionPolicy(delivery="sent")  # type: ignore[arg-type]
+        self.assertIn("delivery", str(caught.exception))
