@@ -596,3 +596,61 @@ def test_an_answer_acknowledged_over_the_link_is_completed(
     assert stats(control)["interrupted"] == 0
     assert "delivering" not in server.output
     assert "not acknowledged" not in server.output
+
+
+# An HTTP/2 client (over TLS with ALPN h2): one request, then it holds the
+# connection, reading nothing more, until it is killed.
+H2_ASKER = """
+import socket, ssl, sys, time
+import h2.config, h2.connection
+host, port = sys.argv[1], int(sys.argv[2])
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.set_alpn_protocols(["h2"])
+s = context.wrap_socket(
+    socket.create_connection((host, port), timeout=10), server_hostname="localhost"
+)
+assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+conn.send_headers(1, [(":method", "GET"), (":path", "/due?delay=1"),
+                      (":scheme", "https"), (":authority", "localhost")],
+                  end_stream=True)
+s.sendall(conn.data_to_send())
+print("asked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_an_http2_answer_never_acknowledged_is_not_completed(
+    link: Link, closedemo: Callable[..., Twistd], certificate: TLSFiles
+) -> None:
+    server = closedemo(
+        "--listen", _tls_listen(certificate, link.server_ip),
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--peer-timeout", f"{PEER_TIMEOUT:g}",
+    )  # fmt: skip
+    port = listening(server, link.server_ip)
+    control = listening(server, "127.0.0.1")
+    client = link.run(sys.executable, "-c", H2_ASKER, link.server_ip, str(port))
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "asked"
+        wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
+        link.down()
+        due = time.monotonic() + 1.0
+        line = server.wait_for_line(
+            r"Connection interrupted: GET /due from "
+            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+            r"\(answer not acknowledged; \d+ bytes not acknowledged\)$",
+            timeout=1.0 + PEER_TIMEOUT + 10,
+        )
+        after = time.monotonic() - due
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+    assert line
+    assert after <= PEER_TIMEOUT + SLACK, after
+    assert stats(control)["completed"] == 0
+    assert stats(control)["interrupted"] == 1
