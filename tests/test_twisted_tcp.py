@@ -28,6 +28,7 @@ from twisted_close._twisted.request import (
 )
 from twisted_close._twisted.tcp import (
     acknowledged,
+    delivery_point,
     on_tcp_lost,
     peer_timed_out,
     tcp_socket,
@@ -144,6 +145,7 @@ class AcknowledgementTests(SynchronousTestCase):
         self.assertEqual((written_offset(connection), acknowledged(connection)), (0, 0))
         connection.write(b"x" * 1000)
         self.assertEqual(written_offset(connection), 1000)
+        self.assertEqual(delivery_point(connection), (connection, 0, 1000))
         self.assertEqual(acknowledged(connection), 0)
         connection.doWrite()
         # Into the kernel, and on loopback acknowledged by the client's

@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from ._linux import TCP_CLOSE, bytes_acked, tcp_state
-from ._twisted.tcp import on_tcp_lost, tcp_transport_of, written_offset
+from ._twisted.tcp import delivery_point, on_tcp_lost
 
 __all__ = ["LINGER", "POLL", "Acknowledging", "Delivering", "deliveries"]
 
@@ -133,20 +133,20 @@ class Deliveries:
         """
         own = _acknowledging(transport)
         if own is not None:
-            target = own.written_offset()
             key: Any = own
+            target, acked = own.written_offset(), own.acknowledged()
         else:
-            target = written_offset(transport)
-            key = tcp_transport_of(transport)
-        if target is None or key is None:
+            point = delivery_point(transport)
+            if point is None:
+                return False
+            key, acked, target = point
+        if target is None:
             return False
         answers = self._waiting.get(key)
-        if answers:
+        if answers and acked is not None:
             # A client's next request carries its acknowledgement of the
             # answers before: settle those now rather than at the next look.
-            acked = own.acknowledged() if own is not None else _tcp_acked(key)
-            if acked is not None:
-                answers[:] = _settle(answers, acked)
+            answers[:] = _settle(answers, acked)
         if answers is None:
             answers = self._waiting[key] = []
             if own is not None:
@@ -155,8 +155,10 @@ class Deliveries:
                 on_tcp_lost(transport, self._tcp_lost)
         answers.append((answer, target))
         if self._call is None:
-            # At once: the answer leaves at the reactor's next write pass.
-            self._call = self._clock.callLater(0, self._look)
+            # One timer for every answer waiting, not one per answer: a
+            # delayed call made and fired per request would cost more than
+            # the rest of the request's bookkeeping.
+            self._call = self._clock.callLater(POLL, self._look)
         return True
 
     def _look(self) -> None:
@@ -251,14 +253,22 @@ def _fail(answers: list[tuple[Delivering, int]], acked: int) -> None:
 
 
 _all: WeakKeyDictionary[object, Deliveries] = WeakKeyDictionary()
+# The last clock asked about and its deliveries: asked once per answer, and
+# a weak dictionary's lookup costs several times an identity test.
+_last: tuple[object, Deliveries | None] = (None, None)
 
 
 def deliveries(clock: IReactorTime) -> Deliveries:
     """
     The L{Deliveries} of C{clock}, made the first time it is asked for.
     """
+    global _last
+    last_clock, last = _last
+    if last_clock is clock and last is not None:
+        return last
     try:
-        return _all[clock]
+        found = _all[clock]
     except KeyError:
-        made = _all[clock] = Deliveries(clock)
-        return made
+        found = _all[clock] = Deliveries(clock)
+    _last = (clock, found)
+    return found

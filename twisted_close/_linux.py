@@ -9,6 +9,11 @@ from __future__ import annotations
 import socket
 import struct
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "TCP_CLOSE",
     "TCP_CLOSE_WAIT",
@@ -86,13 +91,11 @@ def bytes_unacknowledged(sock: socket.socket) -> int | None:
     How many bytes handed to C{sock} its peer has not acknowledged yet,
     sent or not (C{SIOCOUTQ}); C{None} where it cannot be asked.
     """
-    if _TCP_INFO is None:
+    if _TCP_INFO is None or fcntl is None:
         return None
     try:
-        import fcntl
-
         answer = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ValueError, ImportError):
+    except (OSError, ValueError):
         return None
     unacknowledged: int = struct.unpack("=i", answer)[0]
     return unacknowledged

@@ -360,7 +360,10 @@ class RequestWatch:
         """
         if self._ending is None:
             self._facts = (_DELIVERING, "acknowledged", 0)
-            self._end(decide(self._evidence(None)), 0)
+            if self._server_ending is None and self._peer_ending is None:
+                self._end(Ending.COMPLETED, 0)
+            else:
+                self._end(decide(self._evidence(None)), 0)
 
     def undelivered(self, unacknowledged: int) -> None:
         """

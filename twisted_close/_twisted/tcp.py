@@ -21,6 +21,7 @@ from .request import transport_of
 
 __all__ = [
     "acknowledged",
+    "delivery_point",
     "on_tcp_lost",
     "peer_timed_out",
     "tcp_socket",
@@ -91,7 +92,7 @@ def tcp_transport_of(transport: object) -> Any:
     for _ in range(4):
         handle = getattr(transport, "getHandle", lambda: None)()
         if isinstance(handle, socket.socket):
-            if handle.family in (socket.AF_INET, socket.AF_INET6):
+            if _family(handle) in (socket.AF_INET, socket.AF_INET6):
                 return transport
             return None
         transport = getattr(transport, "transport", None)
@@ -165,13 +166,35 @@ def peer_timed_out(channel: object) -> bool:
 # -- What the peer's kernel acknowledged ---------------------------------------
 
 
+def _family(sock: socket.socket) -> int:
+    # The address family as a plain int: socket.family is a Python property
+    # that turns it into an enum member each time.
+    if _SO_DOMAIN is not None:
+        try:
+            return sock.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
+        except OSError:
+            pass
+    return int(sock.family)
+
+
+_SO_DOMAIN: int | None = getattr(socket, "SO_DOMAIN", None)
+
+
 def written_offset(transport: object) -> int | None:
     """
-    The byte offset, on the TCP connection under C{transport} (through
-    TLS), just past the last byte written to it so far: what the kernel
-    took (acknowledged or not) and what Twisted still buffers.  C{None}
-    where it cannot be known (no TCP socket, no C{TCP_INFO}, TLS data not
-    yet turned into records).
+    L{delivery_point}'s offset alone.
+    """
+    point = delivery_point(transport)
+    return None if point is None else point[2]
+
+
+def delivery_point(transport: object) -> tuple[Any, int, int] | None:
+    """
+    The TCP transport under C{transport} (through TLS), how many bytes its
+    peer acknowledged, and the byte offset just past the last byte written
+    to it so far: what the kernel took (acknowledged or not) and what
+    Twisted still buffers.  C{None} where it cannot be known (no TCP
+    socket, no C{TCP_INFO}, TLS data not yet turned into records).
 
     Relies on C{FileDescriptor} buffering writes in C{dataBuffer} (from
     C{offset}) and C{_tempDataBuffer} (C{_tempDataLen} bytes), and on
@@ -195,7 +218,7 @@ def written_offset(transport: object) -> int | None:
     if acked is None or kernel is None:
         return None
     buffered = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
-    return int(acked + kernel + buffered)
+    return tcp, acked, int(acked + kernel + buffered)
 
 
 def acknowledged(transport: object) -> int | None:
