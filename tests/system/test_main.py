@@ -51,3 +51,19 @@ def test_serves_the_demo_in_the_foreground(tmp_path: Path) -> None:
     finally:
         program.kill()
     assert list(tmp_path.iterdir()) == []  # no twistd.pid, no log file
+
+
+def test_a_bad_endpoint_is_told_in_our_words(tmp_path: Path) -> None:
+    for listen in ("tcp:abc", "tcp:port=abc"):
+        result = run(tmp_path, "--listen", listen)
+        assert result.returncode == 2
+        # Not Python's int() speaking, and no "-n" the user never typed.
+        assert result.stderr.splitlines()[0] == (
+            f"python -m twisted_close: --listen {listen!r}: the port 'abc' is "
+            "not a number"
+        )
+        assert "int()" not in result.stderr + result.stdout
+        assert " -n" not in result.stderr
+    result = run(tmp_path, "--delivery", "sent")
+    assert result.returncode == 2
+    assert result.stderr.startswith("python -m twisted_close: --delivery")

@@ -374,6 +374,15 @@ def _warnings(options: Options) -> list[str]:
 def _check_endpoint(description: str) -> None:
     # Parsing against a memory reactor checks the syntax (and loads TLS
     # certificate files) without listening on anything.
+    kind, _, rest = description.partition(":")
+    if kind in ("tcp", "tcp6", "ssl") and rest:
+        fields = rest.split(":")
+        named = [f[len("port=") :] for f in fields if f.startswith("port=")]
+        given = named[0] if named else fields[0]
+        if ("=" not in given or named) and not given.isdigit():
+            raise usage.UsageError(
+                f"--listen {description!r}: the port {given!r} is not a number"
+            )
     try:
         endpoint = serverFromString(MemoryReactor(), description)
     except Exception as e:
