@@ -600,5 +600,7 @@ async def test_the_look_at_a_paused_channel_stops_when_it_reads_again() -> None:
         ]
         assert reading(connection)
         assert not watch.polling
+        # Completed once the client's TCP acknowledged it, a moment later.
+        await wait_for(lambda: server.outcomes, "the answer to be acknowledged")
         [outcome] = server.outcomes
         assert outcome.ending is Ending.COMPLETED

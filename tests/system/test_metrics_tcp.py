@@ -15,7 +15,7 @@ from twisted_close import Ledger
 from twisted_close.closedemo.site import build_site
 from twisted_close.metrics import metrics_registry, metrics_resource
 
-from ..realtcp import tcp, twisted_test
+from ..realtcp import tcp, twisted_test, wait_for
 
 
 @twisted_test
@@ -35,6 +35,8 @@ async def test_metrics_are_served_from_the_ledger() -> None:
     try:
         done = await agent.request(b"GET", f"{base}/?delay=0".encode())
         await readBody(done)
+        # Completed once the client's TCP acknowledged it, a moment later.
+        await wait_for(lambda: ledger.completed == 1, "the acknowledgement")
         response = await agent.request(b"GET", f"{base}/metrics".encode(), Headers({}))
         body = (await readBody(response)).decode()
     finally:
