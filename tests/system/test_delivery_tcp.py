@@ -15,6 +15,7 @@ from twisted.internet.threads import deferToThread
 from twisted.web.server import Site
 
 from twisted_close import ConnectionPolicy, DelayedResource, Ending, Ledger, Outcome
+from twisted_close._outcome import Pending
 
 from ..realtcp import clock, twisted_test, wait_for
 
@@ -52,6 +53,14 @@ def _read_all(sock: socket.socket) -> int:
     return got
 
 
+async def _handed_over(ledger: Ledger) -> Pending:
+    # The answer (delay 0) handed to Twisted in full: its watch delivering.
+    await wait_for(lambda: ledger.pending == 1, "the request")
+    [watch] = ledger.live()
+    await wait_for(lambda: watch.phase == "delivering", "the answer handed over")
+    return watch
+
+
 @twisted_test
 async def test_a_large_answer_is_not_completed_while_bytes_are_unacknowledged() -> None:
     ledger, outcomes, number, port = await _serve(ConnectionPolicy())
@@ -82,9 +91,7 @@ async def test_a_client_gone_with_the_answer_unacknowledged_is_told_how_much() -
     ledger, outcomes, number, port = await _serve(ConnectionPolicy())
     sock = _slow_reader(number)
     try:
-        await wait_for(lambda: ledger.pending == 1, "the request")
-        [watch] = ledger.live()
-        await wait_for(lambda: watch.phase == "delivering", "the answer handed over")
+        await _handed_over(ledger)
         # A reset with most of the answer never acknowledged.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
         sock.close()

@@ -506,8 +506,45 @@ time.sleep(60)
 """
 
 
-def _tls_listen(certificate: TLSFiles, host: str) -> str:
-    return certificate.listen.replace("interface=127.0.0.1", f"interface={host}")
+def _serve_on(
+    link: Link,
+    closedemo: Callable[..., Twistd],
+    certificate: TLSFiles,
+    scheme: str,
+) -> tuple[Twistd, int, int]:
+    """
+    closedemo on the link (plain TCP, or TLS with HTTP/2 offered) with the
+    peer timeout, and on loopback for /stats: the server, both ports.
+    """
+    listen = (
+        f"tcp:0:interface={link.server_ip}"
+        if scheme == "tcp"
+        else certificate.listen.replace(
+            "interface=127.0.0.1", f"interface={link.server_ip}"
+        )
+    )
+    server = closedemo(
+        "--listen", listen,
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--peer-timeout", f"{PEER_TIMEOUT:g}",
+    )  # fmt: skip
+    return server, listening(server, link.server_ip), listening(server, "127.0.0.1")
+
+
+def _pull_before_due(link: Link, server: Twistd) -> float:
+    """
+    Pull the link a moment before a 1 s answer is due; wait for it to be
+    reported as not acknowledged; say how long after its due time.
+    """
+    link.down()
+    due = time.monotonic() + 1.0
+    server.wait_for_line(
+        r"Connection interrupted: GET /due from "
+        rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+        r"\(answer not acknowledged; \d+ bytes not acknowledged\)$",
+        timeout=1.0 + PEER_TIMEOUT + 10,
+    )
+    return time.monotonic() - due
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "ssl"])
@@ -522,36 +559,16 @@ def test_an_answer_never_acknowledged_is_not_completed(
     written into the socket buffer and never acknowledged.  It is reported
     as such within the peer timeout of its due time, never as completed.
     """
-    listen = (
-        f"tcp:0:interface={link.server_ip}"
-        if scheme == "tcp"
-        else _tls_listen(certificate, link.server_ip)
-    )
-    server = closedemo(
-        "--listen", listen,
-        "--listen", "tcp:0:interface=127.0.0.1",
-        "--peer-timeout", f"{PEER_TIMEOUT:g}",
-    )  # fmt: skip
-    port = listening(server, link.server_ip)
-    control = listening(server, "127.0.0.1")
+    server, port, control = _serve_on(link, closedemo, certificate, scheme)
     client = link.run(sys.executable, "-c", ASKER, link.server_ip, str(port), scheme)
     try:
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "asked"
         wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
-        link.down()
-        due = time.monotonic() + 1.0
-        line = server.wait_for_line(
-            r"Connection interrupted: GET /due from "
-            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
-            r"\(answer not acknowledged; \d+ bytes not acknowledged\)$",
-            timeout=1.0 + PEER_TIMEOUT + 10,
-        )
-        after = time.monotonic() - due
+        after = _pull_before_due(link, server)
     finally:
         client.kill()
         client.wait(timeout=10)
-    assert line
     assert after <= PEER_TIMEOUT + SLACK, after
     assert stats(control) == {
         "pending": 0,
@@ -570,18 +587,7 @@ def test_an_answer_acknowledged_over_the_link_is_completed(
     closedemo: Callable[..., Twistd],
     certificate: TLSFiles,
 ) -> None:
-    listen = (
-        f"tcp:0:interface={link.server_ip}"
-        if scheme == "tcp"
-        else _tls_listen(certificate, link.server_ip)
-    )
-    server = closedemo(
-        "--listen", listen,
-        "--listen", "tcp:0:interface=127.0.0.1",
-        "--peer-timeout", f"{PEER_TIMEOUT:g}",
-    )  # fmt: skip
-    port = listening(server, link.server_ip)
-    control = listening(server, "127.0.0.1")
+    server, port, control = _serve_on(link, closedemo, certificate, scheme)
     client = link.run(
         sys.executable, "-c", ASKER, link.server_ip, str(port), scheme, "read"
     )  # fmt: skip
@@ -626,31 +632,16 @@ time.sleep(60)
 def test_an_http2_answer_never_acknowledged_is_not_completed(
     link: Link, closedemo: Callable[..., Twistd], certificate: TLSFiles
 ) -> None:
-    server = closedemo(
-        "--listen", _tls_listen(certificate, link.server_ip),
-        "--listen", "tcp:0:interface=127.0.0.1",
-        "--peer-timeout", f"{PEER_TIMEOUT:g}",
-    )  # fmt: skip
-    port = listening(server, link.server_ip)
-    control = listening(server, "127.0.0.1")
+    server, port, control = _serve_on(link, closedemo, certificate, "ssl")
     client = link.run(sys.executable, "-c", H2_ASKER, link.server_ip, str(port))
     try:
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "asked"
         wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
-        link.down()
-        due = time.monotonic() + 1.0
-        line = server.wait_for_line(
-            r"Connection interrupted: GET /due from "
-            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
-            r"\(answer not acknowledged; \d+ bytes not acknowledged\)$",
-            timeout=1.0 + PEER_TIMEOUT + 10,
-        )
-        after = time.monotonic() - due
+        after = _pull_before_due(link, server)
     finally:
         client.kill()
         client.wait(timeout=10)
-    assert line
     assert after <= PEER_TIMEOUT + SLACK, after
     assert stats(control)["completed"] == 0
     assert stats(control)["interrupted"] == 1
