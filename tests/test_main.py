@@ -51,3 +51,13 @@ def test_serves_the_demo_in_the_foreground(tmp_path: Path) -> None:
     finally:
         program.kill()
     assert list(tmp_path.iterdir()) == []  # no twistd.pid, no log file
+
+
+def test_a_bad_port_is_named_in_our_words(tmp_path: Path) -> None:
+    result = run(tmp_path, "--listen", "tcp:abc")
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "--listen 'tcp:abc': 'abc' is not a whole number" in out
+    assert "int()" not in out
+    assert " -n" not in out  # an option the user never typed
+    assert "Traceback" not in out

@@ -14,9 +14,18 @@ def main(argv: list[str] | None = None) -> None:
     Run C{twistd closedemo} in the foreground with C{argv} (by default,
     this program's arguments) as closedemo's options.
     """
+    from twisted.python import usage
     from twisted.scripts.twistd import run
 
+    from twisted_close.closedemo.tap import Options
+
     options = sys.argv[1:] if argv is None else argv
+    # twistd would answer a bad option with its own help and the command line
+    # it built ("-n" included); check them first and answer in our words.
+    try:
+        Options().parseOptions(options)
+    except usage.UsageError as e:
+        sys.exit(f"python -m twisted_close: {e}\n(--help lists the options)")
     # twistd reads sys.argv, and names its errors after sys.argv[0].
     sys.argv = ["python -m twisted_close", "-n", "--pidfile=", "closedemo", *options]
     run()
