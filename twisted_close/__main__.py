@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     # twistd would answer a bad option with its own help and the command line
     # it built ("-n" included); check them first and answer in our words.
     try:
-        Options().parseOptions(options)
+        # usage.Options carries no annotations.
+        Options().parseOptions(options)  # type: ignore[no-untyped-call]
     except usage.UsageError as e:
         sys.exit(f"python -m twisted_close: {e}\n(--help lists the options)")
     # twistd reads sys.argv, and names its errors after sys.argv[0].
