@@ -399,6 +399,15 @@ class DocsPagesTests(SynchronousTestCase):
             for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
                 self.assertTrue((page.parent / link).exists(), f"{page.name}: {link}")
 
+    def test_the_outcome_fields_the_readme_lists_are_outcomes(self) -> None:
+        import dataclasses
+
+        from twisted_close import Outcome
+
+        [listed] = re.findall(r"an `Outcome` \(([^)]*)\)", TEXT.replace("\n", " "))
+        fields = [f.name for f in dataclasses.fields(Outcome)]
+        self.assertEqual(re.findall(r"`(\w+)`", listed), fields)
+
     def test_the_embed_example_is_on_the_first_screen(self) -> None:
         # A newcomer reads the library's use before anything about the demo.
         end = TEXT.index("```", TEXT.index("```python") + 3)
