@@ -149,3 +149,16 @@ class InMemoryTracingTests(SynchronousTestCase):
         [span] = self.exporter.get_finished_spans()
         self.assertEqual(attributes(span)["twisted_close.ending"], "client_closed")
         self.assertEqual(sample["ledger"].interrupted, 1)
+
+    def test_two_requests_alike_from_one_client_each_end_their_span(self) -> None:
+        # As HTTP/2 streams would be: same client, method and path.
+        first, second = (self.server.connect(port=40000) for _ in range(2))
+        for client in (first, second):
+            client.send(b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        first.close()
+        self.server.advance(2)
+        endings = [
+            attributes(s)["twisted_close.ending"]
+            for s in self.exporter.get_finished_spans()
+        ]
+        self.assertEqual(endings, ["client_closed", "completed"])

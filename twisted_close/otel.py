@@ -79,8 +79,8 @@ class RequestTracing:
         """
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         # Open spans by the request's client, method and path, which its
-        # outcome names too.
-        self._open: dict[_Key, trace.Span] = {}
+        # outcome names too; oldest first (HTTP/2 streams share a client).
+        self._open: dict[_Key, list[trace.Span]] = {}
         ledger.observe(self._ended)
 
     def resource(self, inner: IResource) -> IResource:
@@ -108,7 +108,7 @@ class RequestTracing:
             },
         )
         key = (describe_client(request), method, path)
-        self._open[key] = span
+        self._open.setdefault(key, []).append(span)
         return key, span
 
     def _rendered(self, request: IRequest, key: _Key, span: trace.Span) -> None:
@@ -116,8 +116,7 @@ class RequestTracing:
 
         def unclaimed(result: object = None) -> None:
             # A request no watch held (a 404, a refusal) has no outcome.
-            if self._open.get(key) is span:
-                del self._open[key]
+            if self._take(key, span):
                 span.set_attribute("http.response.status_code", served.code)
                 span.end()
 
@@ -127,8 +126,20 @@ class RequestTracing:
             # Asked after the watch's own: its outcome comes first.
             served.notifyFinish().addBoth(unclaimed)
 
+    def _take(self, key: _Key, span: trace.Span | None = None) -> trace.Span | None:
+        # The given span if still open, else (None) the oldest open one.
+        spans = self._open.get(key, [])
+        if span is None and spans:
+            span = spans[0]
+        if span is None or span not in spans:
+            return None
+        spans.remove(span)
+        if not spans:
+            del self._open[key]
+        return span
+
     def _ended(self, outcome: Outcome) -> None:
-        span = self._open.pop((outcome.client, outcome.method, outcome.path), None)
+        span = self._take((outcome.client, outcome.method, outcome.path))
         if span is None:
             return
         attributes = outcome_attributes(outcome)
