@@ -7,6 +7,7 @@ A's cancelled call, B: both spans end with their outcome, in one trace.
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twisted_close import DelayedResource, Ledger
-from twisted_close.otel import RequestTracing
+from twisted_close import DelayedResource, Ending, Ledger, Outcome
+from twisted_close.otel import RequestTracing, outcome_attributes
 from twisted_close.testing import InMemoryServer
 
 from .realtcp import clock, tcp, twisted_test, wait_for
@@ -162,3 +163,17 @@ class InMemoryTracingTests(SynchronousTestCase):
             for s in self.exporter.get_finished_spans()
         ]
         self.assertEqual(endings, ["client_closed", "completed"])
+
+
+class OutcomeAttributesTests(SynchronousTestCase):
+    def test_the_phase_is_an_attribute_when_the_outcome_has_one(self) -> None:
+        @dataclasses.dataclass(frozen=True)
+        class Phased(Outcome):
+            phase: str = ""
+
+        left = Phased("GET", "/", "127.0.0.1:1", 0.5, Ending.CLIENT_CLOSED)
+        self.assertNotIn("twisted_close.phase", outcome_attributes(left))
+        answering = dataclasses.replace(left, phase="answering")
+        self.assertEqual(
+            outcome_attributes(answering)["twisted_close.phase"], "answering"
+        )

@@ -43,13 +43,19 @@ def outcome_attributes(outcome: Outcome) -> dict[str, str | int | float]:
     """
     The attributes a span and its event carry for C{outcome}.
     """
-    return {
+    attributes: dict[str, str | int | float] = {
         "twisted_close.ending": outcome.ending.code,
         "twisted_close.reason": outcome.reason,
         "twisted_close.elapsed": outcome.elapsed,
         "twisted_close.cancelled": outcome.cancelled,
         "twisted_close.detail": outcome.detail,
     }
+    # Where the answer was (waiting, answering, delivering), when the
+    # outcome says; an outcome from before phases has none.
+    phase = getattr(outcome, "phase", "")
+    if phase:
+        attributes["twisted_close.phase"] = str(phase)
+    return attributes
 
 
 def trace_headers() -> Headers:
