@@ -23,9 +23,18 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from twisted_close import AsyncResource, Ledger, read_body
+
+try:
+    # With the otel extra, the call carries our trace on (traceparent).
+    from twisted_close.otel import trace_headers
+except ImportError:
+
+    def trace_headers() -> Headers:
+        return Headers()
 
 
 class TreqRelay(AsyncResource):
@@ -47,7 +56,8 @@ class TreqRelay(AsyncResource):
 
         # Awaiting treq's Deferred ties the call to our client: if it leaves,
         # the Deferred is cancelled and treq aborts the connection upstream.
-        response = await treq.get(self.upstream + request.uri.decode(), pool=self.pool)
+        url = self.upstream + request.uri.decode()
+        response = await treq.get(url, headers=trace_headers(), pool=self.pool)
         request.setResponseCode(response.code)
         # Not response.content(): cancelled, it would leave the body coming.
         return await read_body(response)

@@ -17,9 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# pydoctor is in the dev extra, not in the test extra.
-pytest.importorskip("pydoctor", reason="pydoctor comes with the test extra")
-
 
 @pytest.fixture(scope="module")
 def apidocs() -> Iterator[ModuleType]:

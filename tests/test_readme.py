@@ -1,7 +1,8 @@
 """
 Every Python sample in the README is a file under C{examples/}, shown
 as it is; each runs, as the README says to run it, and does and prints
-what the text says.
+what the text says.  The pages under C{docs/} show code only by including
+a file from the tree, and every page is in the built docs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, re.S)
 SHOWN = re.findall(
     r"\[`examples/([\w.]+)`\]\(examples/\1\):\n\n```python\n(.*?)```", TEXT, re.S
 )
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+# A page shows a file of the tree as it is: "```{literalinclude} ../x/y"
+INCLUDED = [
+    (page, (page.parent / path).resolve())
+    for page in PAGES
+    for path in re.findall(r"^```\{literalinclude\} (\S+)$", page.read_text(), re.M)
+]
 LISTEN = "tcp:0:interface=127.0.0.1"
 NUMBER = {False: r"\d+", True: "0x[0-9a-f]+"}
 
@@ -109,8 +118,9 @@ class ReadmeTests(SynchronousTestCase):
     def test_every_example_file_is_shown_or_linked(self) -> None:
         # A longer program is linked rather than copied: it cannot drift.
         linked = re.findall(r"\[`examples/([\w.]+)`\]\(examples/\1\)", TEXT)
+        included = {p.name for _, p in INCLUDED if p.parent == EXAMPLES}
         self.assertEqual(
-            sorted(set(linked) | {name for name, code in SHOWN}),
+            sorted(set(linked) | included | {name for name, code in SHOWN}),
             sorted(p.name for p in EXAMPLES.glob("*.py")),
         )
 
@@ -358,3 +368,47 @@ class EndingsTableTests(SynchronousTestCase):
             cells = [c.strip() for c in row.strip("|").split(" | ")]
             self.assertEqual(len(cells), 3, row)
             self.assertTrue(all(cells), row)
+
+
+class DocsPagesTests(SynchronousTestCase):
+    def test_a_page_shows_python_only_by_including_a_file(self) -> None:
+        for page in PAGES:
+            self.assertNotIn("```python", page.read_text(), page)
+
+    def test_every_included_file_exists_and_a_test_runs_it(self) -> None:
+        tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+        for page, path in INCLUDED:
+            self.assertTrue(path.is_file(), f"{page.name}: {path}")
+            if path.suffix in {".py", ".yml", ".conf"}:
+                # Named in a test: run, loaded or checked by it.
+                self.assertIn(path.name, tests, f"{page.name}: {path.name}")
+
+    def test_every_page_is_in_the_toctree_and_linked_from_the_readme(self) -> None:
+        index = (DOCS / "index.md").read_text()
+        toctree = index.partition("```{toctree}")[2].partition("```")[0]
+        listed = {line for line in toctree.splitlines() if line and ":" not in line}
+        pages = {p.stem for p in DOCS.glob("*.md")} - {"index"}
+        self.assertEqual(listed, pages)
+        for name in pages:
+            self.assertIn(f"](docs/{name}.md)", TEXT, name)
+        for name in re.findall(r"\]\(docs/([\w-]+)\.md\)", TEXT):
+            self.assertIn(name, pages)
+
+    def test_links_between_pages_resolve(self) -> None:
+        for page in PAGES:
+            for link in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+                self.assertTrue((page.parent / link).exists(), f"{page.name}: {link}")
+
+    def test_the_outcome_fields_the_readme_lists_are_outcomes(self) -> None:
+        import dataclasses
+
+        from twisted_close import Outcome
+
+        [listed] = re.findall(r"an `Outcome` \(([^)]*)\)", TEXT.replace("\n", " "))
+        fields = [f.name for f in dataclasses.fields(Outcome)]
+        self.assertEqual(re.findall(r"`(\w+)`", listed), fields)
+
+    def test_the_embed_example_is_on_the_first_screen(self) -> None:
+        # A newcomer reads the library's use before anything about the demo.
+        end = TEXT.index("```", TEXT.index("```python") + 3)
+        self.assertLess(TEXT[:end].count("\n"), 60)

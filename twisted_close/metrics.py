@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -108,10 +108,13 @@ def metrics_registry(
 ) -> CollectorRegistry:
     """
     A registry of the counters of C{source}, a L{twisted_close.Ledger} or
-    the merged counters of several workers.
+    the merged counters of several workers, and of this process's
+    descriptors, memory and CPU (C{process_open_fds}, C{process_max_fds},
+    ...; on Linux), which an alert on descriptors running short reads.
     """
     registry = CollectorRegistry()
     registry.register(LedgerCollector(source, prefix))
+    ProcessCollector(registry=registry)
     return registry
 
 

@@ -37,6 +37,9 @@ def test_wheel_has_the_plugin_and_no_twisted_init(dist: Path) -> None:
     assert "twisted/plugins/closedemo.py" in names
     assert "twisted_close/closedemo/tap.py" in names
     assert "twisted_close/py.typed" in names
+    # Every module, subpackages too (setup.cfg lists packages by name).
+    for module in (ROOT / "twisted_close").rglob("*.py"):
+        assert module.relative_to(ROOT).as_posix() in names
     # The demo page is package data, read at run time.
     assert "twisted_close/closedemo/demo.html" in names
     # An __init__.py here would shadow every other package's plugins.
@@ -145,3 +148,39 @@ def test_the_version_without_metadata_is_unknown(
         monkeypatch.undo()
         importlib.reload(_version)
     assert _version.__version__ == metadata()["version"]
+
+
+def test_the_suite_runs_from_the_unpacked_sdist(dist: Path, tmp_path: Path) -> None:
+    # A distribution builds and tests from the sdist, with no .git around it.
+    [sdist] = dist.glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    [tree] = tmp_path.iterdir()
+    assert not (tree / ".git").exists()
+    # A bounded part: what reads the tree (the README's examples, the bench
+    # harness's paths, the API reference) and the ledger at the core.
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
+            "tests/test_readme.py",
+            "tests/system/test_bench_output.py",
+            "tests/test_apidocs.py",
+            "tests/test_ledger.py",
+            "-k",
+            "not test_sdist and not test_wheel",
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert " passed" in run.stdout
+    # The unpacked copy answered, not the checkout this suite runs from.
+    origin = subprocess.run(
+        [sys.executable, "-c", "import twisted_close; print(twisted_close.__file__)"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert origin.startswith(str(tree))

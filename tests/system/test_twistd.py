@@ -198,10 +198,10 @@ def test_the_drain_is_not_blamed_on_clients(sigterm: Shutdown) -> None:
 
 def test_json_logs_carry_the_outcome(tmp_path: Path) -> None:
     """
-    The README's JSON-log command: one JSON object per line (for
+    The JSON-log command of docs/operating.md: one JSON object per line (for
     C{json.loads}, no record separator), the outcome as plain fields.
     """
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "operating.md").read_text()
     [line] = re.findall(r"^twistd -n --logger \S+ closedemo$", readme, re.M)
     logger = line.split()[3]
     assert logger == "twisted_close.logs.json_lines_observer"

@@ -388,6 +388,10 @@ def _check_endpoint(description: str) -> None:
     except Exception as e:
         # One line, whatever the parser quoted back.
         reason = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(e))
+        if "invalid literal for int()" in reason:
+            # Python's message names int(), not what the user wrote wrong.
+            value = reason.rpartition(": ")[2]
+            reason = f"{value} is not a whole number (a port is, e.g. tcp:8080)"
         raise usage.UsageError(f"--listen {description!r}: {reason}") from None
     port = tcp_endpoint_address(endpoint)[1]
     if not 0 <= port <= 65535:
