@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from .test_nginx import free_port, running_cluster
 from ..twistd_process import wait_until
+from .test_nginx import free_port, running_cluster
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "prometheus"
 PAGE = DOCS.parent / "prometheus.md"
