@@ -376,7 +376,7 @@ class DocsPagesTests(SynchronousTestCase):
             self.assertNotIn("```python", page.read_text(), page)
 
     def test_every_included_file_exists_and_a_test_runs_it(self) -> None:
-        tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+        tests = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
         for page, path in INCLUDED:
             self.assertTrue(path.is_file(), f"{page.name}: {path}")
             if path.suffix in {".py", ".yml", ".conf"}:

@@ -6,7 +6,7 @@ it started and report who left, after how long, and why.
 """
 
 from ._async import SAFE_METHODS, AsyncResource
-from ._cancellation import is_cancellation
+from ._cancellation import Cancellable, is_cancellation
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
@@ -21,7 +21,7 @@ from ._resource import WorkResource
 from ._stream import HEARTBEAT, ServerSentEvent
 from ._upstream import read_body
 from ._version import __version__
-from ._watch import Cancellable, RequestWatch, cancel_on_disconnect, classify
+from ._watch import RequestWatch, cancel_on_disconnect, classify
 
 __all__ = [
     "HEARTBEAT",

@@ -5,14 +5,16 @@ Answers for requests we refuse: short, plain text, one line.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
+from twisted.web import http
 from twisted.web.iweb import IRequest
 
 from ._outcome import Rejection
 from ._text import printable
 from ._twisted.request import keep_alive_off
 
-__all__ = ["not_allowed", "plain_error", "refusal"]
+__all__ = ["not_allowed", "plain_error", "refusal", "unavailable"]
 
 
 def plain_error(request: IRequest, code: int, reason: str) -> bytes:
@@ -54,3 +56,19 @@ def refusal(
     server_wide = reason in (Rejection.OVERLOADED, Rejection.SHUTTING_DOWN)
     what = f"server {reason.value}" if server_wide else reason.value
     return plain_error(request, 503, f"{what}; retry in {retry_after} s")
+
+
+def unavailable(request: IRequest, why: str, retry_after: int) -> None:
+    """
+    Answer C{request}, cut short by the server, C{503} with C{why},
+    C{Retry-After} and C{Connection: close}; or, if its status line is out
+    already, end its body where it is.
+    """
+    started = cast("http.Request", request)
+    if started.startedWriting:
+        started.finish()
+        return
+    request.setHeader(b"Retry-After", b"%d" % (retry_after,))
+    request.setHeader(b"Connection", b"close")
+    request.write(plain_error(request, 503, f"{why}; retry in {retry_after} s"))
+    started.finish()

@@ -11,12 +11,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from ._cancellation import Cancellable
 from ._clock import default_clock
 from ._http import not_allowed, refusal
 from ._ledger import Ledger
 from ._outcome import Ending, Rejection
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
-from ._watch import Cancellable, RequestWatch
+from ._watch import RequestWatch
 
 __all__ = ["WorkResource"]
 

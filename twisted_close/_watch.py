@@ -7,20 +7,19 @@ count it and let go of the work.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, cast, runtime_checkable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web.iweb import IRequest
 
+from ._cancellation import Cancellable, cancel
 from ._clock import default_clock
 from ._connection import ConnectionWatch
 from ._delivery import deliveries
 from ._endings import Evidence, PeerSign, decide, peer_ending
-from ._http import plain_error
+from ._http import unavailable
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
@@ -44,7 +43,7 @@ from ._twisted.request import (
 from ._twisted.tcp import peer_timed_out
 from ._twisted.tls import is_tls, tls_tcp_reason
 
-__all__ = ["Cancellable", "RequestWatch", "cancel_on_disconnect", "classify"]
+__all__ = ["RequestWatch", "cancel_on_disconnect", "classify"]
 
 log = Logger(namespace="twisted_close")
 
@@ -60,45 +59,6 @@ def classify(reason: Failure) -> Ending:
     more: see L{RequestWatch}).
     """
     return decide(Evidence(loss=loss_of(reason)))
-
-
-@runtime_checkable
-class Cancellable(Protocol):
-    """
-    Anything with C{cancel()}: an C{IDelayedCall}, a C{Deferred}, an
-    asyncio C{Future} or C{Task}.
-    """
-
-    # object, not None: Future.cancel() returns a bool.
-    def cancel(self) -> object: ...
-
-
-def _cancel(item: Cancellable) -> bool:
-    """
-    Cancel C{item} if it is still pending; say whether it was.
-    """
-    active = getattr(item, "active", None)
-    if active is not None:
-        # An IDelayedCall: cancel() raises once the call has run or was
-        # cancelled.  (Asked first, and alone: an attribute it lacks costs
-        # getattr() an exception, and this runs for every interruption.)
-        if not active():
-            return False
-        item.cancel()
-        return True
-    done = getattr(item, "done", None)
-    if callable(done):
-        # An asyncio Future or Task: cancel() is a no-op once it is done.
-        was_pending = not done()
-    else:
-        # Deferred.cancel() is harmless after it fired (and reaches a Deferred
-        # it is waiting on), so it is called either way; it only counts if
-        # unfired, or "called" but paused waiting on another (a treq call).
-        was_pending = not getattr(item, "called", False) or bool(
-            getattr(item, "paused", 0)
-        )
-    item.cancel()
-    return was_pending
 
 
 class RequestWatch:
@@ -271,7 +231,7 @@ class RequestWatch:
             # Too late to wait on them: cancel them now, unless it completed.
             if self._ending is not Ending.COMPLETED:
                 for item in items:
-                    _cancel(item)
+                    cancel(item)
             return
         pending = self._pending
         for item in items:
@@ -317,18 +277,7 @@ class RequestWatch:
         keep_alive_off(self._request)
 
     def _unavailable(self, ending: Ending, retry_after: int) -> None:
-        request = cast("http.Request", self._request)
-        if request.startedWriting:
-            # The status line is out: end the body where it is.
-            request.finish()
-            return
-        request.setHeader(b"Retry-After", b"%d" % (retry_after,))
-        request.setHeader(b"Connection", b"close")
-        body = plain_error(
-            self._request, 503, f"{ending.value}; retry in {retry_after} s"
-        )
-        request.write(body)
-        request.finish()
+        unavailable(self._request, str(ending.value), retry_after)
 
     @property
     def phase(self) -> str:
@@ -508,7 +457,7 @@ class RequestWatch:
         cancelled = 0
         for item in items:
             try:
-                cancelled += _cancel(item)
+                cancelled += cancel(item)
             except Exception:
                 log.failure("Cancelling {item!r} failed", item=item)
         return cancelled
