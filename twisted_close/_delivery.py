@@ -22,12 +22,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from typing import Any, Protocol
-from weakref import WeakKeyDictionary
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from ._clock import PerClock
 from ._linux import TCP_CLOSE, bytes_acked, tcp_state
 from ._twisted.tcp import delivery_point, on_tcp_lost
 
@@ -252,23 +252,5 @@ def _fail(answers: list[tuple[Delivering, int]], acked: int) -> None:
         answer.undelivered(target - acked)
 
 
-_all: WeakKeyDictionary[object, Deliveries] = WeakKeyDictionary()
-# The last clock asked about and its deliveries: asked once per answer, and
-# a weak dictionary's lookup costs several times an identity test.
-_last: tuple[object, Deliveries | None] = (None, None)
-
-
-def deliveries(clock: IReactorTime) -> Deliveries:
-    """
-    The L{Deliveries} of C{clock}, made the first time it is asked for.
-    """
-    global _last
-    last_clock, last = _last
-    if last_clock is clock and last is not None:
-        return last
-    try:
-        found = _all[clock]
-    except KeyError:
-        found = _all[clock] = Deliveries(clock)
-    _last = (clock, found)
-    return found
+deliveries: PerClock[Deliveries] = PerClock(Deliveries)
+"""The L{Deliveries} of a clock, made the first time it is asked for."""

@@ -11,10 +11,11 @@ never shutting down.
 
 from __future__ import annotations
 
-from weakref import WeakKeyDictionary, ref
+from weakref import ref
 
 from twisted.internet.interfaces import IReactorCore
 
+from ._clock import PerClock
 from ._twisted.reactor import reactor_cutting_connections
 
 __all__ = ["ShutdownWatch", "watch_shutdown"]
@@ -55,27 +56,15 @@ class ShutdownWatch:
 
 
 _NEVER = ShutdownWatch(None)
-_watches: WeakKeyDictionary[object, ShutdownWatch] = WeakKeyDictionary()
-# The last clock asked about and its watch: one identity test per request
-# instead of a weak-dictionary lookup.
-_last: tuple[object, ShutdownWatch] = (None, _NEVER)
 
 
-def watch_shutdown(clock: object) -> ShutdownWatch:
-    """
-    The L{ShutdownWatch} of C{clock}, made (and its trigger added) the first
-    time this is asked for a reactor.
-    """
-    global _last
-    last_clock, watch = _last
-    if last_clock is clock:
-        return watch
-    if not IReactorCore.providedBy(clock):
-        watch = _NEVER
-    else:
-        try:
-            watch = _watches[clock]
-        except KeyError:
-            watch = _watches[clock] = ShutdownWatch(clock)
-    _last = (clock, watch)
-    return watch
+def _watch_of(clock: object) -> ShutdownWatch:
+    # A Clock, or anything else that is not a reactor, never shuts down.
+    return ShutdownWatch(clock) if IReactorCore.providedBy(clock) else _NEVER
+
+
+watch_shutdown: PerClock[ShutdownWatch] = PerClock(_watch_of)
+"""
+The L{ShutdownWatch} of a clock, made (and its trigger added) the first
+time it is asked for a reactor.
+"""
