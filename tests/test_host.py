@@ -66,6 +66,24 @@ class HostCheckTests(SynchronousTestCase):
         self.assertEqual(refused.header("content-type"), "text/plain; charset=utf-8")
         self.assertEqual(ledger.snapshot()["pending"], 0)
 
+    def test_an_absolute_target_is_judged_by_its_authority(self) -> None:
+        # RFC 9112 section 3.2.2: the target's authority wins over Host.
+        server, _ = serve()
+        for target, host, status in (
+            ("http://evil.example/stats", "localhost", 421),
+            ("HTTPS://evil.example:443/?x=1", "localhost", 421),
+            ("http://localhost/stats", "evil.example", 200),
+            ("http://127.0.0.1:1337", "evil.example", 200),
+            ("http://user@localhost/stats", "localhost", 400),
+            ("http:///stats", "localhost", 400),
+        ):
+            self.assertEqual(answer(server, host, target), status, target)
+        refused = server.connect().request("http://evil.example/", host="localhost")
+        assert refused.response is not None
+        self.assertEqual(
+            refused.response.body, b"host evil.example is not served here\n"
+        )
+
     def test_every_path_is_checked(self) -> None:
         server, ledger = serve()
         for path in ("/", "/slow", "/stats", "/events", "/outcomes", "/demo", "/x/y"):

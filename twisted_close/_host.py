@@ -15,6 +15,10 @@ on (so the server's own address, however it listens).  Any other gets
 C{421 Misdirected Request} with a one-line reason.  The port in C{Host} is
 not looked at.
 
+A request whose target is in absolute form (C{GET http://name/path}) is
+judged by the target's authority, not by its C{Host}, as RFC 9112 section
+3.2.2 asks: the target wins.
+
 An HTTP/1.1 or HTTP/2 request without C{Host} (HTTP/2: without
 C{:authority}, which twisted.web turns into C{Host}), or with a malformed
 or repeated one, gets C{400}, as RFC 9112 asks.  An HTTP/1.0 request
@@ -106,6 +110,9 @@ class AllowedHosts:
         one-line reason to refuse it with.
         """
         hosts = request.requestHeaders.getRawHeaders(b"host")
+        target = _authority(getattr(request, "uri", b""))
+        if target is not None:
+            hosts = [target]
         if not hosts:
             # IRequest lacks clientproto; every twisted.web request has it.
             if getattr(request, "clientproto", None) in (b"HTTP/1.0", b"HTTP/0.9"):
@@ -150,6 +157,22 @@ class AllowedHosts:
         if address.is_loopback or address in self._addresses:
             return True
         return address
+
+
+def _authority(uri: bytes) -> bytes | None:
+    """
+    The authority of an absolute-form request target, or C{None} for any
+    other form (C{/path}, C{*}).
+    """
+    scheme, sep, rest = uri.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None
+    end = len(rest)
+    for stop in (b"/", b"?", b"#"):
+        at = rest.find(stop)
+        if at != -1:
+            end = min(end, at)
+    return rest[:end]
 
 
 class HostCheck(Resource):
