@@ -25,6 +25,20 @@ class DemoSiteTests(SynchronousTestCase):
             assert response is not None
             self.assertEqual((response.status, response.body), (200, b"hello"))
 
+    def test_dot_segments_are_refused_before_routing(self) -> None:
+        # Routed by their first segment here, but by a normalising proxy
+        # (nginx) to another location: no spelling escapes its limits.
+        server, ledger = demo_server()
+        for path in ("/events/..", "/events/.", "/outcomes/%2e%2e", "/x/../events"):
+            response = server.get(path).response
+            assert response is not None, path
+            self.assertEqual(response.status, 400, path)
+            self.assertEqual(response.body, b"a path with . or .. segments\n")
+        self.assertEqual(ledger.snapshot()["pending"], 0)
+        # A dot inside a segment is a name like any other.
+        server.advance(10)
+        self.assertEqual(server.get("/a.b/..c").response, None)
+
     def test_favicon_is_404_at_once(self) -> None:
         server, ledger = demo_server()
         response = server.get("/favicon.ico").response

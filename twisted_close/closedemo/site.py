@@ -104,6 +104,19 @@ class _QuietSite(Site):
         pass
 
 
+_DOTS = (b".", b"..")
+
+
+class _BadPath(Resource):
+    isLeaf = True
+
+    def render(self, request: IRequest) -> bytes:
+        return plain_error(request, 400, "a path with . or .. segments")
+
+
+_BAD_PATH = _BadPath()  # type: ignore[no-untyped-call]
+
+
 class DemoRoot(Resource):
     """
     Every path not claimed by a child gets the delayed answer, C{/} included.
@@ -134,6 +147,13 @@ class DemoRoot(Resource):
         self.putChild(b"outcomes", self.outcomes)
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> IResource:
+        # A dot segment (/events/.., /outcomes/%2e%2e: twisted.web unquotes
+        # them) would be routed by its first segment here, where a proxy
+        # that normalises the path (nginx) applies the limits of another
+        # location: refused, so no spelling routes around a proxy's limit.
+        postpath: list[bytes] = getattr(request, "postpath", [])
+        if path in _DOTS or any(segment in _DOTS for segment in postpath):
+            return _BAD_PATH
         # One lookup: this runs for every request.
         child: IResource = self.children.get(path, self.delayed)
         return child
