@@ -493,6 +493,18 @@ def open_streams(
     return statuses
 
 
+def test_no_spelling_of_a_stream_path_escapes_its_limit(cluster: Cluster) -> None:
+    # nginx normalises these to another location (no limit_conn there) and
+    # passes the raw target on: closedemo refuses the dot segments, and a
+    # doubled slash is not the stream's path there.
+    for path in ("/events/..", "/events/.", "/outcomes/%2e%2e", "/events/%2E"):
+        assert http_get(cluster.port, path) == (
+            400,
+            b"a path with . or .. segments\n",
+        ), path
+    assert http_get(cluster.port, "//events?delay=0") == (200, b"hello")
+
+
 def test_nginx_caps_each_clients_streams_and_only_nginx(cluster: Cluster) -> None:
     with contextlib.ExitStack() as stack:
         assert open_streams(stack, cluster.port, "127.0.0.1", 8) == [200] * 8
