@@ -546,6 +546,38 @@ class BackpressureTests(SynchronousTestCase):
         self.assertEqual(self.stream_calls(server), [])
         self.assertEqual(ledger.snapshot(), {**ZERO, "interrupted": 1})
 
+    def test_a_stream_paused_again_before_its_catch_up_gets_nothing(self) -> None:
+        server, _ = demo_server()
+        client = server.get("/outcomes")
+        channel(client).pauseProducing()
+        server.get("/gone").close()
+        channel(client).resumeProducing()
+        # Paused again before the catch-up call ran: it must not run.
+        channel(client).pauseProducing()
+        written = client.transport.value()
+        server.advance(0)
+        self.assertEqual(client.transport.value(), written)
+        self.assertEqual(self.stream_calls(server), [])
+
+    def test_no_subscriber_no_timer(self) -> None:
+        server, _ = demo_server()
+        resource = outcomes_of(server)
+        client = server.get("/outcomes")
+        server.get("/gone").close()
+        self.assertNotEqual(self.resource_calls(server, resource), [])
+        client.reset()
+        self.assertEqual(self.resource_calls(server, resource), [])
+
+    @staticmethod
+    def resource_calls(
+        server: InMemoryServer, resource: OutcomeStreamResource
+    ) -> list[str]:
+        return [
+            getattr(call.func, "__name__", "?")  # type: ignore[attr-defined]
+            for call in server.clock.getDelayedCalls()
+            if getattr(getattr(call, "func", None), "__self__", None) is resource
+        ]
+
     @staticmethod
     def stream_calls(server: InMemoryServer) -> list[str]:
         calls = []
