@@ -3,7 +3,9 @@ C{--workers N}: N processes serve one listening address.  The parent opens
 each listening socket once, without C{SO_REUSEPORT}, and every worker
 accepts from that one socket (as nginx and gunicorn do): a worker that stops
 owns no accept queue of its own, so the others take every new connection,
-and no other process can bind the port beside it.  A worker that dies is
+and no other process can bind the port beside it.  Each worker beats in
+the shared memory; one silent for longer than the liveness bound is killed,
+and so ends like a worker that died.  A worker that dies is
 reported and started again, the requests it had pending counted as ended by
 the server (C{worker died}); a stop tells every worker to stop on its stdin
 (its end without that word means the parent has gone), and each drains as a
