@@ -210,11 +210,22 @@ class SharedCountersTests(SynchronousTestCase):
         shared = self.counters(1)
         self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
 
+    def test_a_beat_is_seen_by_whoever_shares_the_memory(self) -> None:
+        shared = self.counters(2)
+        other = SharedCounters.adopt(os.dup(shared.fileno()), 2)
+        self.addCleanup(other.close)
+        self.assertEqual(other.last_beat(1), 0)
+        shared.beat(1, 123456789)
+        self.assertEqual((other.last_beat(0), other.last_beat(1)), (0, 123456789))
+        shared.beat(1, 0)
+        self.assertEqual(other.last_beat(1), 0)
+
     def test_without_memfd_an_unlinked_file_serves(self) -> None:
         with mock.patch.object(os, "memfd_create", None):
             shared = self.counters(2)
         self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
-        self.assertEqual(os.fstat(shared.fileno()).st_size, 2 * SLOT)
+        # Two slots, then an 8-byte heartbeat for each.
+        self.assertEqual(os.fstat(shared.fileno()).st_size, 2 * SLOT + 2 * 8)
         shared.publish(1, Ledger().state())
         self.assertIsNotNone(shared.read(1))
 

@@ -6,6 +6,7 @@ and a stop that stops all and leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import http.client
 import itertools
 import json
@@ -115,6 +116,21 @@ def test_both_workers_serve_and_stats_add_up(pool: tuple[Twistd, int]) -> None:
     status, metrics = http_get(port, "/metrics")
     assert status == 200
     assert b"twisted_close_requests_completed_total 400.0\n" in metrics
+
+
+def test_no_other_process_can_join_the_port(pool: tuple[Twistd, int]) -> None:
+    # One socket, opened once by the parent without SO_REUSEPORT: a
+    # process of the same user asking for the port with it is refused,
+    # instead of being handed a share of the connections.
+    _, port = pool
+    intruder = socket.socket()
+    try:
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError) as refused:
+            intruder.bind(("127.0.0.1", port))
+    finally:
+        intruder.close()
+    assert refused.value.errno == errno.EADDRINUSE
 
 
 def test_a_worker_that_dies_is_reported_and_started_again(
@@ -458,3 +474,31 @@ def test_a_normal_stop_is_not_taken_for_the_parent_going(
     assert "the parent process has gone" not in output
     assert "all workers stopped; totals" in output
     assert list(own_tmp.iterdir()) == []
+
+
+def test_a_stopped_worker_is_killed_and_its_share_goes_to_the_others(
+    tmp_path: Path, own_tmp: Path
+) -> None:
+    server = Twistd(tmp_path, *LISTEN, "--workers", "2", "--worker-timeout", "2")
+    try:
+        port = server.port()
+        server.wait_for_line(r"worker 1 \(pid \d+\) serving")
+        server.wait_for_line(r"worker 0 \(pid \d+\) serving")
+        victim = worker_pids(server)[0]
+        os.kill(victim, signal.SIGSTOP)
+        # One accept queue, the parent's: the stopped worker takes nothing
+        # new, and whatever it holds ends when it is killed.
+        for n in range(20):
+            began = time.monotonic()
+            assert http_get(port, f"/{n}?delay=0") == (200, b"hello")
+            assert time.monotonic() - began < 2 + 1
+        server.wait_for_line(
+            rf"worker 0 \(pid {victim}\) has not beaten for \d+\.\d s; killing it"
+        )
+        server.wait_for_line(rf"worker 0 started \(pid (?!{victim}\))\d+\)")
+        wait_gone(victim)
+    finally:
+        pids = worker_pids(server)
+        server.kill()
+        for pid in pids.values():
+            wait_gone(pid)

@@ -26,6 +26,7 @@ COPY = 4096
 """Bytes of one copy of a slot's state, its header included."""
 SLOT = 2 * COPY
 """Bytes of one slot: two copies, so that one is always whole."""
+_BEAT = struct.Struct("<Q")  # CLOCK_MONOTONIC nanoseconds, 0: not yet
 _HEAD = struct.Struct("<QI")  # sequence number, length of the JSON that follows
 _TRIES = 1000
 
@@ -49,6 +50,11 @@ def _anonymous_file(size: int) -> int:
     return fd
 
 
+def _size(slots: int) -> int:
+    # The slots, then one heartbeat per slot.
+    return (SLOT + _BEAT.size) * slots
+
+
 class SharedCounters:
     """
     C{slots} slots of JSON state in the shared memory of descriptor C{fd}
@@ -63,7 +69,7 @@ class SharedCounters:
     def __init__(self, fd: int, slots: int) -> None:
         self.slots = slots
         self._fd = fd
-        self._map = mmap.mmap(fd, SLOT * slots)
+        self._map = mmap.mmap(fd, _size(slots))
         self._last: dict[int, dict[str, Any] | None] = {}
 
     @classmethod
@@ -71,7 +77,7 @@ class SharedCounters:
         """
         New, empty counters; pass L{fileno} to the processes that share them.
         """
-        return cls(_anonymous_file(SLOT * slots), slots)
+        return cls(_anonymous_file(_size(slots)), slots)
 
     @classmethod
     def adopt(cls, fd: int, slots: int) -> SharedCounters:
@@ -167,6 +173,21 @@ class SharedCounters:
         buried = {**state, "pending": 0, "server_endings": endings, "pid": None}
         self.publish(slot, buried)
         return pending
+
+    def beat(self, slot: int, now: int) -> None:
+        """
+        Say that the worker of C{slot} is alive at C{now} (nanoseconds of
+        C{time.monotonic_ns}, one clock for every process); 0 forgets its
+        beats, for a new worker that has not beaten yet.
+        """
+        _BEAT.pack_into(self._map, SLOT * self.slots + slot * _BEAT.size, now)
+
+    def last_beat(self, slot: int) -> int:
+        """
+        When the worker of C{slot} last beat (see L{beat}), 0 if never.
+        """
+        (now,) = _BEAT.unpack_from(self._map, SLOT * self.slots + slot * _BEAT.size)
+        return int(now)
 
     def states(self) -> list[dict[str, Any] | None]:
         """

@@ -102,6 +102,13 @@ class Options(usage.Options):
             "Processes serving the same sockets (tcp only), 1 to 64.",
         ],
         [
+            "worker-timeout",
+            None,
+            "5",
+            "Seconds a worker may go without a heartbeat before it is killed "
+            "and replaced, 1 to 3600 (with --workers).",
+        ],
+        [
             "access-log",
             None,
             None,
@@ -342,6 +349,7 @@ CHECKS: dict[str, Check] = {
     "idle-timeout": _seconds("idle timeout", DAY, positive=True),
     "max-pending": _count(10**7),
     "workers": _count(64),
+    "worker-timeout": _seconds("worker timeout", HOUR, positive=True),
     "access-log": _log_file,
     "max-streams": _count(10**7),
     "max-streams-per-client": _cap,
@@ -488,7 +496,15 @@ def makeService(options: Any) -> IService:
         pool.addService(
             DescriptorRoom(None, options["max-pending"], options["peer-timeout"])
         )
-        pool.addService(WorkerPool(reactor, endpoints, options["workers"], settings))
+        pool.addService(
+            WorkerPool(
+                reactor,
+                endpoints,
+                options["workers"],
+                settings,
+                liveness=options["worker-timeout"],
+            )
+        )
         return pool
 
     ledger = Ledger(reactor, limits=Limits(**limits_settings(options)))

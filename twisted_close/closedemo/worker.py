@@ -1,8 +1,8 @@
 """
 One worker process of C{twistd closedemo --workers N}: it serves the
-listening sockets its parent bound and hands it, counts into its slot of the
-shared counters, and drains like a single process does when its parent says
-C{stop} on its stdin, or on SIGTERM.
+listening sockets its parent opened and shares with every worker, counts
+into its slot of the shared counters, and drains like a single process
+does when its parent says C{stop} on its stdin, or on SIGTERM.
 
 Started by L{twisted_close.closedemo.workers.WorkerPool} as
 C{python -m twisted_close.closedemo.worker CONFIG}, C{CONFIG} being JSON.
@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -31,9 +32,12 @@ from .descriptors import connection_room
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 from .site import build_site, optional_metrics
-from .workers import STOP, listen_shared
+from .workers import STOP
 
 log = Logger(namespace="twisted_close")
+
+BEAT_EVERY = 0.25
+"""Seconds between two heartbeats in the shared memory (see L{WorkerPool})."""
 
 PUBLISH_EVERY = 0.01
 """Seconds between two looks at this worker's counters, published if changed."""
@@ -69,6 +73,12 @@ def serve(config: dict[str, Any]) -> None:
         last[:] = [seen]
         shared.publish(slot, {**ledger.state(), "worker": slot, "pid": os.getpid()})
 
+    def beat() -> None:
+        shared.beat(slot, time.monotonic_ns())
+
+    beater = LoopingCall(beat)
+    beater.clock = reactor
+    beater.start(BEAT_EVERY)
     publisher = LoopingCall(publish)
     publisher.clock = reactor
     publisher.start(PUBLISH_EVERY)
@@ -82,10 +92,10 @@ def serve(config: dict[str, Any]) -> None:
     ports: list[IListeningPort] = []
     sockets = cast(IReactorSocket, reactor)
     guard = guard_of(site)
-    for family, host, port, backlog in config["listen"]:
-        own = listen_shared(family, host, port, backlog)
-        ports.append(sockets.adoptStreamPort(own.fileno(), family, site))  # type: ignore[arg-type]
-        own.close()  # adoptStreamPort took a copy
+    for fd, family in config["listen"]:
+        # The parent's one listening socket, shared by every worker.
+        ports.append(sockets.adoptStreamPort(fd, family, site))  # type: ignore[arg-type]
+        os.close(fd)  # adoptStreamPort took a copy
         if guard is not None:
             guard.watch_port(ports[-1])
     if guard is not None:

@@ -1,9 +1,11 @@
 """
-C{--workers N}: N processes serve one listening address.  Every worker
-listens on it with C{SO_REUSEPORT}, so the kernel spreads new connections
-evenly over them (a shared accepting socket lets whichever worker wakes
-first take a whole burst); the parent binds the address first, without
-listening, so that the port is chosen and held once.  A worker that dies is
+C{--workers N}: N processes serve one listening address.  The parent opens
+each listening socket once, without C{SO_REUSEPORT}, and every worker
+accepts from that one socket (as nginx and gunicorn do): a worker that stops
+owns no accept queue of its own, so the others take every new connection,
+and no other process can bind the port beside it.  Each worker beats in
+the shared memory; one silent for longer than the liveness bound is killed,
+and so ends like a worker that died.  A worker that dies is
 reported and started again, the requests it had pending counted as ended by
 the server (C{worker died}); a stop tells every worker to stop on its stdin
 (its end without that word means the parent has gone), and each drains as a
@@ -17,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,6 +35,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -44,11 +48,18 @@ __all__ = ["WorkerPool", "tcp_only"]
 
 log = Logger(namespace="twisted_close")
 
+STARTUP_BOUND = 60.0
+"""Seconds a new worker has to beat for the first time."""
+
 RESTART_PAUSE = 1.0
 """Seconds before a worker that died young is started again."""
 
 SHARED_FD = 3
 """The descriptor number of the shared counters in a worker."""
+
+FIRST_LISTENER_FD = 4
+"""The descriptor number of the first listening socket in a worker; the
+others follow it in the order of C{--listen}."""
 
 STOP = b"stop\n"
 """What the parent writes to a worker's stdin to stop it."""
@@ -69,6 +80,8 @@ class _Worker(ProcessProtocol):
         self.started = pool.clock.seconds()
         self.pid: int | None = None
         self.ended: Deferred[None] = Deferred()
+        self.born = time.monotonic_ns()
+        self.killed = False
 
     def processEnded(self, reason: Failure) -> None:
         # The pool settles the worker's slot before a stop can close it.
@@ -90,16 +103,15 @@ class _Listener:
         kind = IPv6Address if self.socket.family == socket.AF_INET6 else IPv4Address
         return describe_address(kind("TCP", host, port))
 
-    def config(self) -> list[object]:
-        host, port = self.socket.getsockname()[:2]
-        return [int(self.socket.family), host, port, self.backlog]
+    def config(self, fd: int) -> list[object]:
+        return [fd, int(self.socket.family)]
 
 
-def reserve(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
+def open_listener(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
     """
-    Bind, without listening, a C{SO_REUSEPORT} socket to the address of a
-    tcp C{endpoint}; return it and the endpoint's backlog.  Only listening
-    sockets get connections, so it holds the port and takes none.
+    Bind and listen on the address of a tcp C{endpoint}, once for every
+    worker; return the socket and the endpoint's backlog.  No
+    C{SO_REUSEPORT}: nobody else may bind the port while it is open.
     """
     v6 = isinstance(endpoint, TCP6ServerEndpoint)
     interface, port, backlog = tcp_endpoint_address(endpoint)
@@ -107,25 +119,16 @@ def reserve(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
     sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((interface, port))
+        sock.listen(backlog)
+        # Shared by every worker (the flag is the socket's, not the
+        # descriptor's): a blocking accept would hang a worker that lost
+        # the race for a connection.
+        sock.setblocking(False)
     except OSError:
         sock.close()
         raise
     return sock, backlog
-
-
-def listen_shared(family: int, host: str, port: int, backlog: int) -> socket.socket:
-    """
-    A worker's own listening socket on the address its parent reserved.
-    """
-    sock = socket.socket(family)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
 
 
 class WorkerPool(Service):
@@ -144,6 +147,7 @@ class WorkerPool(Service):
         settings: dict[str, Any],
         *,
         stop_timeout: float = 30.0,
+        liveness: float = 5.0,
     ) -> None:
         self.reactor = reactor
         self.clock = cast(IReactorTime, reactor)
@@ -151,6 +155,9 @@ class WorkerPool(Service):
         self.count = count
         self.settings = settings
         self.stop_timeout = stop_timeout
+        self.liveness = liveness
+        self._checker = LoopingCall(self._check_beats)
+        self._checker.clock = self.clock
         self.listeners: list[_Listener] = []
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
@@ -170,7 +177,7 @@ class WorkerPool(Service):
         # Bind now (as root if need be), so a port in use stops twistd at once.
         super().privilegedStartService()  # type: ignore[no-untyped-call]
         for description, endpoint in self.endpoints:
-            sock, backlog = reserve(endpoint)
+            sock, backlog = open_listener(endpoint)
             self.listeners.append(_Listener(description, sock, backlog))
 
     def startService(self) -> None:
@@ -185,17 +192,49 @@ class WorkerPool(Service):
             )
         for slot in range(self.count):
             self._spawn(slot)
+        self._checker.start(min(1.0, self.liveness / 4), now=False)
+
+    def _check_beats(self) -> None:
+        # A worker that stops beating (SIGSTOP, a busy loop, a deadlock)
+        # still holds the connections it took: end it, so they are counted
+        # and its slot serves again.
+        now = time.monotonic_ns()
+        for worker in list(self.workers.values()):
+            if worker.killed:
+                continue
+            last = self.shared.last_beat(worker.slot)
+            since, bound = (
+                (last, self.liveness) if last else (worker.born, STARTUP_BOUND)
+            )
+            silent = (now - since) / 1e9
+            if silent > bound:
+                worker.killed = True
+                log.warn(
+                    "worker {slot} (pid {pid}) has not beaten for {silent:.1f} s; "
+                    "killing it",
+                    slot=worker.slot,
+                    pid=worker.pid,
+                    silent=silent,
+                )
+                _signal(worker, signal.SIGKILL)
 
     def _spawn(self, slot: int) -> None:
+        fds = {SHARED_FD: self.shared.fileno()}
+        for n, listener in enumerate(self.listeners):
+            fds[FIRST_LISTENER_FD + n] = listener.socket.fileno()
         config = {
             "slot": slot,
             "slots": self.count,
             "shared_fd": SHARED_FD,
-            "listen": [listener.config() for listener in self.listeners],
+            "listen": [
+                listener.config(FIRST_LISTENER_FD + n)
+                for n, listener in enumerate(self.listeners)
+            ],
             "settings": self.settings,
             "reactor": "asyncio" if asyncio_event_loop(self.reactor) else None,
         }
         worker = _Worker(self, slot)
+        self.shared.beat(slot, 0)
         process = cast(IReactorProcess, self.reactor).spawnProcess(
             worker,
             sys.executable,
@@ -207,7 +246,7 @@ class WorkerPool(Service):
             ],
             env=dict(os.environ),
             # stdin is a pipe from us: its end tells the worker we are gone.
-            childFDs={0: "w", 1: 1, 2: 2, SHARED_FD: self.shared.fileno()},
+            childFDs={0: "w", 1: 1, 2: 2, **fds},
         )
         worker.pid = process.pid
         self.workers[slot] = worker
@@ -265,6 +304,8 @@ class WorkerPool(Service):
     def stopService(self) -> Deferred[Any]:
         super().stopService()  # type: ignore[no-untyped-call]
         self.stopping = True
+        if self._checker.running:
+            self._checker.stop()
         quiet_repeated_stops(self.reactor)
         for listener in self.listeners:
             listener.socket.close()
