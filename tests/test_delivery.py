@@ -124,16 +124,21 @@ class DeliveryTests(SynchronousTestCase):
         server.get("/").close()
         self.assertEqual([o.phase for o in outcomes], ["waiting"])
 
-    def test_a_stop_gives_up_on_what_waits(self) -> None:
-        server, ledger, outcomes = serve()
+    def test_a_kept_alive_connection_is_hooked_once(self) -> None:
+        # Answers on one connection, each acknowledged before the next: its
+        # loss is listened to once, however often its list empties.
+        server, ledger, _ = serve()
         client = server.connect()
         client.hold_acknowledgements()
-        client.request("/")
-        server.advance(1)
-        deliveries(server.clock).stop()
-        [outcome] = outcomes
-        self.assertIs(outcome.ending, Ending.ANSWER_NOT_ACKNOWLEDGED)
-        self.assertEqual(ledger.pending, 0)
+        for _ in range(3):
+            client.request("/")
+            server.advance(1)
+            client.acknowledge()
+            server.advance(POLL)
+        self.assertEqual(ledger.completed, 3)
+        self.assertEqual(len(client.transport.on_lost), 1)  # type: ignore[attr-defined]
+        # Nothing waits: no timer left running for the idle connection.
+        self.assertEqual(looks(server.clock), [])
 
 
 class PolicyTests(SynchronousTestCase):

@@ -115,12 +115,16 @@ class Deliveries:
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        # TCP transport (or Acknowledging one) -> its answers and offsets.
+        # TCP transport (or Acknowledging one) -> its answers and offsets;
+        # kept, empty, until the connection ends: its loss is hooked once.
         self._waiting: dict[Any, list[tuple[Delivering, int]]] = {}
         self._closing: list[_Closing] = []
         self._call: IDelayedCall | None = None
 
     def __len__(self) -> int:
+        """
+        How many answers wait for their acknowledgement.
+        """
         return sum(map(len, self._waiting.values())) + sum(
             len(c.answers) for c in self._closing
         )
@@ -163,16 +167,15 @@ class Deliveries:
 
     def _look(self) -> None:
         self._call = None
-        for key, answers in list(self._waiting.items()):
+        waiting = False
+        for key, answers in self._waiting.items():
+            if not answers:
+                continue
             own = _acknowledging(key)
             acked = own.acknowledged() if own is not None else _tcp_acked(key)
-            if acked is None:
-                continue  # ending: its loss will tell
-            left = _settle(answers, acked)
-            if left:
-                self._waiting[key] = left
-            else:
-                del self._waiting[key]
+            if acked is not None:  # None: ending, and its loss will tell
+                answers[:] = _settle(answers, acked)
+            waiting = waiting or bool(answers)
         now = self._clock.seconds()
         for closing in list(self._closing):
             acked = bytes_acked(closing.sock)
@@ -184,7 +187,7 @@ class Deliveries:
             if not closing.answers:
                 closing.sock.close()
                 self._closing.remove(closing)
-        if self._waiting or self._closing:
+        if waiting or self._closing:
             self._call = self._clock.callLater(POLL, self._look)
 
     def _tcp_lost(self, transport: Any, sock: socket.socket, reason: Failure) -> None:
@@ -209,25 +212,6 @@ class Deliveries:
                 self._call = self._clock.callLater(POLL, self._look)
             return
         _fail(left, acked or 0)
-
-    def stop(self) -> None:
-        """
-        Give up on every answer still waiting (the server is stopping):
-        each is reported with what was acknowledged of it so far.
-        """
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        waiting, self._waiting = self._waiting, {}
-        for key, answers in waiting.items():
-            own = _acknowledging(key)
-            acked = own.acknowledged() if own is not None else _tcp_acked(key)
-            _fail(_settle(answers, acked or 0), acked or 0)
-        closing, self._closing = self._closing, []
-        for each in closing:
-            acked = bytes_acked(each.sock) or 0
-            _fail(_settle(each.answers, acked), acked)
-            each.sock.close()
 
 
 def _tcp_acked(transport: Any) -> int | None:

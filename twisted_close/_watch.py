@@ -7,6 +7,7 @@ count it and let go of the work.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -47,7 +48,6 @@ __all__ = ["RequestWatch", "cancel_on_disconnect", "classify"]
 
 log = Logger(namespace="twisted_close")
 
-_ANSWERED = Evidence(finished=True)
 
 _DELIVERING = "delivering"
 
@@ -321,20 +321,12 @@ class RequestWatch:
         """
         if self._ending is None:
             self._facts = (_DELIVERING, "", unacknowledged)
-            evidence = self._evidence(None)
-            shutdown = watch_shutdown(self._clock)
-            self._end(
-                decide(
-                    Evidence(
-                        finished=True,
-                        server=evidence.server,
-                        peer=evidence.peer,
-                        unacknowledged=unacknowledged,
-                        shutdown=shutdown.begun and shutdown.cutting_connections,
-                    )
-                ),
-                0,
+            evidence = replace(
+                self._evidence(None),
+                unacknowledged=unacknowledged,
+                shutdown=self._shutting_down(),
             )
+            self._end(decide(evidence), 0)
 
     def _handed_over(self) -> None:
         """
@@ -428,29 +420,32 @@ class RequestWatch:
         What is known of how this request ended, for L{decide}: the failure
         C{reason} if its connection was lost, whether it was C{finished}.
         """
-        channel = self._channel
-        loss = loss_of(reason)
         if reason is None:
             return Evidence(
                 finished=True, server=self._server_ending, peer=self._peer_ending
             )
+        channel = self._channel
         stream, closing = server_closing(channel)
-        shutdown = watch_shutdown(self._clock)
         transport = getattr(channel, "transport", None)
         tls = is_tls(transport)
         return Evidence(
             finished=finished,
-            loss=loss,
+            loss=loss_of(reason),
             server=self._server_ending,
             peer=self._peer_ending,
             stream=stream,
             closing=closing,
             peer_timed_out=peer_timed_out(channel),
-            # begun first: a plain flag, false in all but a server's last moments.
-            shutdown=shutdown.begun and shutdown.cutting_connections,
+            shutdown=self._shutting_down(),
             tls=tls,
             tcp=loss_of(tls_tcp_reason(transport)) if tls else None,
         )
+
+    def _shutting_down(self) -> bool:
+        # Whether the reactor is dropping every connection as it stops; begun
+        # first: a plain flag, false in all but a server's last moments.
+        shutdown = watch_shutdown(self._clock)
+        return shutdown.begun and shutdown.cutting_connections
 
     def _cancel_all(self) -> int:
         items, self._pending = self._pending, ()
