@@ -11,6 +11,7 @@ import socket
 from twisted_close._linux import (
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
+    acked_and_unacknowledged,
     bytes_acked,
     bytes_unacknowledged,
     tcp_state,
@@ -63,9 +64,13 @@ def test_bytes_acknowledged_by_the_peers_kernel() -> None:
     pair = _Socket()
     try:
         assert (bytes_acked(pair.server), bytes_unacknowledged(pair.server)) == (0, 0)
+        assert acked_and_unacknowledged(pair.server) == (0, 0)
         pair.server.sendall(b"x" * 60000)
         assert _settled(lambda: bytes_acked(pair.server) == 60000)
         assert bytes_unacknowledged(pair.server) == 0
+        # Nothing in flight or unsent (tcpi_unacked, tcpi_notsent_bytes):
+        # SIOCOUTQ is not asked, and would say 0.
+        assert acked_and_unacknowledged(pair.server) == (60000, 0)
         # A peer that stops acknowledging: its receive buffer full.
         pair.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         pair.server.setblocking(False)
@@ -79,10 +84,13 @@ def test_bytes_acknowledged_by_the_peers_kernel() -> None:
         assert unacked is not None and unacked > 0
         acked = bytes_acked(pair.server)
         assert acked is not None and acked + unacked == 60000 + sent
+        # In flight or unsent: the same two figures.
+        assert acked_and_unacknowledged(pair.server) == (acked, unacked)
     finally:
         pair.close()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         assert bytes_acked(udp) is None
+        assert acked_and_unacknowledged(udp) is None
     finally:
         udp.close()

@@ -27,8 +27,9 @@ from twisted_close._twisted.request import (
     channel_of,
 )
 from twisted_close._twisted.tcp import (
+    ConnectionBytes,
     acknowledged,
-    delivery_point,
+    connection_bytes,
     on_tcp_lost,
     peer_timed_out,
     tcp_socket,
@@ -145,15 +146,22 @@ class AcknowledgementTests(SynchronousTestCase):
         self.assertEqual((written_offset(connection), acknowledged(connection)), (0, 0))
         connection.write(b"x" * 1000)
         self.assertEqual(written_offset(connection), 1000)
-        self.assertEqual(delivery_point(connection), (connection, 0, 1000))
+        found = connection_bytes(connection)
+        assert isinstance(found, ConnectionBytes)
+        self.assertEqual((found.point(), found.acked()), ((0, 1000), 0))
         self.assertEqual(acknowledged(connection), 0)
         connection.doWrite()
         # Into the kernel, and on loopback acknowledged by the client's
         # kernel though its application read nothing.
         self.assertTrue(_settled(lambda: acknowledged(connection) == 1000))
         self.assertEqual(written_offset(connection), 1000)
+        self.assertEqual(found.point(), (1000, 1000))
         self.assertIsNone(written_offset(StringTransport()))
         self.assertIsNone(acknowledged(StringTransport()))
+        self.assertIsNone(connection_bytes(StringTransport()))
+        # Once its socket is closed, nothing can be known.
+        connection.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual((found.point(), found.acked()), (None, None))
 
     def test_through_tls_the_offset_is_the_tcp_connections(self) -> None:
         _pair, connection, _ = _tcp_connection(self)

@@ -20,9 +20,9 @@ from ._linux import TCP_CLOSE, TCP_CLOSE_WAIT, tcp_state
 from ._outcome import Ending
 from ._policy import HalfClose
 from ._twisted.channel import (
+    NETWORK_PRODUCER,
     abort_transport,
     lose_connection,
-    network_producer,
     on_half_close,
     replace_network_producer,
     request_in_hand,
@@ -33,6 +33,7 @@ from ._twisted.tcp import tcp_socket
 from ._twisted.tls import keep_tls_tcp_reason
 
 if TYPE_CHECKING:
+    from ._delivery import Connection
     from ._watch import RequestWatch
 
 __all__ = ["POLL_INTERVAL", "ConnectionWatch", "HalfClose"]
@@ -58,6 +59,7 @@ class ConnectionWatch:
         "_paused",
         "_poll",
         "_producer",
+        "delivering",
         "watch",
     )
 
@@ -72,6 +74,8 @@ class ConnectionWatch:
         self._paused = False
         self._poll: IDelayedCall | None = None
         self.watch: RequestWatch | None = None
+        # Its answers waiting for their acknowledgement (made by the first).
+        self.delivering: Connection | None = None
 
     @classmethod
     def of(cls, channel: object, half_close: HalfClose) -> ConnectionWatch | None:
@@ -79,11 +83,12 @@ class ConnectionWatch:
         The watch of C{channel}'s connection, made on first asking; C{None}
         for an HTTP/2 stream (its connection is shared).
         """
-        producer = network_producer(channel)
-        if producer is None:
-            return None
+        # network_producer(), read here without the call: once per request.
+        producer = getattr(channel, NETWORK_PRODUCER, None)
         if isinstance(producer, ConnectionWatch):
             return producer
+        if producer is None:
+            return None
         kind = _AnsweringHalfClose if half_close == "answer" else ConnectionWatch
         state = kind(channel, producer)
         replace_network_producer(channel, state)

@@ -4,7 +4,7 @@ client's TCP acknowledged its last byte, not when C{finish()} handed it to
 Twisted.
 
 At the end of each answer its watch notes the byte offset of its last
-byte on the connection (L{twisted_close._twisted.tcp.written_offset}); the
+byte on the connection (L{twisted_close._twisted.tcp.ConnectionBytes}); the
 answer is delivered once C{tcpi_bytes_acked} reaches it.  Answers not yet
 acknowledged are looked at again on one timer shared by all of them.  If
 the connection ends first, what its kernel had acknowledged by then
@@ -29,9 +29,16 @@ from twisted.python.failure import Failure
 
 from ._clock import PerClock
 from ._linux import TCP_CLOSE, bytes_acked, tcp_state
-from ._twisted.tcp import delivery_point, on_tcp_lost
+from ._twisted.tcp import connection_bytes, on_tcp_lost
 
-__all__ = ["LINGER", "POLL", "Acknowledging", "Delivering", "deliveries"]
+__all__ = [
+    "LINGER",
+    "POLL",
+    "Acknowledging",
+    "Connection",
+    "Delivering",
+    "deliveries",
+]
 
 POLL = 0.05
 """Seconds between two looks at the answers not yet acknowledged."""
@@ -92,6 +99,70 @@ def _acknowledging(transport: object) -> Acknowledging | None:
     return None
 
 
+class _Bytes(Protocol):
+    def point(self) -> tuple[int, int] | None: ...
+
+    def acked(self) -> int | None: ...
+
+
+class _OwnBytes:
+    """
+    The bytes of an L{Acknowledging} transport, as a TCP connection's.
+    """
+
+    __slots__ = ("_own",)
+
+    def __init__(self, own: Acknowledging) -> None:
+        self._own = own
+
+    def point(self) -> tuple[int, int] | None:
+        acked, offset = self._own.acknowledged(), self._own.written_offset()
+        return None if acked is None or offset is None else (acked, offset)
+
+    def acked(self) -> int | None:
+        return self._own.acknowledged()
+
+
+class Connection:
+    """
+    One connection's answers waiting for their acknowledgement, with their
+    offsets; kept, maybe empty, until the connection ends, so that what is
+    found of it once (its TCP socket, its loss hooked) serves every answer.
+    """
+
+    __slots__ = ("_owner", "answers", "bytes")
+
+    def __init__(self, owner: Deliveries, found: _Bytes) -> None:
+        self._owner = owner
+        self.bytes = found
+        self.answers: list[tuple[Delivering, int]] = []
+
+    def track(self, answer: Delivering) -> bool:
+        """
+        Wait for the acknowledgement of everything written to the
+        connection so far, the end of C{answer}; say whether it can be known
+        (if not, nothing is waited for).
+        """
+        point = self.bytes.point()
+        if point is None:
+            return False
+        acked, target = point
+        answers = self.answers
+        if not answers:
+            self._owner.waiting(self)
+        elif acked >= answers[-1][1]:
+            # A client's next request carries its acknowledgement of the
+            # answers before: settle those now rather than at the next look
+            # (offsets only grow: the last acknowledged, all were).
+            for earlier, _ in answers:
+                earlier.delivered()
+            answers.clear()
+        else:
+            answers[:] = _settle(answers, acked)
+        answers.append((answer, target))
+        return True
+
+
 class _Closing:
     """
     A connection the server closed cleanly, watched on a duplicate of its
@@ -115,9 +186,10 @@ class Deliveries:
 
     def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
-        # TCP transport (or Acknowledging one) -> its answers and offsets;
-        # kept, empty, until the connection ends: its loss is hooked once.
-        self._waiting: dict[Any, list[tuple[Delivering, int]]] = {}
+        # By the transport the answers were written to, until it ends.
+        self._connections: dict[Any, Connection] = {}
+        # Those that had answers waiting at the last look or since.
+        self._waiting: set[Connection] = set()
         self._closing: list[_Closing] = []
         self._call: IDelayedCall | None = None
 
@@ -125,7 +197,7 @@ class Deliveries:
         """
         How many answers wait for their acknowledgement.
         """
-        return sum(map(len, self._waiting.values())) + sum(
+        return sum(len(c.answers) for c in self._connections.values()) + sum(
             len(c.answers) for c in self._closing
         )
 
@@ -135,47 +207,59 @@ class Deliveries:
         so far, the end of C{answer}; say whether it can be known (if not,
         nothing is waited for).
         """
-        own = _acknowledging(transport)
-        if own is not None:
-            key: Any = own
-            target, acked = own.written_offset(), own.acknowledged()
-        else:
-            point = delivery_point(transport)
-            if point is None:
-                return False
-            key, acked, target = point
-        if target is None:
-            return False
-        answers = self._waiting.get(key)
-        if answers and acked is not None:
-            # A client's next request carries its acknowledgement of the
-            # answers before: settle those now rather than at the next look.
-            answers[:] = _settle(answers, acked)
-        if answers is None:
-            answers = self._waiting[key] = []
-            if own is not None:
-                own.when_lost(lambda acked, clean: self._lost(key, acked, None, clean))
-            else:
-                on_tcp_lost(transport, self._tcp_lost)
-        answers.append((answer, target))
+        connection = self.connection(transport)
+        return connection is not None and connection.track(answer)
+
+    def connection(self, transport: object) -> Connection | None:
+        """
+        The L{Connection} of C{transport}, made on first asking; C{None}
+        where what it acknowledges cannot be known.
+        """
+        connection = self._connections.get(transport)
+        if connection is None:
+            connection = self._connect(transport)
+        return connection
+
+    def waiting(self, connection: Connection) -> None:
+        """
+        C{connection} has an answer waiting: look at it on the next round.
+        """
+        self._waiting.add(connection)
         if self._call is None:
             # One timer for every answer waiting, not one per answer: a
             # delayed call made and fired per request would cost more than
             # the rest of the request's bookkeeping.
             self._call = self._clock.callLater(POLL, self._look)
-        return True
+
+    def _connect(self, transport: object) -> Connection | None:
+        own = _acknowledging(transport)
+        found: _Bytes | None = _OwnBytes(own) if own is not None else None
+        if found is None:
+            found = connection_bytes(transport)
+            if found is None:
+                return None
+        connection = self._connections[transport] = Connection(self, found)
+        if own is not None:
+            own.when_lost(lambda acked, ok: self._lost(transport, acked, None, ok))
+        else:
+
+            def tcp_lost(tcp: object, sock: socket.socket, reason: Failure) -> None:
+                clean = isinstance(reason.value, ConnectionDone)
+                self._lost(transport, bytes_acked(sock), sock, clean)
+
+            on_tcp_lost(transport, tcp_lost)
+        return connection
 
     def _look(self) -> None:
         self._call = None
-        waiting = False
-        for key, answers in self._waiting.items():
+        for connection in list(self._waiting):
+            answers = connection.answers
+            if answers:
+                acked = connection.bytes.acked()
+                if acked is not None:  # None: ending, and its loss will tell
+                    answers[:] = _settle(answers, acked)
             if not answers:
-                continue
-            own = _acknowledging(key)
-            acked = own.acknowledged() if own is not None else _tcp_acked(key)
-            if acked is not None:  # None: ending, and its loss will tell
-                answers[:] = _settle(answers, acked)
-            waiting = waiting or bool(answers)
+                self._waiting.discard(connection)
         now = self._clock.seconds()
         for closing in list(self._closing):
             acked = bytes_acked(closing.sock)
@@ -187,17 +271,17 @@ class Deliveries:
             if not closing.answers:
                 closing.sock.close()
                 self._closing.remove(closing)
-        if waiting or self._closing:
+        if self._waiting or self._closing:
             self._call = self._clock.callLater(POLL, self._look)
-
-    def _tcp_lost(self, transport: Any, sock: socket.socket, reason: Failure) -> None:
-        clean = isinstance(reason.value, ConnectionDone)
-        self._lost(transport, bytes_acked(sock), sock, clean)
 
     def _lost(
         self, key: Any, acked: int | None, sock: socket.socket | None, clean: bool
     ) -> None:
-        answers = self._waiting.pop(key, None)
+        connection = self._connections.pop(key, None)
+        if connection is None:
+            return
+        self._waiting.discard(connection)
+        answers = connection.answers
         if not answers:
             return
         left = _settle(answers, acked or 0)
@@ -212,11 +296,6 @@ class Deliveries:
                 self._call = self._clock.callLater(POLL, self._look)
             return
         _fail(left, acked or 0)
-
-
-def _tcp_acked(transport: Any) -> int | None:
-    sock = getattr(transport, "socket", None)
-    return bytes_acked(sock) if isinstance(sock, socket.socket) else None
 
 
 def _settle(

@@ -110,8 +110,9 @@ class AllowedHosts:
         one-line reason to refuse it with.
         """
         hosts = request.requestHeaders.getRawHeaders(b"host")
-        target = _authority(getattr(request, "uri", b""))
-        if target is not None:
+        uri: bytes = getattr(request, "uri", b"")
+        # Only an absolute-form target is parsed: this runs for every request.
+        if not uri.startswith(b"/") and (target := _authority(uri)) is not None:
             hosts = [target]
         if not hosts:
             # IRequest lacks clientproto; every twisted.web request has it.

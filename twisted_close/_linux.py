@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - not on Windows
 __all__ = [
     "TCP_CLOSE",
     "TCP_CLOSE_WAIT",
+    "acked_and_unacknowledged",
     "bytes_acked",
     "bytes_unacknowledged",
     "tcp_state",
@@ -99,3 +100,34 @@ def bytes_unacknowledged(sock: socket.socket) -> int | None:
         return None
     unacknowledged: int = struct.unpack("=i", answer)[0]
     return unacknowledged
+
+
+# struct tcp_info: tcpi_unacked (u32 at 24, segments in flight),
+# tcpi_bytes_acked (u64 at 120) and tcpi_notsent_bytes (u32 at 144, Linux
+# 4.6 and later).
+_ACK_FIELDS = struct.Struct("=24xI92xQ16xI")
+
+
+def acked_and_unacknowledged(sock: socket.socket) -> tuple[int, int] | None:
+    """
+    L{bytes_acked} and L{bytes_unacknowledged} of C{sock} at once, with one
+    system call where nothing is in flight or unsent (no segment
+    unacknowledged, no byte not sent: C{SIOCOUTQ} is then 0), as on a
+    connection whose client answered; C{None} where it cannot be asked.
+    """
+    if _TCP_INFO is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _ACK_FIELDS.size)
+    except OSError:
+        return None
+    if len(info) < _ACK_FIELDS.size:
+        acked = bytes_acked(sock)
+    else:
+        in_flight, acked, unsent = _ACK_FIELDS.unpack_from(info)
+        if not (in_flight or unsent):
+            return acked, 0
+    unacknowledged = bytes_unacknowledged(sock)
+    if acked is None or unacknowledged is None:
+        return None
+    return acked, unacknowledged

@@ -328,18 +328,26 @@ class RequestWatch:
             )
             self._end(decide(evidence), 0)
 
-    def _handed_over(self) -> None:
+    def _handed_over(self, connection: ConnectionWatch | None = None) -> None:
         """
         The whole answer was handed to Twisted: completed at once, or once
         its client's TCP acknowledged it, where that can be known.
+
+        @param connection: the watch of its HTTP/1.x connection, which
+            keeps what was found of the connection for its next answers.
         """
         if self._policy.delivery == "written":
             self._facts = (_DELIVERING, "written", 0)
-        elif deliveries(self._clock).track(self, transport_of(self._channel)):
+            self._end(Ending.COMPLETED, 0)
             return
-        else:
+        delivering = None if connection is None else connection.delivering
+        if delivering is None:
+            delivering = deliveries(self._clock).connection(transport_of(self._channel))
+            if connection is not None:
+                connection.delivering = delivering
+        if delivering is None or not delivering.track(self):
             self._facts = (_DELIVERING, "unknown", 0)
-        self._end(Ending.COMPLETED, 0)
+            self._end(Ending.COMPLETED, 0)
 
     def _end(self, ending: Ending, cancelled: int) -> None:
         if self._facts is None:
@@ -368,14 +376,15 @@ class RequestWatch:
             self._interrupted(decide(self._evidence(result)))
             return
         self._pending = ()
+        connection = getattr(self._channel, NETWORK_PRODUCER, None)
+        if not isinstance(connection, ConnectionWatch):
+            connection = None
         if (
             self._server_ending is None
             and self._peer_ending is None
             # Not an HTTP/1.x connection of its own (an HTTP/2 stream): its
             # end may still wait on flow control once the request finished.
-            and not isinstance(
-                getattr(self._channel, NETWORK_PRODUCER, None), ConnectionWatch
-            )
+            and connection is None
         ):
             sending = stream_end_pending(self._channel)
             if sending is not None:
@@ -383,7 +392,7 @@ class RequestWatch:
                 return
         if self._server_ending is None and self._peer_ending is None:
             # The common case, a completion, without gathering evidence.
-            self._handed_over()
+            self._handed_over(connection)
             return
         self._end(decide(self._evidence(None)), 0)
 

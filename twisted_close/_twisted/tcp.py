@@ -15,13 +15,14 @@ from typing import Any
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 
-from .._linux import bytes_acked, bytes_unacknowledged, unanswered
+from .._linux import acked_and_unacknowledged, bytes_acked, unanswered
 from .failures import PeerTimedOut
 from .request import transport_of
 
 __all__ = [
+    "ConnectionBytes",
     "acknowledged",
-    "delivery_point",
+    "connection_bytes",
     "on_tcp_lost",
     "peer_timed_out",
     "tcp_socket",
@@ -182,19 +183,30 @@ _SO_DOMAIN: int | None = getattr(socket, "SO_DOMAIN", None)
 
 def written_offset(transport: object) -> int | None:
     """
-    L{delivery_point}'s offset alone.
+    L{ConnectionBytes.point}'s offset alone.
     """
-    point = delivery_point(transport)
-    return None if point is None else point[2]
+    found = connection_bytes(transport)
+    point = None if found is None else found.point()
+    return None if point is None else point[1]
 
 
-def delivery_point(transport: object) -> tuple[Any, int, int] | None:
+def connection_bytes(transport: object) -> ConnectionBytes | None:
     """
-    The TCP transport under C{transport} (through TLS), how many bytes its
-    peer acknowledged, and the byte offset just past the last byte written
-    to it so far: what the kernel took (acknowledged or not) and what
-    Twisted still buffers.  C{None} where it cannot be known (no TCP
-    socket, no C{TCP_INFO}, TLS data not yet turned into records).
+    The L{ConnectionBytes} of the TCP connection under C{transport}
+    (through TLS); C{None} for anything else (a UNIX socket, a transport in
+    memory).
+    """
+    tcp = tcp_transport_of(transport)
+    if tcp is None:
+        return None
+    return ConnectionBytes(tcp, None if tcp is transport else transport)
+
+
+class ConnectionBytes:
+    """
+    What was written to one TCP connection and what its peer's kernel
+    acknowledged: found once per connection, asked at the end of each
+    answer.
 
     Relies on C{FileDescriptor} buffering writes in C{dataBuffer} (from
     C{offset}) and C{_tempDataBuffer} (C{_tempDataLen} bytes), and on
@@ -204,21 +216,43 @@ def delivery_point(transport: object) -> tuple[Any, int, int] | None:
     its C{_aggregator} until the next reactor iteration: they are flushed
     into records first (as its own C{loseConnection} does).
     """
-    aggregator = getattr(transport, "_aggregator", None)
-    if aggregator is not None:
-        aggregator.flush()
-    if getattr(transport, "_appSendBuffer", None):
-        return None
-    tcp = tcp_transport_of(transport)
-    if tcp is None:
-        return None
-    sock = tcp.getHandle()
-    acked = bytes_acked(sock)
-    kernel = None if acked is None else bytes_unacknowledged(sock)
-    if acked is None or kernel is None:
-        return None
-    buffered = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
-    return tcp, acked, int(acked + kernel + buffered)
+
+    __slots__ = ("_sock", "_tcp", "_tls")
+
+    def __init__(self, tcp: Any, tls: object) -> None:
+        self._tcp = tcp
+        self._sock: socket.socket = tcp.getHandle()
+        self._tls = tls
+
+    def point(self) -> tuple[int, int] | None:
+        """
+        How many bytes the peer acknowledged, and the byte offset just past
+        the last byte written so far: what the kernel took (acknowledged or
+        not) and what Twisted still buffers.  C{None} where it cannot be
+        known (no C{TCP_INFO}, a closed socket, TLS data not yet turned into
+        records).
+        """
+        tls = self._tls
+        if tls is not None:
+            aggregator = getattr(tls, "_aggregator", None)
+            if aggregator is not None:
+                aggregator.flush()
+            if getattr(tls, "_appSendBuffer", None):
+                return None
+        counts = acked_and_unacknowledged(self._sock)
+        if counts is None:
+            return None
+        acked, kernel = counts
+        tcp = self._tcp
+        buffered = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+        return acked, acked + kernel + buffered
+
+    def acked(self) -> int | None:
+        """
+        How many bytes the peer acknowledged; C{None} where it cannot be
+        known (its socket closed, among others).
+        """
+        return bytes_acked(self._sock)
 
 
 def acknowledged(transport: object) -> int | None:

@@ -104,7 +104,7 @@ class _QuietSite(Site):
         pass
 
 
-_DOTS = (b".", b"..")
+_DOTS = frozenset((b".", b".."))
 
 
 class _BadPath(Resource):
@@ -152,7 +152,8 @@ class DemoRoot(Resource):
         # that normalises the path (nginx) applies the limits of another
         # location: refused, so no spelling routes around a proxy's limit.
         postpath: list[bytes] = getattr(request, "postpath", [])
-        if path in _DOTS or any(segment in _DOTS for segment in postpath):
+        # isdisjoint, not any() over a generator: this runs for every request.
+        if path in _DOTS or not _DOTS.isdisjoint(postpath):
             return _BAD_PATH
         # One lookup: this runs for every request.
         child: IResource = self.children.get(path, self.delayed)
