@@ -66,7 +66,7 @@ def test_one_address_gets_its_streams_and_no_more(port: int) -> None:
         ]
         assert [r.status for r in mine] == [200] * STREAMS_PER_CLIENT
         flood = [open_stream(stack, port, "127.0.0.1") for _ in range(5)]
-        assert [r.status for r in flood] == [503] * 5
+        assert [r.status for r in flood] == [429] * 5
         assert flood[0].read() == b"too many streams from this client; retry in 1 s\n"
         assert flood[0].getheader("Retry-After") == "1"
         # A second address still gets its streams, and its answers.
@@ -93,7 +93,7 @@ def test_one_address_gets_its_pending_answers_and_no_more(port: int) -> None:
             held.append(connection)
         wait_until(lambda: stats(port)["pending"] == 2, "2 pending answers")
         assert http_get(port, "/third?delay=0", source="127.0.0.1") == (
-            503,
+            429,
             b"too many pending requests from this client; retry in 1 s\n",
         )
         assert http_get(port, "/other?delay=0", source="127.0.0.2") == (200, b"hello")

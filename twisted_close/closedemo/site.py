@@ -21,6 +21,7 @@ from .. import (
     DelayedResource,
     Delivery,
     EventStreamResource,
+    ForwardedFor,
     HalfClose,
     HostCheck,
     Ledger,
@@ -179,6 +180,7 @@ def build_site(
     stall_timeout: float = 30.0,
     delivery: Delivery = "acknowledged",
     allowed_hosts: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
 ) -> Site:
@@ -210,6 +212,8 @@ def build_site(
         L{twisted_close.ConnectionPolicy}).
     @param allowed_hosts: the C{Host} names answered besides this machine's
         own (see L{twisted_close.HostCheck}); C{"*"} for any.
+    @param trusted_proxies: the proxies whose C{X-Forwarded-For} names the
+        client (see L{twisted_close.ForwardedFor}); none by default.
     @param peer_timeout: seconds after which a peer that stopped responding
         is dropped, or C{None} for the kernel's defaults (see
         L{twisted_close.guard_connections}, which also gives the site the
@@ -227,7 +231,12 @@ def build_site(
     events = EventStreamResource(
         tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger, policy=policy
     )
-    root = HostCheck(DemoRoot(delayed, events, metrics, counts), allowed_hosts)
+    root: IResource = HostCheck(
+        DemoRoot(delayed, events, metrics, counts), allowed_hosts
+    )
+    if trusted_proxies:
+        # Outermost: every answer, a refusal by Host too, names the client.
+        root = ForwardedFor(root, trusted_proxies)
     path = None if access_log in (None, "-") else access_log
     kind = _QuietSite if access_log is None else Site
     site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]

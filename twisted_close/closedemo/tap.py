@@ -31,6 +31,7 @@ from .. import (
     GracefulDrain,
     Ledger,
     Limits,
+    TrustedProxies,
     parse_delay,
 )
 from ..guard import guard_of
@@ -173,6 +174,7 @@ class Options(usage.Options):
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["allowed-host"] = []
+        self["trusted-proxy"] = []
         self.warnings: list[str] = []
 
     def opt_version(self) -> None:
@@ -194,6 +196,14 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--allowed-host: {e}") from None
         self["allowed-host"].append(name)
+
+    def opt_trusted_proxy(self, address: str) -> None:
+        """Believe X-Forwarded-For from this address or network (10.0.0.0/8): its last untrusted address is the client; repeatable."""  # noqa: E501
+        try:
+            TrustedProxies([address])
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxy: {e}") from None
+        self["trusted-proxy"].append(address)
 
     def postOptions(self) -> None:
         for name, check in CHECKS.items():
@@ -461,6 +471,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     names.append("delivery")
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
+    settings["trusted_proxies"] = list(options["trusted-proxy"])
     return settings
 
 
