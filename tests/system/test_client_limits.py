@@ -7,6 +7,7 @@ server a real subprocess.  Every wait has a deadline.
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -139,4 +140,32 @@ def test_the_address_it_listens_on_is_allowed(tmp_path: Path) -> None:
         finally:
             connection.close()
     finally:
+        server.kill()
+
+
+def test_one_address_gets_its_connections_and_no_more(tmp_path: Path) -> None:
+    server = Twistd(tmp_path, *LISTEN, "--max-connections-per-client", "5")
+    held: list[socket.socket] = []
+    try:
+        port = server.port()
+        for _ in range(8):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        # The three past the cap are closed as soon as accepted, unread.
+        assert [s.recv(1) for s in held[5:]] == [b""] * 3
+        line = server.wait_for_line(r"Connections per client: closed (\d+) new")
+        assert int(line.group(1)) >= 1
+        # Another address has its own; the first, one back when one goes.
+        assert http_get(port, "/?delay=0", source="127.0.0.2") == (200, b"hello")
+        held.pop(0).close()
+
+        def served() -> bool:
+            try:
+                return http_get(port, "/?delay=0", source="127.0.0.1")[0] == 200
+            except OSError:  # closed at once: the place is not back yet
+                return False
+
+        wait_until(served, "a place for 127.0.0.1 again")
+    finally:
+        for s in held:
+            s.close()
         server.kill()

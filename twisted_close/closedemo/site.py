@@ -183,6 +183,7 @@ def build_site(
     trusted_proxies: Sequence[str] = (),
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
+    max_connections_per_client: int | None = None,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
@@ -220,6 +221,8 @@ def build_site(
         room to free descriptors when they run short).
     @param read_timeout: seconds a request has to arrive from its first
         byte, else C{408}; C{None}: no limit.
+    @param max_connections_per_client: connections one peer address may
+        hold open (the trusted proxies' are not capped); C{None}: no limit.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     policy = ConnectionPolicy(
@@ -248,5 +251,7 @@ def build_site(
         read_timeout=read_timeout,
         ledger=ledger,
         clock=clock,
+        max_per_client=max_connections_per_client,
+        trusted=trusted_proxies,
     )
     return site
