@@ -7,11 +7,8 @@ second, and how a peer that stopped responding is told from a reset.
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 import twisted.web.http
-from h2.config import H2Configuration
-from h2.connection import H2Connection as H2Client
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -39,7 +36,7 @@ from twisted_close.closedemo import tap
 from twisted_close.testing import Connection, InMemoryServer
 
 from .helpers import demo_server, lines
-from .twisted_pins import Holding
+from .twisted_pins import Holding, h2_site_connection
 
 
 def serve(
@@ -513,26 +510,11 @@ class MoreToFreeTests(SynchronousTestCase):
         guard = guard_connections(site, clock=clock, peer_timeout=None)
         guard.room = 2
 
-        def h2(*paths: str) -> tuple[Any, StringTransport]:
-            protocol: Any = site.buildProtocol(None)
-            transport = StringTransport()
-            transport.negotiatedProtocol = b"h2"  # type: ignore[attr-defined]
-            protocol.makeConnection(transport)
-            client = H2Client(H2Configuration(client_side=True))
-            client.initiate_connection()
-            for n, path in enumerate(paths):
-                client.send_headers(
-                    1 + 2 * n,
-                    [(":method", "GET"), (":scheme", "https"),
-                     (":authority", "localhost"), (":path", path)],
-                    end_stream=True,
-                )  # fmt: skip
-            protocol.dataReceived(client.data_to_send())
-            clock.advance(0)
-            return protocol, transport
+        def h2(*paths: str) -> StringTransport:
+            return h2_site_connection(site, clock, *paths)[1]
 
-        _, busy = h2("/held")
-        _, idle = h2()
+        busy = h2("/held")
+        idle = h2()
         h2()
         self.assertTrue(idle.disconnecting)
         self.assertFalse(busy.disconnecting)

@@ -8,13 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import twisted.web.http
-from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
 from h2.events import DataReceived, StreamReset
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._http2 import H2Connection
@@ -36,10 +34,12 @@ from twisted_close._twisted.request import (
 from .twisted_pins import (
     Holding,
     _client_events,
+    _get_headers,
     _h2_answering,
     _past_the_window,
     _site_protocol,
     _spin,
+    h2_site_connection,
     held,
 )
 
@@ -148,20 +148,13 @@ def _h2_site_protocol(
     case: SynchronousTestCase,
 ) -> tuple[Any, Clock, H2Client, Holding]:
     """
-    What a C{Site} builds for a connection on which ALPN chose h2, after the
-    client's preface; its C{H2Connection} on a clock.
+    L{h2_site_connection} to a site of a L{Holding}, its C{H2Connection}
+    on a clock.
     """
     clock = Clock()
     case.patch(twisted.web.http, "H2Connection", lambda: H2Connection(clock))
     resource = Holding()
-    site = Site(resource, reactor=clock)
-    protocol: Any = site.buildProtocol(None)
-    transport = StringTransport()
-    transport.negotiatedProtocol = b"h2"  # type: ignore[attr-defined]
-    protocol.makeConnection(transport)
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    protocol.dataReceived(client.data_to_send())
+    protocol, _, client = h2_site_connection(Site(resource, reactor=clock), clock)
     return protocol, clock, client, resource
 
 
@@ -176,17 +169,11 @@ class H2ConnectionTests(SynchronousTestCase):
         protocol, clock, client, resource = _h2_site_protocol(self)
         connection = h2_connection(protocol)
         self.assertTrue(h2_idle(connection))
-        client.send_headers(
-            1,
-            [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"),
-             (":path", "/")],
-            end_stream=True,
-        )  # fmt: skip
+        client.send_headers(1, _get_headers("/"), end_stream=True)
         protocol.dataReceived(client.data_to_send())
         [request] = resource.requests
         self.assertFalse(h2_idle(connection))
         request.finish()
-        self.assertFalse(h2_idle(connection))
         # The stream's end was written: done with, gone from streams.
         _spin(clock)
         self.assertTrue(h2_idle(connection))
@@ -199,11 +186,7 @@ class H2ConnectionTests(SynchronousTestCase):
     def test_a_stream_receiving_its_body_is_open(self) -> None:
         protocol, _, client, resource = _h2_site_protocol(self)
         connection = h2_connection(protocol)
-        client.send_headers(
-            1,
-            [(":method", "POST"), (":scheme", "https"), (":authority", "localhost"),
-             (":path", "/")],
-        )  # fmt: skip
+        client.send_headers(1, [(":method", "POST"), *_get_headers("/")[1:]])
         client.send_data(1, b"part of a body")
         protocol.dataReceived(client.data_to_send())
         self.assertEqual(resource.requests, [])

@@ -34,22 +34,13 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from ._host import _IP
+from ._host import _ip as _address
 from ._twisted.request import set_client_address
 
 __all__ = ["ForwardedFor", "TrustedProxies", "forwarded_client"]
 
-_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _address(text: str) -> _IP | None:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
 
 
 class TrustedProxies:
