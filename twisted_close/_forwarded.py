@@ -19,8 +19,9 @@ outcomes, which all ask it.  A header a trusted proxy sent that names no
 client (an entry that is not an IP address, an empty one) is not believed
 at all: the request keeps the proxy's address.
 
-The connection itself stays the proxy's: what is counted per connection
-(the guard's C{max_per_client}) counts the proxy.  A proxy that speaks the
+The connection itself stays the proxy's: the guard's C{max_per_client}
+counts connections by their peer, so give it the same trusted proxies,
+whose connections it then leaves uncapped.  A proxy that speaks the
 PROXY protocol needs none of this: Twisted's C{haproxy:} endpoint gives the
 connection the client's address from the start.
 """
