@@ -99,3 +99,12 @@ def test_the_proxy_protocol_names_the_client(haproxy: tuple[Twistd, int]) -> Non
         watcher.close()
         for s in held:
             s.close()
+
+
+def test_without_the_proxy_header_the_connection_is_closed(
+    haproxy: tuple[Twistd, int],
+) -> None:
+    _, port = haproxy
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /?delay=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert s.recv(100) == b""
