@@ -94,6 +94,7 @@ def _closedemo_limits() -> list[str]:
     limits = {"--max-pending": "1000000", "--idle-timeout": "3600"}
     # All the load comes from one address: no per-client caps.
     limits |= {"--max-streams-per-client": "0", "--max-pending-per-client": "0"}
+    limits |= {"--max-connections-per-client": "0"}
     return [a for o, v in limits.items() if o in usage for a in (o, v)]
 
 

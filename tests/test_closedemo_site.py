@@ -159,6 +159,45 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(ledger.snapshot()["pending"], 0)
 
 
+class TrustedProxyTests(SynchronousTestCase):
+    def test_each_client_of_a_trusted_proxy_gets_its_own_stream_cap(self) -> None:
+        server, ledger = demo_server(
+            max_streams_per_client=2, trusted_proxies=["127.0.0.1"]
+        )
+
+        def stream(client: str, peer: str = "127.0.0.1") -> bytes:
+            connection = server.connect(peer).request(
+                "/events", headers={"X-Forwarded-For": f"6.6.6.6, {client}"}
+            )
+            head: bytes = connection.transport.value()[:12]
+            return head
+
+        self.assertEqual(
+            [stream("203.0.113.1") for _ in range(2)], [b"HTTP/1.1 200"] * 2
+        )
+        self.assertEqual(stream("203.0.113.1"), b"HTTP/1.1 429")
+        # Another client of the same proxy is not held back by the first.
+        self.assertEqual(stream("203.0.113.2"), b"HTTP/1.1 200")
+        # From an untrusted peer the header is ignored: that peer's cap.
+        self.assertEqual(
+            [stream("203.0.113.3", "127.0.0.9") for _ in range(3)],
+            [b"HTTP/1.1 200", b"HTTP/1.1 200", b"HTTP/1.1 429"],
+        )
+        self.assertEqual(ledger.limits.streams_of("203.0.113.1"), 2)
+        self.assertEqual(ledger.limits.streams_of("127.0.0.9"), 2)
+
+    def test_the_log_names_the_forwarded_client(self) -> None:
+        server, _ = demo_server(trusted_proxies=["127.0.0.1"])
+        client = server.connect("127.0.0.1").request(
+            "/slow", headers={"X-Forwarded-For": "203.0.113.1"}
+        )
+        with capturedLogs() as events:
+            client.close()
+            server.advance(0)
+        (line,) = lines(events, "Connection interrupted")
+        self.assertIn("GET /slow from 203.0.113.1 after", line)
+
+
 class IdleTimeoutTests(SynchronousTestCase):
     def test_a_pending_answer_outlives_the_idle_timeout(self) -> None:
         server, _ledger = serve(idle_timeout=1)

@@ -200,6 +200,18 @@ class LimitOptionsTests(SynchronousTestCase):
             tap.site_settings(options)["allowed_hosts"], ["a.example", "*"]
         )
 
+    def test_connections_per_client_reach_the_site(self) -> None:
+        self.assertEqual(tap.site_settings(parse())["max_connections_per_client"], 64)
+        off = parse("--max-connections-per-client", "0")
+        self.assertIsNone(tap.site_settings(off)["max_connections_per_client"])
+
+    def test_trusted_proxies_reach_the_site(self) -> None:
+        self.assertEqual(tap.site_settings(parse())["trusted_proxies"], [])
+        options = parse("--trusted-proxy", "127.0.0.1", "--trusted-proxy", "fd00::/8")
+        self.assertEqual(
+            tap.site_settings(options)["trusted_proxies"], ["127.0.0.1", "fd00::/8"]
+        )
+
     def test_bad_values_name_the_option(self) -> None:
         cases = {
             ("--max-streams", "0"): "--max-streams",
@@ -208,6 +220,11 @@ class LimitOptionsTests(SynchronousTestCase):
             ("--max-pending-per-client", "1.5"): "--max-pending-per-client",
             ("--allowed-host", "a b"): "--allowed-host",
             ("--allowed-host", "example.com:80"): "--allowed-host",
+            ("--trusted-proxy", "localhost"): "--trusted-proxy",
+            ("--max-connections-per-client", "-1"): "--max-connections-per-client",
+            ("--max-connections-per-client", "x"): "--max-connections-per-client",
+            ("--trusted-proxy", "10.0.0.0/33"): "--trusted-proxy",
+            ("--trusted-proxy", ""): "--trusted-proxy",
         }
         assert_usage_errors(self, cases.items(), then=":")
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import socket
 
+import twisted.web.http
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, Logger, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._http2 import H2Connection
+from twisted.web.server import Site
 
 from twisted_close import (
     ConnectionGuard,
@@ -32,6 +36,7 @@ from twisted_close.closedemo import tap
 from twisted_close.testing import Connection, InMemoryServer
 
 from .helpers import demo_server, lines
+from .twisted_pins import Holding, h2_site_connection
 
 
 def serve(
@@ -476,3 +481,95 @@ class StartTests(SynchronousTestCase):
         self.assertEqual(client.response and client.response.status, 200)
         self.assertEqual(len(lines(events, "--peer-timeout: this platform lacks")), 1)
         self.assertIsNotNone(guard.room)
+
+
+class MoreToFreeTests(SynchronousTestCase):
+    def test_a_connection_sending_a_body_is_freed_oldest_first(self) -> None:
+        server, ledger, guard = serve()
+        guard.room = 3
+        pending = server.get("/?delay=30")
+        uploading = server.connect()
+        uploading.send(b"POST /up HTTP/1.1\r\nHost: localhost\r\n", b"POST")
+        uploading.send(b"Content-Length: 100\r\n\r\nsome of it")
+        later = server.connect()
+        later.send(b"POST /up HTTP/1.1\r\nHost: localhost\r\n", b"POST")
+        later.send(b"Content-Length: 100\r\n\r\nsome of it")
+        server.connect()
+        server.advance(0)
+        # The oldest upload went; nothing was answered for it yet.
+        self.assertTrue(uploading.closed_by_server)
+        self.assertEqual(uploading.transport.value(), b"")
+        self.assertFalse(later.closed_by_server)
+        self.assertFalse(pending.closed_by_server)
+        self.assertEqual((guard.freed, ledger.pending), (1, 1))
+
+    def test_an_idle_http2_connection_is_freed(self) -> None:
+        clock = Clock()
+        self.patch(twisted.web.http, "H2Connection", lambda: H2Connection(clock))
+        site = Site(Holding(), reactor=clock)
+        guard = guard_connections(site, clock=clock, peer_timeout=None)
+        guard.room = 2
+
+        def h2(*paths: str) -> StringTransport:
+            return h2_site_connection(site, clock, *paths)[1]
+
+        busy = h2("/held")
+        idle = h2()
+        h2()
+        self.assertTrue(idle.disconnecting)
+        self.assertFalse(busy.disconnecting)
+        self.assertEqual(guard.freed, 1)
+
+
+class ConnectionsPerClientTests(SynchronousTestCase):
+    def test_past_the_cap_a_new_connection_is_closed_at_once(self) -> None:
+        server, _, guard = serve()
+        guard.max_per_client = 3
+        with capturedLogs() as events:
+            mine = [server.connect("127.0.0.1") for _ in range(5)]
+            server.advance(0)
+        self.assertEqual([c.closed_by_server for c in mine], [False] * 3 + [True] * 2)
+        self.assertEqual(guard.over_cap, 2)
+        [line] = lines(events, "Connections per client")
+        self.assertEqual(
+            line,
+            "Connections per client: closed 1 new connections as soon as "
+            "accepted, their address holding 3 already (1 from 127.0.0.1)",
+        )
+        # Another address has its own; the first gets one back when one goes.
+        theirs = server.connect("127.0.0.2").request("/?delay=0")
+        server.advance(0)
+        self.assertEqual(theirs.response and theirs.response.status, 200)
+        mine[0].close()
+        server.advance(0)
+        again = server.connect("127.0.0.1").request("/?delay=0")
+        server.advance(0)
+        self.assertEqual(again.response and again.response.status, 200)
+        self.assertFalse(again.closed_by_server)
+        with capturedLogs() as later:
+            server.connect("127.0.0.1")
+            server.advance(1)
+        self.assertEqual(len(lines(later, "Connections per client: closed 2 ")), 1)
+
+    def test_a_trusted_proxy_is_not_capped(self) -> None:
+        server, _ = demo_server(
+            max_connections_per_client=2, trusted_proxies=["127.0.0.1"]
+        )
+        guard = guard_of(server.site)
+        assert guard is not None
+        proxied = [server.connect("127.0.0.1") for _ in range(5)]
+        other = [server.connect("127.0.0.2") for _ in range(3)]
+        server.advance(0)
+        self.assertFalse(any(c.closed_by_server for c in proxied))
+        self.assertEqual([c.closed_by_server for c in other], [False, False, True])
+
+    def test_bad_caps_are_refused(self) -> None:
+        for bad in (0, -1, 1.5, True):
+            with self.assertRaises(ValueError):
+                ConnectionGuard(
+                    clock=Clock(),
+                    ledger=None,
+                    peer_timeout=None,
+                    read_timeout=None,
+                    max_per_client=bad,  # type: ignore[arg-type]
+                )

@@ -38,11 +38,11 @@ class StreamPoolTests(SynchronousTestCase):
         assert refused is not None
         self.assertEqual(
             (refused.status, refused.header("retry-after"), refused.body),
-            (503, "1", b"too many streams from this client; retry in 1 s\n"),
+            (429, "1", b"too many streams from this client; retry in 1 s\n"),
         )
         self.assertEqual(
             server.connect("127.0.0.1").request("/outcomes").response.status,  # type: ignore[union-attr]
-            503,
+            429,
         )
         # Another address has its own share, and its answers.
         theirs = [server.connect("127.0.0.2").request("/events") for _ in range(3)]
@@ -60,7 +60,7 @@ class StreamPoolTests(SynchronousTestCase):
     def test_a_stream_that_ends_gives_its_place_back(self) -> None:
         server, ledger = serve(max_streams_per_client=1)
         first = server.get("/events")
-        self.assertEqual(server.get("/outcomes").response.status, 503)  # type: ignore[union-attr]
+        self.assertEqual(server.get("/outcomes").response.status, 429)  # type: ignore[union-attr]
         first.close()
         self.assertEqual(status(server.get("/outcomes")), 200)
         root = server.site.resource.resource
@@ -111,7 +111,7 @@ class PendingPerClientTests(SynchronousTestCase):
         assert refused is not None
         self.assertEqual(
             (refused.status, refused.body),
-            (503, b"too many pending requests from this client; retry in 1 s\n"),
+            (429, b"too many pending requests from this client; retry in 1 s\n"),
         )
         other = server.connect("127.0.0.2").request("/slow")
         self.assertEqual(ledger.rejections, {Rejection.CLIENT_PENDING: 1})
@@ -159,7 +159,7 @@ class LimitsTests(SynchronousTestCase):
             EventStreamResource(tick=1, clock=clock, ledger=ledger), clock=clock
         )
         opened = [server.get("/") for _ in range(2)]
-        self.assertEqual(server.get("/").response.status, 503)  # type: ignore[union-attr]
+        self.assertEqual(server.get("/").response.status, 429)  # type: ignore[union-attr]
         self.assertEqual([status(c) for c in opened], [200, 200])
         # max_pending 1 did not count them.
         self.assertEqual(ledger.limits.admit(), None)

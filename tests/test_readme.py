@@ -219,7 +219,7 @@ class ReadmeTests(SynchronousTestCase):
         self.assertTrue(all(c.transport.value()[9:12] == b"200" for c in opened))
         refused = server.get("/events").response
         assert refused is not None
-        self.assertEqual(refused.status, 503)
+        self.assertEqual(refused.status, 429)
         other = server.connect("127.0.0.2").request("/events", host="a.example.com")
         self.assertEqual(other.transport.value()[9:12], b"200")
         elsewhere = server.connect("127.0.0.3").request(

@@ -33,6 +33,7 @@ from twisted_close._twisted.channel import (
     http11_channel,
     lose_connection,
     network_producer,
+    nothing_unsent,
     on_half_close,
     receiving_request,
     replace_network_producer,
@@ -142,7 +143,7 @@ class ChannelStateTests(SynchronousTestCase):
         resource.requests[0].finish()
         self.assertFalse(request_in_hand(channel))
 
-    def test_reusable_idle_or_sending_its_head(self) -> None:
+    def test_reusable_idle_or_sending_its_head_or_body(self) -> None:
         resource = Holding()
         protocol, transport = _site_protocol(resource)
         channel = http11_channel(protocol)
@@ -150,11 +151,15 @@ class ChannelStateTests(SynchronousTestCase):
         protocol.dataReceived(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n")
         self.assertTrue(channel.line_mode)
         self.assertTrue(reusable(channel))
-        # The body is read in raw mode: an upload under way.
+        # The body is read in raw mode: no answer is under way yet.
         protocol.dataReceived(b"\r\nab")
         self.assertFalse(channel.line_mode)
-        self.assertFalse(reusable(channel))
+        self.assertFalse(channel._handlingRequest)
+        self.assertEqual(resource.requests, [])
+        self.assertTrue(reusable(channel))
+        # Whole: the request is in hand.
         protocol.dataReceived(b"cd")
+        self.assertTrue(channel._handlingRequest)
         self.assertFalse(reusable(channel))
         resource.requests[0].finish()
         self.assertTrue(reusable(channel))
@@ -202,6 +207,13 @@ class RealSocketTests(SynchronousTestCase):
         connection.write(b"an answer not yet sent")
         self.assertTrue(connection._tempDataBuffer)
         self.assertFalse(reusable(channel))
+
+    def test_nothing_unsent_until_something_is_written(self) -> None:
+        _, connection, protocol = _tcp_connection(self)
+        self.assertTrue(nothing_unsent(connection))
+        self.assertTrue(nothing_unsent(http11_channel(protocol).transport))
+        connection.write(b"not yet sent")
+        self.assertFalse(nothing_unsent(connection))
 
     def test_a_fin_and_a_reset_as_tcp_reads_them(self) -> None:
         # What loss_of relies on: ConnectionDone for a FIN, a plain

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import twisted.web.http
+from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
 from h2.events import DataReceived, StreamReset
 from twisted.internet.error import ConnectionLost
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._http2 import H2Connection
+from twisted.web.server import Site
 
 from twisted_close._twisted.h2 import (
     abort_stream,
+    h2_connection,
+    h2_idle,
     record_stream_loss,
     stream_blocked,
     stream_end_pending,
@@ -25,10 +32,14 @@ from twisted_close._twisted.request import (
 )
 
 from .twisted_pins import (
+    Holding,
     _client_events,
+    _get_headers,
     _h2_answering,
     _past_the_window,
+    _site_protocol,
     _spin,
+    h2_site_connection,
     held,
 )
 
@@ -131,3 +142,52 @@ class H2StreamTests(SynchronousTestCase):
         done.addCallback(lambda _: order.append("done"))
         server.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(order, ["ConnectionLost", "done"])
+
+
+def _h2_site_protocol(
+    case: SynchronousTestCase,
+) -> tuple[Any, Clock, H2Client, Holding]:
+    """
+    L{h2_site_connection} to a site of a L{Holding}, its C{H2Connection}
+    on a clock.
+    """
+    clock = Clock()
+    case.patch(twisted.web.http, "H2Connection", lambda: H2Connection(clock))
+    resource = Holding()
+    protocol, _, client = h2_site_connection(Site(resource, reactor=clock), clock)
+    return protocol, clock, client, resource
+
+
+class H2ConnectionTests(SynchronousTestCase):
+    def test_the_connection_behind_the_sites_protocol(self) -> None:
+        protocol, _, _, _ = _h2_site_protocol(self)
+        self.assertIsInstance(h2_connection(protocol), H2Connection)
+        http11, _ = _site_protocol()
+        self.assertIsNone(h2_connection(http11))
+
+    def test_idle_with_no_stream_open(self) -> None:
+        protocol, clock, client, resource = _h2_site_protocol(self)
+        connection = h2_connection(protocol)
+        self.assertTrue(h2_idle(connection))
+        client.send_headers(1, _get_headers("/"), end_stream=True)
+        protocol.dataReceived(client.data_to_send())
+        [request] = resource.requests
+        self.assertFalse(h2_idle(connection))
+        request.finish()
+        # The stream's end was written: done with, gone from streams.
+        _spin(clock)
+        self.assertTrue(h2_idle(connection))
+        # A transport that takes no more holds frames back.
+        connection.pauseProducing()
+        self.assertFalse(h2_idle(connection))
+        connection.resumeProducing()
+        self.assertTrue(h2_idle(connection))
+
+    def test_a_stream_receiving_its_body_is_open(self) -> None:
+        protocol, _, client, resource = _h2_site_protocol(self)
+        connection = h2_connection(protocol)
+        client.send_headers(1, [(":method", "POST"), *_get_headers("/")[1:]])
+        client.send_data(1, b"part of a body")
+        protocol.dataReceived(client.data_to_send())
+        self.assertEqual(resource.requests, [])
+        self.assertFalse(h2_idle(connection))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from h2.events import StreamReset
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
@@ -25,6 +26,7 @@ from twisted_close._twisted.request import (
     keep_alive_off,
     request_state,
     server_closing,
+    set_client_address,
     transport_of,
     transport_paused,
 )
@@ -57,6 +59,15 @@ class RequestStateTests(SynchronousTestCase):
         _, _, client, request = held()
         client.close()
         self.assertNoResult(request.notifyFinish())
+
+
+class ClientAddressTests(SynchronousTestCase):
+    def test_a_client_address_set_is_what_the_request_says(self) -> None:
+        _, _, _, request = held()
+        forwarded = IPv4Address("TCP", "198.51.100.7", 0)
+        set_client_address(request, forwarded)
+        # Request.client is what getClientAddress() returns.
+        self.assertIs(request.getClientAddress(), forwarded)
 
 
 class ChannelTests(SynchronousTestCase):

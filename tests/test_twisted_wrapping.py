@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import twisted.web.http
-from h2.config import H2Configuration
-from h2.connection import H2Connection as H2Client
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -33,6 +31,7 @@ from .twisted_pins import (
     _get,
     _guarded_site,
     _Hooks,
+    h2_site_connection,
 )
 
 
@@ -123,14 +122,7 @@ class GuardedProtocolTests(SynchronousTestCase):
         # The H2Connection it builds runs on our clock, not the global reactor.
         self.patch(twisted.web.http, "H2Connection", lambda: H2Connection(clock))
         site, hooks = _guarded_site()
-        protocol: Any = site.buildProtocol(None)
-        transport = StringTransport()
-        untyped: Any = transport
-        untyped.negotiatedProtocol = b"h2"
-        protocol.makeConnection(transport)
-        client = H2Client(H2Configuration(client_side=True))
-        client.initiate_connection()
-        protocol.dataReceived(client.data_to_send()[:20])
+        protocol, _, _ = h2_site_connection(site, clock)
         self.assertIsInstance(protocol._channel, H2Connection)
         self.assertEqual([kind for kind, _ in hooks.seen], ["made", "heard"])
 

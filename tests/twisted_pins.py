@@ -113,6 +113,18 @@ class _Watching(Resource):
         return NOT_DONE_YET
 
 
+def _get_headers(path: str) -> list[tuple[str, str]]:
+    """
+    An HTTP/2 C{GET} of C{path}'s headers.
+    """
+    return [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "localhost"),
+        (":path", path),
+    ]
+
+
 def h2_serving(
     site: Site, clock: Clock, paths: Sequence[str], **settings: object
 ) -> tuple[H2Connection, H2Client, StringTransport]:
@@ -135,13 +147,7 @@ def h2_serving(
     client = H2Client(H2Configuration(client_side=True))
     client.initiate_connection()
     for n, path in enumerate(paths):
-        headers = [
-            (":method", "GET"),
-            (":scheme", "https"),
-            (":authority", "localhost"),
-            (":path", path),
-        ]
-        client.send_headers(1 + 2 * n, headers, end_stream=True)
+        client.send_headers(1 + 2 * n, _get_headers(path), end_stream=True)
     server.dataReceived(client.data_to_send())
     return server, client, transport
 
@@ -428,3 +434,26 @@ class _Reserve:
 
     def __exit__(self, *exc_info: object) -> None:
         return None
+
+
+def h2_site_connection(
+    site: Site, clock: Clock, *paths: str
+) -> tuple[Any, StringTransport, H2Client]:
+    """
+    What C{site} builds for a connection on which ALPN chose h2, after the
+    client's preface and a C{GET} stream per path (1, 3, 5...) have come
+    and C{clock} turned once.  Patch C{twisted.web.http.H2Connection} to
+    build its connection on C{clock} first.
+    """
+    protocol: Any = site.buildProtocol(None)
+    transport = StringTransport()
+    untyped: Any = transport
+    untyped.negotiatedProtocol = b"h2"
+    protocol.makeConnection(transport)
+    client = H2Client(H2Configuration(client_side=True))
+    client.initiate_connection()
+    for n, path in enumerate(paths):
+        client.send_headers(1 + 2 * n, _get_headers(path), end_stream=True)
+    protocol.dataReceived(client.data_to_send())
+    clock.advance(0)
+    return protocol, transport, client

@@ -11,6 +11,7 @@ from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
 from ._drain import GracefulDrain
 from ._events import EventStream, EventStreamResource, StreamSource, counter_events
+from ._forwarded import ForwardedFor, TrustedProxies, forwarded_client
 from ._guard import ConnectionGuard, guard_connections
 from ._host import AllowedHosts, HostCheck
 from ._ledger import Ledger
@@ -37,6 +38,7 @@ __all__ = [
     "Ending",
     "EventStream",
     "EventStreamResource",
+    "ForwardedFor",
     "GracefulDrain",
     "HalfClose",
     "HostCheck",
@@ -47,11 +49,13 @@ __all__ = [
     "RequestWatch",
     "ServerSentEvent",
     "StreamSource",
+    "TrustedProxies",
     "WorkResource",
     "__version__",
     "cancel_on_disconnect",
     "classify",
     "counter_events",
+    "forwarded_client",
     "guard_connections",
     "is_cancellation",
     "parse_delay",

@@ -7,9 +7,15 @@ on a bad day, where nothing is sent at all:
     L{Ending.PEER_TIMED_OUT};
   - a request that trickles in is answered C{408} and closed once
     C{read_timeout} seconds have passed since its first byte;
+  - one client address holds at most C{max_per_client} connections: one
+    more is closed as soon as accepted (the address is the peer's when the
+    connection is made, a proxy's for all of its clients: a trusted proxy's
+    connections are not capped);
   - when descriptors run short (past L{ConnectionGuard.room} connections),
-    idle connections and those still sending their request's head are
-    closed, oldest first, as nginx frees its connections; with none such,
+    connections that lose nothing by it are closed, oldest first, as nginx
+    frees its connections: idle ones (HTTP/1.1 between requests, HTTP/2
+    with no stream open) and those still sending a request's head or body,
+    for which no answer is under way yet; with none such,
     the newcomer itself is closed once accepted (as nginx does when its
     C{worker_connections} are all busy), so that the room holds and accept
     does not fail for lack of descriptors; failed accepts are logged once a
@@ -21,18 +27,27 @@ from __future__ import annotations
 import math
 import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import ILogObserver, LogEvent, Logger
 from twisted.web.server import Site
 from zope.interface import provider
 
 from ._clock import default_clock
+from ._forwarded import TrustedProxies
 from ._ledger import Ledger
 from ._outcome import Rejection
-from ._twisted.channel import close_at_once, http11_channel, receiving_request, reusable
+from ._twisted.channel import (
+    close_at_once,
+    http11_channel,
+    nothing_unsent,
+    receiving_request,
+    reusable,
+)
+from ._twisted.h2 import h2_connection, h2_idle
 from ._twisted.reactor import accept_failure, redirect_accept_log
 from ._twisted.tcp import tcp_transport_of, watch_peer_timeout
 from ._twisted.wrapping import guard_protocols
@@ -127,9 +142,14 @@ class ConnectionGuard:
 
     @ivar room: how many connections may be open before idle ones are
         closed to make room for new ones; C{None}: no limit.
+    @ivar max_per_client: how many connections one peer address may hold
+        open; C{None}: no limit.
+    @ivar trusted: peers whose connections are not capped (proxies).
     @ivar freed: connections closed so far to make room.
     @ivar refused: new connections closed as soon as accepted, the room
         being full with none to free.
+    @ivar over_cap: new connections closed as soon as accepted, their
+        address holding C{max_per_client} already.
     @ivar turned_away: clients turned away so far because accept failed.
     """
 
@@ -140,15 +160,35 @@ class ConnectionGuard:
         ledger: Ledger | None,
         peer_timeout: float | None,
         read_timeout: float | None,
+        max_per_client: int | None = None,
+        trusted: TrustedProxies | None = None,
     ) -> None:
+        """
+        @raise ValueError: if C{max_per_client} is not C{None} nor a whole
+            number >= 1.
+        """
+        if max_per_client is not None and (
+            isinstance(max_per_client, bool)
+            or not isinstance(max_per_client, int)
+            or max_per_client < 1
+        ):
+            raise ValueError(
+                "max_per_client must be a whole number >= 1 or None, "
+                f"not {max_per_client!r}"
+            )
         self.clock = clock
         self.ledger = ledger
         self.peer_timeout = peer_timeout if peer_timeout_supported() else None
         self.read_timeout = read_timeout
         self.room: int | None = None
+        self.max_per_client = max_per_client
+        self.trusted = trusted or TrustedProxies(())
         self.freed = 0
         self.refused = 0
+        self.over_cap = 0
         self.turned_away = 0
+        # Connections open per peer host, those capped alone.
+        self._per_client: Counter[str] = Counter()
         # Each connection's protocol, oldest first; the guard's state of a
         # connection is kept on its protocol (GuardedProtocol).
         self._connections: dict[Any, None] = {}
@@ -156,6 +196,7 @@ class ConnectionGuard:
         self._barren_until = -math.inf
         self._freed_log = _OncePerSecond(clock, self._say_freed)
         self._accept_log = _OncePerSecond(clock, self._say_turned_away)
+        self._cap_log = _OncePerSecond(clock, self._say_over_cap)
 
     @property
     def open(self) -> int:
@@ -170,6 +211,11 @@ class ConnectionGuard:
         """
         C{protocol}, built by the site, is connected to C{transport}.
         """
+        if self.max_per_client is not None and self._over_cap(protocol, transport):
+            protocol.guard_refused = True
+            protocol.guard_over_cap = True
+            self._connections[protocol] = None
+            return
         room = self.room
         if room is not None and len(self._connections) - self._closing >= room:
             # Before the newcomer is counted: it is not one to close.
@@ -190,6 +236,24 @@ class ConnectionGuard:
                 else:
                     watch_peer_timeout(tcp)
 
+    def _over_cap(self, protocol: Any, transport: Any) -> bool:
+        """
+        Whether C{protocol}'s peer holds C{max_per_client} connections
+        already; if not, count this one against it.
+        """
+        peer = transport.getPeer()
+        if not isinstance(peer, (IPv4Address, IPv6Address)):
+            return False  # a UNIX socket's peers have no address to tell apart
+        host = peer.host
+        if self.trusted and self.trusted.trusts(host):
+            return False
+        if self._per_client[host] >= (self.max_per_client or 0):
+            protocol.guard_client = host
+            return True
+        self._per_client[host] += 1
+        protocol.guard_client = host
+        return False
+
     def heard(self, protocol: Any) -> None:
         """
         C{protocol} has heard its connection was made.
@@ -199,6 +263,10 @@ class ConnectionGuard:
         channel = http11_channel(protocol)
         # At once: the descriptor is wanted for the next accept of this turn.
         self._close(protocol, channel or protocol, at_once=True)
+        if protocol.guard_over_cap:
+            self.over_cap += 1
+            self._cap_log.add(protocol.guard_client)
+            return
         self.refused += 1
         self._freed_log.add("refused")
 
@@ -208,6 +276,15 @@ class ConnectionGuard:
         """
         if self._connections.pop(protocol, 0) is None and protocol.guard_closing:
             self._closing -= 1
+        host = protocol.guard_client
+        if host is not None and not protocol.guard_over_cap:
+            protocol.guard_client = None
+            left = self._per_client[host] - 1
+            # Forget an address at zero: a flood from many leaves nothing.
+            if left > 0:
+                self._per_client[host] = left
+            else:
+                del self._per_client[host]
         if protocol.guard_read_timer is not None:
             protocol.guard_read_timer.cancel()
             protocol.guard_read_timer = None
@@ -257,9 +334,10 @@ class ConnectionGuard:
 
     def free(self, most: int | None = None) -> int:
         """
-        Close up to C{most} connections that lose nothing by it (idle, or
-        still sending their request's head), oldest first; by default a
-        sixteenth of those open, from 1 to 32.  Say how many were closed.
+        Close up to C{most} connections that lose nothing by it (idle over
+        HTTP/1.1 or HTTP/2, or still sending a request's head or body),
+        oldest first; by default a sixteenth of those open, from 1 to 32.
+        Say how many were closed.
         """
         now = self.clock.seconds()
         if now < self._barren_until:
@@ -273,10 +351,17 @@ class ConnectionGuard:
             if protocol.guard_closing:
                 continue
             channel = http11_channel(protocol)
-            if channel is not None and channel.transport and reusable(channel):
-                # At once: the descriptor is wanted in this very turn.
-                self._close(protocol, channel, at_once=True)
-                closed += 1
+            if channel is None:
+                channel = h2_connection(protocol)
+                if channel is None or not (
+                    h2_idle(channel) and nothing_unsent(channel.transport)
+                ):
+                    continue
+            elif not (channel.transport and reusable(channel)):
+                continue
+            # At once: the descriptor is wanted in this very turn.
+            self._close(protocol, channel, at_once=True)
+            closed += 1
         if closed:
             self.freed += closed
             self._freed_log.add("freed", closed)
@@ -304,6 +389,15 @@ class ConnectionGuard:
             closed=held["freed"],
             open=self.open,
             room=self.room,
+        )
+
+    def _say_over_cap(self, held: Counter[str]) -> None:
+        log.warn(
+            "Connections per client: closed {count} new connections as soon "
+            "as accepted, their address holding {cap} already ({addresses})",
+            count=sum(held.values()),
+            cap=self.max_per_client,
+            addresses=", ".join(f"{n} from {host}" for host, n in held.most_common(5)),
         )
 
     def watch_port(self, port: Any) -> None:
@@ -371,6 +465,8 @@ def guard_connections(
     read_timeout: float | None = 20.0,
     ledger: Ledger | None = None,
     clock: IReactorTime | None = None,
+    max_per_client: int | None = None,
+    trusted: TrustedProxies | Iterable[str] = (),
 ) -> ConnectionGuard:
     """
     Guard every connection C{site} accepts from now on (HTTP/1.1, and
@@ -387,15 +483,32 @@ def guard_connections(
     @param ledger: counts those C{408}s as rejected
         (L{Rejection.READ_TIMEOUT}).
     @param clock: the site's reactor by default.
+    @param max_per_client: how many connections one peer address may hold
+        open; one more is closed as soon as accepted, counted
+        (L{ConnectionGuard.over_cap}) and logged once a second.  The
+        address is the peer's as the connection is made: behind a proxy,
+        the proxy's, whatever client it names later.  C{None}: no limit.
+    @param trusted: the proxies (addresses, networks: see
+        L{TrustedProxies}) whose connections are not capped: they carry
+        many clients.
     @return: the guard, whose L{ConnectionGuard.room} turns on freeing idle
         connections when descriptors run short.
-    @raise ValueError: if C{site} has a guard already.
+    @raise ValueError: if C{site} has a guard already, or a value is bad.
     """
     if guard_of(site) is not None:
         raise ValueError("guard_connections: this site is guarded already")
     clock = default_clock(clock if clock is not None else site.reactor)
+    if not isinstance(trusted, TrustedProxies):
+        trusted = TrustedProxies(trusted)
     guard = ConnectionGuard(
-        clock=clock, ledger=ledger, peer_timeout=peer_timeout, read_timeout=read_timeout
+        clock=clock,
+        ledger=ledger,
+        peer_timeout=peer_timeout,
+        read_timeout=read_timeout,
+        max_per_client=max_per_client,
+        trusted=trusted
+        if isinstance(trusted, TrustedProxies)
+        else TrustedProxies(trusted),
     )
     guard_protocols(site, guard)
     setattr(site, _GUARD, guard)

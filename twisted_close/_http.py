@@ -46,8 +46,12 @@ def refusal(
 ) -> bytes:
     """
     Answer C{503} with C{Retry-After} and a one-line reason: the server
-    takes on no more work now.  With C{close}, the connection is closed once
-    the answer is out (the server is shutting down).
+    takes on no more work now; C{429} when it is this client's share that
+    is full (L{Rejection.CLIENT_STREAMS}, L{Rejection.CLIENT_PENDING}), so
+    that a proxy in front, which takes a 503 for the server failing and
+    sends no one there for a while, passes it on as the client's alone.
+    With C{close}, the connection is closed once the answer is out (the
+    server is shutting down).
     """
     request.setHeader(b"Retry-After", b"%d" % (retry_after,))
     if close:
@@ -55,7 +59,11 @@ def refusal(
         keep_alive_off(request)
     server_wide = reason in (Rejection.OVERLOADED, Rejection.SHUTTING_DOWN)
     what = f"server {reason.value}" if server_wide else reason.value
-    return plain_error(request, 503, f"{what}; retry in {retry_after} s")
+    code = 429 if reason in _CLIENTS_SHARE else 503
+    return plain_error(request, code, f"{what}; retry in {retry_after} s")
+
+
+_CLIENTS_SHARE = (Rejection.CLIENT_STREAMS, Rejection.CLIENT_PENDING)
 
 
 def unavailable(request: IRequest, why: str, retry_after: int) -> None:

@@ -3,10 +3,11 @@ L{Limits}: every cap a request is admitted against, in one place: pending
 work in all, streams in all, and what one client may hold of each; and a
 graceful shutdown's refusal of new work.
 
-A client is the connection's peer address (its host, without the port):
+A client is the request's client address (its host, without the port):
 every HTTP/2 stream of one connection, and every connection from one
-address, count as that one client.  Behind a proxy that is the proxy, so
-a proxy in front turns the per-client caps off and enforces its own.
+address, count as that one client.  Behind a proxy that is the proxy,
+unless the site's root is wrapped in L{ForwardedFor}, which makes it the
+client the proxy names.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ __all__ = ["Limits", "client_key"]
 
 def client_key(request: IRequest) -> str:
     """
-    Who C{request} counts against: its peer's host (C{unix} for a UNIX
-    socket, whose peers have no address to tell them apart).
+    Who C{request} counts against: its client's host, as
+    C{getClientAddress()} says (C{unix} for a UNIX socket, whose peers have
+    no address to tell them apart).
     """
     address = request.getClientAddress()
     if isinstance(address, (IPv4Address, IPv6Address)):

@@ -67,12 +67,16 @@ def describe_client(request: IRequest) -> str:
 
 def describe_address(address: object) -> str:
     """
-    C{host:port}, C{[host]:port} for IPv6, C{unix:path} for a UNIX socket.
+    C{host:port}, C{[host]:port} for IPv6, C{unix:path} for a UNIX socket;
+    the host alone (C{[host]} for IPv6) for port 0, a client whose port is
+    unknown (one a proxy named, see L{twisted_close.ForwardedFor}).
     """
     if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
+        return (
+            f"[{address.host}]:{address.port}" if address.port else f"[{address.host}]"
+        )
     if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
+        return f"{address.host}:{address.port}" if address.port else address.host
     if isinstance(address, UNIXAddress):
         return "unix:" + printable(address.name or b"")
     return str(address)

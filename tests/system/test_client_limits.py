@@ -7,6 +7,7 @@ server a real subprocess.  Every wait has a deadline.
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_one_address_gets_its_streams_and_no_more(port: int) -> None:
         ]
         assert [r.status for r in mine] == [200] * STREAMS_PER_CLIENT
         flood = [open_stream(stack, port, "127.0.0.1") for _ in range(5)]
-        assert [r.status for r in flood] == [503] * 5
+        assert [r.status for r in flood] == [429] * 5
         assert flood[0].read() == b"too many streams from this client; retry in 1 s\n"
         assert flood[0].getheader("Retry-After") == "1"
         # A second address still gets its streams, and its answers.
@@ -93,7 +94,7 @@ def test_one_address_gets_its_pending_answers_and_no_more(port: int) -> None:
             held.append(connection)
         wait_until(lambda: stats(port)["pending"] == 2, "2 pending answers")
         assert http_get(port, "/third?delay=0", source="127.0.0.1") == (
-            503,
+            429,
             b"too many pending requests from this client; retry in 1 s\n",
         )
         assert http_get(port, "/other?delay=0", source="127.0.0.2") == (200, b"hello")
@@ -139,4 +140,32 @@ def test_the_address_it_listens_on_is_allowed(tmp_path: Path) -> None:
         finally:
             connection.close()
     finally:
+        server.kill()
+
+
+def test_one_address_gets_its_connections_and_no_more(tmp_path: Path) -> None:
+    server = Twistd(tmp_path, *LISTEN, "--max-connections-per-client", "5")
+    held: list[socket.socket] = []
+    try:
+        port = server.port()
+        for _ in range(8):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        # The three past the cap are closed as soon as accepted, unread.
+        assert [s.recv(1) for s in held[5:]] == [b""] * 3
+        line = server.wait_for_line(r"Connections per client: closed (\d+) new")
+        assert int(line.group(1)) >= 1
+        # Another address has its own; the first, one back when one goes.
+        assert http_get(port, "/?delay=0", source="127.0.0.2") == (200, b"hello")
+        held.pop(0).close()
+
+        def served() -> bool:
+            try:
+                return http_get(port, "/?delay=0", source="127.0.0.1")[0] == 200
+            except OSError:  # closed at once: the place is not back yet
+                return False
+
+        wait_until(served, "a place for 127.0.0.1 again")
+    finally:
+        for s in held:
+            s.close()
         server.kill()

@@ -75,9 +75,11 @@ def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def pool(tmp_path: Path, own_tmp: Path) -> Iterator[tuple[Twistd, int]]:
+    # A hundred clients at once from one address: no cap on its connections.
     server = Twistd(
-        tmp_path, *LISTEN, "--workers", "2", "--delay", "0.3", "--shutdown-grace", "1"
-    )
+        tmp_path, *LISTEN, "--workers", "2", "--delay", "0.3", "--shutdown-grace", "1",
+        "--max-connections-per-client", "0",
+    )  # fmt: skip
     try:
         port = server.port()
         server.wait_for_line(r"worker 1 \(pid \d+\) serving")

@@ -16,6 +16,7 @@ import re
 import resource
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -303,9 +304,10 @@ connections, bounded, shows what the issue's 1,500 against 1,024 would."""
 def test_a_flood_of_idle_connections_past_the_limit_leaves_it_reachable(
     closedemo: Callable[..., Twistd],
 ) -> None:
+    # One address floods: no cap on its connections, the room is what holds.
     server = closedemo(
         "--listen", "tcp:0:interface=127.0.0.1", "--max-pending", "100",
-        limits=(HARD, HARD),
+        "--max-connections-per-client", "0", limits=(HARD, HARD),
     )  # fmt: skip
     port = listening(server, "127.0.0.1")
     server.wait_for_line(r"File descriptors: soft limit 256;")
@@ -337,7 +339,8 @@ def test_a_flood_of_pending_requests_is_held_to_the_room_and_passes(
     # One client address sends the whole flood: no per-client cap here.
     server = closedemo(
         "--listen", "tcp:0:interface=127.0.0.1", "--max-pending", "1000",
-        "--max-pending-per-client", "0", limits=(HARD, HARD),
+        "--max-pending-per-client", "0", "--max-connections-per-client", "0",
+        limits=(HARD, HARD),
     )  # fmt: skip
     port = listening(server, "127.0.0.1")
     room = int(server.wait_for_line(r"soft limit 256; room for (\d+) ").group(1))
@@ -645,3 +648,133 @@ def test_an_http2_answer_never_acknowledged_is_not_completed(
     assert after <= PEER_TIMEOUT + SLACK, after
     assert stats(control)["completed"] == 0
     assert stats(control)["interrupted"] == 1
+
+
+# -- One address holding the descriptors: what it holds is freed ---------------
+
+ROOM_LIMIT = 120
+"""The descriptor limit of the server one address fills: room for fewer
+than the 100 or 110 connections it opens."""
+
+
+def short_of_descriptors(
+    closedemo: Callable[..., Twistd], *listen: str
+) -> tuple[Twistd, int]:
+    """
+    closedemo on C{listen} and on loopback, short of descriptors, with no
+    cap on one address's connections (so that it is the room that holds);
+    the server and its loopback port.
+    """
+    server = closedemo(
+        *(a for d in listen for a in ("--listen", d)),
+        "--listen", "tcp:0:interface=127.0.0.1",
+        "--max-connections-per-client", "0",
+        limits=(ROOM_LIMIT, ROOM_LIMIT),
+    )  # fmt: skip
+    room = int(server.wait_for_line(r"room for (\d+) connections", 30).group(1))
+    assert room < 100, room
+    return server, listening_on(server, "tcp")
+
+
+def listening_on(server: Twistd, kind: str) -> int:
+    match = server.wait_for_line(
+        rf"closedemo listening on 127\.0\.0\.1:(\d+) \({kind}:", timeout=30
+    )
+    return int(match.group(1))
+
+
+def answered_within(port: int, seconds: float) -> float:
+    """
+    How long a fresh client from another address (127.0.0.2) waited for
+    its answer; it must come within C{seconds}.
+    """
+    start = time.monotonic()
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=seconds, source_address=("127.0.0.2", 0)
+    ) as s:
+        s.sendall(b"GET /?delay=0 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200 "), "no answer"
+    took = time.monotonic() - start
+    assert took < seconds
+    return took
+
+
+def h2_connection(port: int) -> socket.socket | None:
+    """
+    An HTTP/2 connection over TLS, its preface sent and a PING answered:
+    alive, with no stream open; C{None} if the server closed it first.
+    """
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s = context.wrap_socket(raw, server_hostname="localhost")
+        assert s.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.ping(b"alive?!!")
+        s.sendall(conn.data_to_send())
+        while data := s.recv(65536):
+            events = conn.receive_data(data)
+            if any(isinstance(e, h2.events.PingAckReceived) for e in events):
+                s.sendall(conn.data_to_send())
+                return s
+    except OSError:
+        pass
+    raw.close()
+    return None
+
+
+def test_idle_http2_connections_are_freed_for_a_newcomer(
+    closedemo: Callable[..., Twistd], certificate: TLSFiles
+) -> None:
+    server, port = short_of_descriptors(closedemo, certificate.listen)
+    tls_port = listening_on(server, "ssl")
+    held = []
+    try:
+        # One at a time: each is an idle HTTP/2 connection before the next.
+        for _ in range(100):
+            if (connection := h2_connection(tls_port)) is not None:
+                held.append(connection)
+        answered_within(port, 2.0)
+        freeing = server.wait_for_line(r"Descriptors short: closed (\d+) idle")
+        assert int(freeing.group(1)) >= 1
+    finally:
+        for s in held:
+            s.close()
+    assert "Traceback" not in server.output
+
+
+def test_uploads_that_trickle_are_freed_for_a_newcomer(
+    closedemo: Callable[..., Twistd],
+) -> None:
+    server, port = short_of_descriptors(closedemo)
+    head = b"POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n"
+    held: list[socket.socket] = []
+    try:
+        # Ten at a time, a moment apart, so that the server has read each
+        # one's head and the start of its body before the next come: all of
+        # them are sending a body when the room runs short, none idle.
+        for _ in range(11):
+            held += flood(port, 10, head + b"a")
+            time.sleep(0.05)
+        for _ in range(2):
+            # A byte more on each (those freed already fail: not a matter).
+            for s in held:
+                try:
+                    s.send(b"b")
+                except OSError:
+                    pass
+            answered_within(port, 2.0)
+        server.wait_for_line(r"Descriptors short: closed \d+ idle")
+        assert stats(port)["pending"] == 0
+    finally:
+        for s in held:
+            s.close()
+    assert "Traceback" not in server.output

@@ -45,15 +45,15 @@ from ..twistd_process import (
 CONF = Path(__file__).resolve().parents[2] / "docs" / "nginx.conf"
 TICK = 0.2
 GRACE = 3
-# As docs/nginx.conf says: behind nginx, the instances' per-client caps off.
-PER_CLIENT_OFF = ("--max-streams-per-client", "0", "--max-pending-per-client", "0")
+# As docs/nginx.conf says: the instances believe nginx's X-Forwarded-For.
+TRUST_NGINX = ("--trusted-proxy", "127.0.0.1")
 OPTIONS = (
     *LISTEN,
     "--tick",
     str(TICK),
     "--shutdown-grace",
     str(GRACE),
-    *PER_CLIENT_OFF,
+    *TRUST_NGINX,
 )
 ACCESS_LINE = re.compile(
     r'"(?P<request>[^"]*)" (?P<status>\d+) \d+ upstream=(?P<upstream>.*) '
@@ -210,11 +210,12 @@ class Cluster:
 
 @contextmanager
 def running_cluster(
-    directory: Path, a_options: Sequence[str] = ()
+    directory: Path, a_options: Sequence[str] = (), options: Sequence[str] = ()
 ) -> Iterator[Cluster]:
     """
     Two closedemo instances behind nginx, configured by docs/nginx.conf;
-    instance a gets C{a_options} too.  Everything is stopped at the end.
+    both get C{options}, instance a C{a_options} too.  Everything is stopped
+    at the end.
     """
     nginx_binary()
     started: list[Twistd] = []
@@ -222,7 +223,7 @@ def running_cluster(
     try:
         for name, extra in (("a", a_options), ("b", ())):
             (directory / name).mkdir()
-            started.append(Twistd(directory / name, *OPTIONS, *extra))
+            started.append(Twistd(directory / name, *OPTIONS, *options, *extra))
         a, b = started
         ports = a.port(), b.port()
         (directory / "nginx").mkdir()
@@ -257,7 +258,9 @@ def test_requests_are_spread_over_both_instances(cluster: Cluster) -> None:
 
 
 def test_a_client_leaving_nginx_is_reported_by_its_instance(cluster: Cluster) -> None:
-    with socket.create_connection(("127.0.0.1", cluster.port), timeout=5) as client:
+    with socket.create_connection(
+        ("127.0.0.1", cluster.port), timeout=5, source_address=("127.0.0.5", 0)
+    ) as client:
         client.sendall(b"GET /slow?delay=10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         wait_until(lambda: sum(cluster.pending()) == 1, "the request to be pending")
         holder, other = (
@@ -265,9 +268,10 @@ def test_a_client_leaving_nginx_is_reported_by_its_instance(cluster: Cluster) ->
         )
     left = time.monotonic()
 
-    # The client is nginx's connection to the instance.
+    # The client is the one nginx names in X-Forwarded-For (its port is
+    # nginx's to know).
     holder.wait_for_line(
-        r"Connection interrupted: GET /slow from 127\.0\.0\.1:\d+ after 0\.\d\d s "
+        r"Connection interrupted: GET /slow from 127\.0\.0\.5 after 0\.\d\d s "
         r"\(client closed the connection\)$",
         timeout=1.0,
     )
@@ -314,7 +318,7 @@ def test_events_pass_through_nginx_unbuffered(cluster: Cluster) -> None:
     )
     [report] = cluster.a.interruptions() + cluster.b.interruptions()
     assert re.fullmatch(
-        r"GET /events from 127\.0\.0\.1:\d+ after \d\.\d\d s "
+        r"GET /events from 127\.0\.0\.1 after \d\.\d\d s "
         r"\(client closed the connection; [56] events sent\)",
         report,
     ), report
@@ -483,40 +487,90 @@ def test_the_instances_allow_the_host_nginx_passes(cluster: Cluster) -> None:
 
 
 def open_streams(
-    stack: contextlib.ExitStack, port: int, source: str, n: int
+    stack: contextlib.ExitStack,
+    port: int,
+    source: str,
+    n: int,
+    paths: tuple[str, str] = ("/outcomes", "/events"),
 ) -> list[int]:
     statuses = []
     for i in range(n):
-        connection = send_get(port, "/events" if i % 2 else "/outcomes", source=source)
+        connection = send_get(port, paths[i % 2], source=source)
         stack.callback(connection.close)
         statuses.append(connection.getresponse().status)
     return statuses
 
 
+NGINX_BAD_PATH = b"a path with an empty, . or .. segment, or an encoded /\n"
+
+
 def test_no_spelling_of_a_stream_path_escapes_its_limit(cluster: Cluster) -> None:
-    # nginx normalises these to another location (no limit_conn there) and
-    # passes the raw target on: closedemo refuses the dot segments, and a
-    # doubled slash is not the stream's path there.
-    for path in ("/events/..", "/events/.", "/outcomes/%2e%2e", "/events/%2E"):
-        assert http_get(cluster.port, path) == (
-            400,
-            b"a path with . or .. segments\n",
-        ), path
-    assert http_get(cluster.port, "//events?delay=0") == (200, b"hello")
+    # nginx would pick the location by the normalised path ("/events/.." is
+    # "/", with no streams' limit_conn) and pass the raw one on: it refuses
+    # them all itself, before any instance sees them.
+    spellings = (
+        "/events/..",
+        "/events/.",
+        "/outcomes/%2e%2e",
+        "/events/%2E",
+        "/events/.%2e/",
+        "//events",
+        "/x//outcomes",
+        "/events%2F..",
+        "/events/%2e%2e?delay=0",
+    )
+    with contextlib.ExitStack() as stack:
+        assert open_streams(stack, cluster.port, "127.0.0.1", 8) == [200] * 8
+        for path in spellings:
+            assert http_get(cluster.port, path) == (400, NGINX_BAD_PATH), path
+        # Still at the cap; other requests, and dots inside a segment, pass.
+        assert open_streams(stack, cluster.port, "127.0.0.1", 1) == [429]
+        assert http_get(cluster.port, "/a..b/.x?delay=0") == (200, b"hello")
+        assert http_get(cluster.port, "/?x=/../&delay=0") == (200, b"hello")
+    a, b = settled_stats(cluster.a_port), settled_stats(cluster.b_port)
+    assert a["completed"] + b["completed"] == 2
+    assert a["rejected"] + b["rejected"] == 0
 
 
-def test_nginx_caps_each_clients_streams_and_only_nginx(cluster: Cluster) -> None:
+def test_nginx_caps_each_clients_streams(cluster: Cluster) -> None:
     with contextlib.ExitStack() as stack:
         assert open_streams(stack, cluster.port, "127.0.0.1", 8) == [200] * 8
         # The ninth from the same client: nginx's limit_conn.
         assert open_streams(stack, cluster.port, "127.0.0.1", 1) == [429]
         # Two more clients get theirs: 24 streams from nginx's one address
-        # to the instances, which have their per-client caps off.
+        # to the instances, each counted against its own client there.
         for source in ("127.0.0.2", "127.0.0.3"):
             assert open_streams(stack, cluster.port, source, 8) == [200] * 8
         assert http_get(cluster.port, "/?delay=0") == (200, b"hello")
     a, b = settled_stats(cluster.a_port), settled_stats(cluster.b_port)
     assert a["rejected"] + b["rejected"] == 0
+
+
+def test_two_users_through_nginx_each_get_their_own_caps(tmp_path: Path) -> None:
+    # Instances capping each client at 2 streams, nginx spreading a user's
+    # streams over both: 4 for each user, whatever the others hold.
+    with (
+        running_cluster(tmp_path, options=("--max-streams-per-client", "2")) as cluster,
+        contextlib.ExitStack() as stack,
+    ):
+        events = ("/events", "/events")
+        assert open_streams(stack, cluster.port, "127.0.0.2", 4, events) == [200] * 4
+        # User A is at its cap on both instances: 429, which nginx passes on
+        # (a 503 would mark the instance down for everyone).
+        assert open_streams(stack, cluster.port, "127.0.0.2", 1, events) == [429]
+        # User B, through the same nginx, is not held back by A.
+        assert open_streams(stack, cluster.port, "127.0.0.3", 4, events) == [200] * 4
+        stack.close()
+        # Each instance reports the users, never nginx.
+        wait_until(
+            lambda: len(cluster.a.interruptions() + cluster.b.interruptions()) == 8,
+            "8 streams ended",
+        )
+        clients = Counter(
+            re.search(r" from (\S+) after", line)[1]  # type: ignore[index]
+            for line in cluster.a.interruptions() + cluster.b.interruptions()
+        )
+        assert clients == {"127.0.0.2": 4, "127.0.0.3": 4}, clients
 
 
 def test_nginx_limits_each_clients_request_rate(cluster: Cluster) -> None:

@@ -580,6 +580,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         f"{GRACE:g}",
         "--max-pending",
         "1000000",
+        # Every client is on one address.
+        "--max-connections-per-client",
+        "0",
     )
     try:
         port = server.port()

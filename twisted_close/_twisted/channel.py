@@ -29,6 +29,7 @@ __all__ = [
     "http11_channel",
     "lose_connection",
     "network_producer",
+    "nothing_unsent",
     "on_half_close",
     "receiving_request",
     "replace_network_producer",
@@ -167,29 +168,41 @@ def receiving_request(channel: Any) -> bool:
 def reusable(channel: Any) -> bool:
     """
     Whether C{channel} (an C{HTTPChannel}) may be closed to free its
-    descriptor without losing anything: idle between requests, or still
-    sending its request's head (not its body: that is an upload under way).
+    descriptor with no answer lost: idle between requests, or still
+    sending its request's head or body (no answer is under way for it yet).
 
-    Relies on what L{receiving_request} relies on, on
-    C{LineReceiver.line_mode} (the head is read in line mode, a body in raw
-    mode), on C{HTTPChannel._waitingForTransport} and on the TCP transport's
-    C{dataBuffer} and C{_tempDataBuffer} (an answer not yet sent).
+    Relies on C{HTTPChannel._handlingRequest} (a request wholly received
+    and in hand: set before it is processed, cleared once it is answered),
+    on C{HTTPChannel._waitingForTransport} and on what L{nothing_unsent}
+    relies on.
     """
-    if channel._handlingRequest or not channel.line_mode:
+    if channel._handlingRequest:
         return False
     # An answer still on its way out (a client that reads slowly) is kept.
     if channel._waitingForTransport:
         return False
-    transport = tcp_transport_of(channel.transport)
+    return nothing_unsent(channel.transport)
+
+
+def nothing_unsent(transport: object) -> bool:
+    """
+    Whether the TCP connection under C{transport} has nothing written and
+    not yet sent.
+
+    Relies on the TCP transport's C{dataBuffer} and C{_tempDataBuffer},
+    where what is written waits for the socket (under TLS, the encrypted
+    bytes go to it as soon as they are made).
+    """
+    tcp = tcp_transport_of(transport)
     return not (
-        getattr(transport, "dataBuffer", b"")
-        or getattr(transport, "_tempDataBuffer", None)
+        getattr(tcp, "dataBuffer", b"") or getattr(tcp, "_tempDataBuffer", None)
     )
 
 
 def close_at_once(channel: Any) -> None:
     """
-    Close C{channel}'s connection now, its descriptor free before this
+    Close C{channel}'s connection (an C{HTTPChannel}, or an C{H2Connection}
+    with no stream open) now, its descriptor free before this
     returns (C{loseConnection} and C{abortConnection} close it on a later
     turn of the reactor, too late for an accept in the same turn).  Only for
     a connection with nothing left to write.
@@ -200,7 +213,10 @@ def close_at_once(channel: Any) -> None:
     """
     transport = tcp_transport_of(channel.transport)
     if transport is None:
-        channel.loseConnection()
+        # Not TCP (a transport in memory): as soon as it can.  An
+        # H2Connection has no loseConnection of its own.
+        lose = getattr(channel, "loseConnection", None)
+        (lose or channel.transport.loseConnection)()
         return
     transport.stopReading()
     transport.stopWriting()

@@ -1,6 +1,6 @@
 """
 An HTTP/2 stream (twisted.web's C{H2Stream}): its end behind flow control, and
-resetting it alone.
+resetting it alone; an HTTP/2 connection (C{H2Connection}) with no stream open.
 
 Each function says what Twisted behaviour it relies on; C{tests/test_twisted_h2.py}
 pins each of them.
@@ -16,6 +16,8 @@ from twisted.python.failure import Failure
 
 __all__ = [
     "abort_stream",
+    "h2_connection",
+    "h2_idle",
     "record_stream_loss",
     "stream_blocked",
     "stream_end_pending",
@@ -102,3 +104,33 @@ def record_stream_loss(channel: object, record: Callable[[Failure], None]) -> No
         below(reason)
 
     untyped.connectionLost = connection_lost
+
+
+def h2_connection(protocol: object) -> Any:
+    """
+    The C{H2Connection} behind a protocol a C{Site} built, once ALPN chose
+    h2; else C{None}.
+
+    Relies on C{_GenericHTTPChannelProtocol._channel}, replaced by an
+    C{H2Connection} when ALPN chose h2, which has C{streams} (an
+    C{HTTPChannel} has none).
+    """
+    channel = getattr(protocol, "_channel", None)
+    return channel if isinstance(getattr(channel, "streams", None), dict) else None
+
+
+def h2_idle(connection: Any) -> bool:
+    """
+    Whether the C{H2Connection} C{connection} has no stream open and
+    nothing held back to send: closing it loses no request and no answer.
+
+    Relies on C{H2Connection.streams}, its open streams by id (a stream
+    leaves it in C{_requestDone}, once its end was written, or on a reset),
+    on C{H2Connection._consumerBlocked} (a transport that takes no more) and
+    C{_bufferedControlFrames} (frames held back meanwhile).
+    """
+    if connection.streams:
+        return False
+    return getattr(connection, "_consumerBlocked", None) is None and not getattr(
+        connection, "_bufferedControlFrames", None
+    )

@@ -9,6 +9,7 @@ pins each of them.
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IAddress
 from twisted.web.iweb import IRequest
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "keep_alive_off",
     "request_state",
     "server_closing",
+    "set_client_address",
     "transport_of",
     "transport_paused",
 ]
@@ -36,6 +38,17 @@ def request_state(request: IRequest) -> tuple[bool, bool]:
     finished = bool(getattr(request, "finished", False))
     gone = bool(getattr(request, "_disconnected", False))
     return finished, gone
+
+
+def set_client_address(request: IRequest, address: IAddress) -> None:
+    """
+    Make C{address} what C{request.getClientAddress()} (and so twisted.web's
+    access log) says from now on.
+
+    Relies on C{Request.client}: set from the channel's peer when the
+    request is made, and what C{getClientAddress()} returns.
+    """
+    request.client = address  # type: ignore[attr-defined]
 
 
 def channel_of(request: IRequest) -> object:

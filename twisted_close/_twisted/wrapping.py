@@ -77,6 +77,10 @@ class GuardedProtocol:
     """Whether the hooks are closing the connection."""
     guard_refused = False
     """Whether the hooks refused the connection as it was made."""
+    guard_over_cap = False
+    """Whether it was refused for its address holding too many already."""
+    guard_client: str | None = None
+    """The peer's host, when the hooks count connections per client."""
 
     def makeConnection(self, transport: object) -> None:
         hooks = self.guard_hooks

@@ -21,6 +21,7 @@ from .. import (
     DelayedResource,
     Delivery,
     EventStreamResource,
+    ForwardedFor,
     HalfClose,
     HostCheck,
     Ledger,
@@ -180,8 +181,10 @@ def build_site(
     stall_timeout: float = 30.0,
     delivery: Delivery = "acknowledged",
     allowed_hosts: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
+    max_connections_per_client: int | None = None,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
@@ -211,12 +214,16 @@ def build_site(
         L{twisted_close.ConnectionPolicy}).
     @param allowed_hosts: the C{Host} names answered besides this machine's
         own (see L{twisted_close.HostCheck}); C{"*"} for any.
+    @param trusted_proxies: the proxies whose C{X-Forwarded-For} names the
+        client (see L{twisted_close.ForwardedFor}); none by default.
     @param peer_timeout: seconds after which a peer that stopped responding
         is dropped, or C{None} for the kernel's defaults (see
         L{twisted_close.guard_connections}, which also gives the site the
         room to free descriptors when they run short).
     @param read_timeout: seconds a request has to arrive from its first
         byte, else C{408}; C{None}: no limit.
+    @param max_connections_per_client: connections one peer address may
+        hold open (the trusted proxies' are not capped); C{None}: no limit.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     policy = ConnectionPolicy(
@@ -228,7 +235,12 @@ def build_site(
     events = EventStreamResource(
         tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger, policy=policy
     )
-    root = HostCheck(DemoRoot(delayed, events, metrics, counts), allowed_hosts)
+    root: IResource = HostCheck(
+        DemoRoot(delayed, events, metrics, counts), allowed_hosts
+    )
+    if trusted_proxies:
+        # Outermost: every answer, a refusal by Host too, names the client.
+        root = ForwardedFor(root, trusted_proxies)
     path = None if access_log in (None, "-") else access_log
     kind = _QuietSite if access_log is None else Site
     site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]
@@ -240,5 +252,7 @@ def build_site(
         read_timeout=read_timeout,
         ledger=ledger,
         clock=clock,
+        max_per_client=max_connections_per_client,
+        trusted=trusted_proxies,
     )
     return site

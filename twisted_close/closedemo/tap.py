@@ -31,6 +31,7 @@ from .. import (
     GracefulDrain,
     Ledger,
     Limits,
+    TrustedProxies,
     parse_delay,
 )
 from ..guard import guard_of
@@ -134,6 +135,14 @@ class Options(usage.Options):
             "cap) [default: a tenth of --max-pending].",
         ],
         [
+            "max-connections-per-client",
+            None,
+            "64",
+            "Connections one client address holds open, up to 10,000,000 "
+            "(0: no cap); by the address that connects (a --trusted-proxy "
+            "is not capped).",
+        ],
+        [
             "half-close",
             None,
             "leave",
@@ -173,6 +182,7 @@ class Options(usage.Options):
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["allowed-host"] = []
+        self["trusted-proxy"] = []
         self.warnings: list[str] = []
 
     def opt_version(self) -> None:
@@ -194,6 +204,14 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--allowed-host: {e}") from None
         self["allowed-host"].append(name)
+
+    def opt_trusted_proxy(self, address: str) -> None:
+        """Believe X-Forwarded-For from this address or network (10.0.0.0/8): its last untrusted address is the client; repeatable."""  # noqa: E501
+        try:
+            TrustedProxies([address])
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxy: {e}") from None
+        self["trusted-proxy"].append(address)
 
     def postOptions(self) -> None:
         for name, check in CHECKS.items():
@@ -323,6 +341,16 @@ def _peer_timeout(options: Options, option: str, text: Any) -> float | None:
     return value
 
 
+def _off_or_count(options: Options, option: str, text: Any) -> int | None:
+    """
+    A whole number up to 10,000,000, or 0 for no cap.
+    """
+    if str(text) == "0":
+        return None
+    value: int = _count(10**7)(options, option, text)
+    return value
+
+
 def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     A per-client cap: 0 turns it off (behind a proxy, every client is the
@@ -354,6 +382,7 @@ CHECKS: dict[str, Check] = {
     "max-streams": _count(10**7),
     "max-streams-per-client": _cap,
     "max-pending-per-client": _cap,
+    "max-connections-per-client": _off_or_count,
     "half-close": _choice("leave", "answer"),
     "delivery": _choice("acknowledged", "written"),
     "stall-timeout": _seconds("stall timeout", DAY, positive=True),
@@ -458,9 +487,10 @@ def site_settings(options: Any) -> dict[str, Any]:
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
-    names.append("delivery")
+    names += ["delivery", "max-connections-per-client"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
+    settings["trusted_proxies"] = list(options["trusted-proxy"])
     return settings
 
 
