@@ -47,6 +47,7 @@ PUBLIC = [
     "WorkResource",
     "cancel_on_disconnect",
     "classify",
+    "bound_request_bodies",
     "counter_events",
     "guard_connections",
     "is_cancellation",

@@ -24,6 +24,7 @@ from .. import (
     HalfClose,
     HostCheck,
     Ledger,
+    bound_request_bodies,
     guard_connections,
 )
 from ..ledger import CountsSource, Totals
@@ -181,6 +182,7 @@ def build_site(
     allowed_hosts: Sequence[str] = (),
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
+    max_body: int = 64 * 1024,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
@@ -216,6 +218,9 @@ def build_site(
         room to free descriptors when they run short).
     @param read_timeout: seconds a request has to arrive from its first
         byte, else C{408}; C{None}: no limit.
+    @param max_body: the most bytes of a request body read: past them,
+        C{413} (no resource of the demo takes a body; see
+        L{twisted_close.bound_request_bodies}).
     """
     ledger = Ledger(clock) if ledger is None else ledger
     policy = ConnectionPolicy(
@@ -233,6 +238,7 @@ def build_site(
     site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
+    bound_request_bodies(site, max_body, ledger=ledger)
     guard_connections(
         site,
         peer_timeout=peer_timeout,

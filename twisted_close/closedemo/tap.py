@@ -166,6 +166,13 @@ class Options(usage.Options):
             "20",
             "Seconds a request has to arrive, up to 86400 (0: no limit).",
         ],
+        [
+            "max-body",
+            None,
+            "65536",
+            "Bytes of a request body read before a 413, up to 1,000,000,000 "
+            "(0: no body).",
+        ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -323,6 +330,23 @@ def _peer_timeout(options: Options, option: str, text: Any) -> float | None:
     return value
 
 
+def _size(maximum: int) -> Check:
+    """
+    A whole number of bytes from 0 to C{maximum}.
+    """
+
+    def check(options: Options, option: str, text: Any) -> int:
+        text = str(text)
+        if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= maximum:
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise usage.UsageError(
+                f"{option}: {shown!r} is not a number of bytes from 0 to {maximum:,}"
+            )
+        return int(text)
+
+    return check
+
+
 def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     A per-client cap: 0 turns it off (behind a proxy, every client is the
@@ -359,6 +383,7 @@ CHECKS: dict[str, Check] = {
     "stall-timeout": _seconds("stall timeout", DAY, positive=True),
     "peer-timeout": _peer_timeout,
     "read-timeout": _seconds("read timeout", DAY, zero_is_off=True),
+    "max-body": _size(10**9),
 }
 """How each option's text is checked and turned into its value."""
 
@@ -458,7 +483,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
-    names.append("delivery")
+    names += ["delivery", "max-body"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
     return settings
