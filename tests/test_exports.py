@@ -98,6 +98,7 @@ PUBLIC_MODULES = {
     "twisted_close.ledger": ["WAIT_BUCKETS", "CountsSource", "Totals"],
     "twisted_close.reactors": ["asyncio_event_loop", "tcp_endpoint_address"],
     "twisted_close.streams": [
+        "DEFAULT_MAX_UNSENT",
         "PushStream",
         "StreamsResource",
         "positive_seconds",

@@ -25,6 +25,7 @@ from twisted_close._twisted.h2 import (
     record_stream_loss,
     stream_blocked,
     stream_end_pending,
+    stream_queued,
 )
 from twisted_close._twisted.request import (
     abort_request,
@@ -220,3 +221,14 @@ class AnswerAndStopTests(SynchronousTestCase):
         _spin(clock)
         kinds = [type(e).__name__ for e in _client_events(client, transport)]
         self.assertNotIn("ResponseReceived", kinds)
+
+
+class StreamQueuedTests(SynchronousTestCase):
+    def test_what_flow_control_holds_back_is_queued(self) -> None:
+        _server, _client, _transport, clock, request = _h2_answering()
+        stream = channel_of(request)
+        self.assertEqual(stream_queued(stream), 0)
+        _past_the_window(clock, request)
+        # 70,000 written, the default window of 65,535 let out.
+        self.assertEqual(stream_queued(stream), 70_000 - 65_535)
+        self.assertEqual(stream_queued(object()), 0)

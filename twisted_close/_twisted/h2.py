@@ -21,6 +21,7 @@ __all__ = [
     "record_stream_loss",
     "stream_blocked",
     "stream_end_pending",
+    "stream_queued",
 ]
 
 
@@ -153,3 +154,19 @@ def answer_and_stop(
 
     connection._reactor.callLater(0, answer)
     return True
+
+
+def stream_queued(channel: object) -> int:
+    """
+    How many bytes of an HTTP/2 stream's answer its connection holds back
+    (flow control, a full transport); 0 for anything else.
+
+    Relies on C{H2Connection._outboundStreamQueues}: a deque per stream of
+    the data written and not yet sent (and a marker for its end).
+    """
+    connection = getattr(channel, "_conn", None)
+    queues = getattr(connection, "_outboundStreamQueues", None)
+    if not queues:
+        return 0
+    queue = queues.get(getattr(channel, "streamID", None), ())
+    return sum(len(data) for data in queue if isinstance(data, bytes))

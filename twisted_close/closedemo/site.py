@@ -144,6 +144,7 @@ class DemoRoot(Resource):
             counts=counts,
             clock=delayed.clock,
             heartbeat=events.heartbeat,
+            max_unsent=events.max_unsent,
         )
         self.putChild(b"outcomes", self.outcomes)
 
@@ -183,6 +184,7 @@ def build_site(
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
     max_body: int = 64 * 1024,
+    max_subscriber_buffer: int | None = 256 * 1024,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
@@ -221,6 +223,9 @@ def build_site(
     @param max_body: the most bytes of a request body read: past them,
         C{413} (no resource of the demo takes a body; see
         L{twisted_close.bound_request_bodies}).
+    @param max_subscriber_buffer: the most bytes held unsent for one
+        C{/events} or C{/outcomes} subscriber before it is dropped;
+        C{None}: no bound.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     policy = ConnectionPolicy(
@@ -230,7 +235,12 @@ def build_site(
         message, delay, max_delay=max_delay, clock=clock, ledger=ledger, policy=policy
     )
     events = EventStreamResource(
-        tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger, policy=policy
+        tick=tick,
+        heartbeat=heartbeat,
+        clock=clock,
+        ledger=ledger,
+        policy=policy,
+        max_unsent=max_subscriber_buffer,
     )
     root = HostCheck(DemoRoot(delayed, events, metrics, counts), allowed_hosts)
     path = None if access_log in (None, "-") else access_log

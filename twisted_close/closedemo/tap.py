@@ -167,6 +167,13 @@ class Options(usage.Options):
             "Seconds a request has to arrive, up to 86400 (0: no limit).",
         ],
         [
+            "max-subscriber-buffer",
+            None,
+            "262144",
+            "Bytes held unsent for one /events or /outcomes subscriber "
+            "before it is dropped, 1,024 to 1,000,000,000.",
+        ],
+        [
             "max-body",
             None,
             "65536",
@@ -330,17 +337,19 @@ def _peer_timeout(options: Options, option: str, text: Any) -> float | None:
     return value
 
 
-def _size(maximum: int) -> Check:
+def _size(maximum: int, least: int = 0) -> Check:
     """
-    A whole number of bytes from 0 to C{maximum}.
+    A whole number of bytes from C{least} to C{maximum}.
     """
 
     def check(options: Options, option: str, text: Any) -> int:
         text = str(text)
-        if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= maximum:
+        digits = text.isascii() and text.isdigit()
+        if not digits or not least <= int(text) <= maximum:
             shown = text if len(text) <= 20 else text[:20] + "..."
             raise usage.UsageError(
-                f"{option}: {shown!r} is not a number of bytes from 0 to {maximum:,}"
+                f"{option}: {shown!r} is not a number of bytes from {least:,} "
+                f"to {maximum:,}"
             )
         return int(text)
 
@@ -384,6 +393,7 @@ CHECKS: dict[str, Check] = {
     "peer-timeout": _peer_timeout,
     "read-timeout": _seconds("read timeout", DAY, zero_is_off=True),
     "max-body": _size(10**9),
+    "max-subscriber-buffer": _size(10**9, least=1024),
 }
 """How each option's text is checked and turned into its value."""
 
@@ -483,7 +493,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     """
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
-    names += ["delivery", "max-body"]
+    names += ["delivery", "max-body", "max-subscriber-buffer"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
     return settings
