@@ -28,6 +28,7 @@ from .. import (
     guard_connections,
 )
 from ..ledger import CountsSource, Totals
+from ..logs import AccessLog, access_log_line
 from ..web import not_allowed, plain_error
 from .outcomes import OutcomeStreamResource
 from .page import DemoPage
@@ -185,6 +186,8 @@ def build_site(
     read_timeout: float | None = 20.0,
     max_body: int = 64 * 1024,
     max_subscriber_buffer: int | None = 256 * 1024,
+    access_log_files: int = 5,
+    access_log_size: int = 10_000_000,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
@@ -205,7 +208,12 @@ def build_site(
     @param access_log: C{None} for no access log (the outcome records
         already say what matters, and a line per request costs a fifth of
         the throughput), C{"-"} for twisted.web's lines in the server's
-        log, or a file's path.
+        log, or a file's path; either way each field from the network is
+        cut (L{twisted_close.logs.access_log_line}).
+    @param access_log_files: the most files of an access log file kept,
+        the one written included (see L{twisted_close.logs.AccessLog}).
+    @param access_log_size: the bytes an access log file reaches before
+        it is rotated.
     @param half_close: what a client's half-close means (see
         L{twisted_close.ConnectionPolicy}).
     @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
@@ -243,9 +251,15 @@ def build_site(
         max_unsent=max_subscriber_buffer,
     )
     root = HostCheck(DemoRoot(delayed, events, metrics, counts), allowed_hosts)
-    path = None if access_log in (None, "-") else access_log
     kind = _QuietSite if access_log is None else Site
-    site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]
+    site = kind(  # type: ignore[no-untyped-call]
+        root, reactor=clock, timeout=idle_timeout, logFormatter=access_log_line
+    )
+    if access_log not in (None, "-"):
+        # twisted.web's own file neither rotates nor bounds its lines.
+        site.log = AccessLog(  # type: ignore[assignment]
+            str(access_log), files=access_log_files, size=access_log_size, clock=clock
+        )
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
     bound_request_bodies(site, max_body, ledger=ledger)

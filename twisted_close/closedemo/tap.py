@@ -115,6 +115,19 @@ class Options(usage.Options):
             "Log a line per request: '-' (server log) or a file.",
         ],
         [
+            "access-log-files",
+            None,
+            "5",
+            "The most --access-log files kept, the one written included, 2 to 1000.",
+        ],
+        [
+            "access-log-size",
+            None,
+            "10000000",
+            "Bytes an --access-log file reaches before it is rotated, "
+            "10,000 to 1,000,000,000,000.",
+        ],
+        [
             "max-streams",
             None,
             "1000",
@@ -384,6 +397,8 @@ CHECKS: dict[str, Check] = {
     "workers": _count(64),
     "worker-timeout": _seconds("worker timeout", HOUR, positive=True),
     "access-log": _log_file,
+    "access-log-files": _size(1000, least=2),
+    "access-log-size": _size(10**12, least=10_000),
     "max-streams": _count(10**7),
     "max-streams-per-client": _cap,
     "max-pending-per-client": _cap,
@@ -494,6 +509,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
     names += ["delivery", "max-body", "max-subscriber-buffer"]
+    names += ["access-log-files", "access-log-size"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
     return settings
