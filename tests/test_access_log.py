@@ -69,7 +69,7 @@ class RotationTests(SynchronousTestCase):
     def test_bad_bounds_are_value_errors(self) -> None:
         for bad in ({"files": 1}, {"size": 0}, {"files": 2.5}, {"size": True}):
             with self.assertRaises(ValueError):
-                AccessLog("x.log", **bad)  # type: ignore[arg-type]
+                AccessLog("x.log", **bad)
 
     def test_nothing_is_opened_before_the_first_line(self) -> None:
         directory = temporary_directory(self)
