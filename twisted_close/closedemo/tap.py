@@ -237,6 +237,26 @@ class Options(usage.Options):
         self.warnings = _warnings(self)
 
 
+BOUNDS = (
+    "max-pending",
+    "max-pending-per-client",
+    "max-streams",
+    "max-streams-per-client",
+    "max-delay",
+    "read-timeout",
+    "peer-timeout",
+    "idle-timeout",
+    "stall-timeout",
+    "heartbeat",
+    "max-body",
+    "max-subscriber-buffer",
+    "access-log-files",
+    "access-log-size",
+)
+"""The options that bound what clients can make the server hold or do: the
+README's limits table lists each, with the default C{--help} shows."""
+
+
 Check = Callable[[Options, str, Any], Any]
 """Turns an option's text into its value, given the options checked so far
 and the option's name (C{"--tick"}); raises C{usage.UsageError}."""
