@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet.task import Clock
@@ -419,7 +419,7 @@ def table_rows(text: str, heading: str) -> list[list[str]]:
     The cells of each body row of the first table after C{heading}.
     """
     section = text.split(heading, 1)[1]
-    rows = []
+    rows: list[list[str]] = []
     for line in section.splitlines():
         if rows and not line.startswith("|"):
             break
@@ -433,7 +433,8 @@ def table_rows(text: str, heading: str) -> list[list[str]]:
 def help_defaults() -> dict[str, str | None]:
     from twisted_close.closedemo import tap
 
-    return {p[0]: p[2] for p in tap.Options.optParameters}
+    parameters = cast(list[list[Any]], tap.Options.optParameters)
+    return {p[0]: p[2] for p in parameters}
 
 
 class OptionTablesTests(SynchronousTestCase):
@@ -468,9 +469,9 @@ class OptionTablesTests(SynchronousTestCase):
         rows = table_rows((DOCS / "demo.md").read_text(), "| option |")
         page = {}
         for option, default, _ in [(r[0], r[1], r[2]) for r in rows]:
-            name = re.match(r"`--([\w-]+)", option)
-            assert name is not None, option
-            page[name.group(1)] = default
+            found = re.match(r"`--([\w-]+)", option)
+            assert found is not None, option
+            page[found.group(1)] = default
         defaults = help_defaults()
         self.assertEqual(sorted(page), sorted([*defaults, "listen", "allowed-host"]))
         for name, given in defaults.items():
