@@ -168,6 +168,13 @@ def body_bounded(
     whole body is in.
     """
 
+    def _refuse(request: Any, length: int | None) -> None:
+        request._body_refused = True
+        # Never rendered; an attribute of this one request, so that the
+        # others pay nothing for it.
+        request.requestReceived = _not_received
+        refuse(request, length)
+
     class Bounded(factory):  # type: ignore[misc]
         # Class defaults: a request without a body costs nothing more.
         _body_read = 0
@@ -175,9 +182,8 @@ def body_bounded(
 
         def gotLength(self, length: int | None) -> None:
             if length is not None and length > max_body:
-                self._body_refused = True
                 self.content = BytesIO()
-                refuse(self, length)
+                _refuse(self, length)
             elif max_body < SPOOLED_FROM:
                 # Bounded below the spooling size: memory, never a file.
                 self.content = BytesIO()
@@ -189,21 +195,20 @@ def body_bounded(
                 return
             read = self._body_read + len(data)
             if read > max_body:
-                self._body_refused = True
-                refuse(self, None)
+                _refuse(self, None)
                 return
             self._body_read = read
             self.content.write(data)
-
-        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-            if not self._body_refused:
-                super().requestReceived(command, path, version)
 
     Bounded.__name__ = Bounded.__qualname__ = "Bounded" + factory.__name__
     if INonQueuedRequestFactory.providedBy(factory):
         # What a class provides is not inherited: HTTPChannel asks.
         directlyProvides(Bounded, INonQueuedRequestFactory)
     return Bounded
+
+
+def _not_received(command: bytes, path: bytes, version: bytes) -> None:
+    pass
 
 
 def body_refused(request: object) -> bool:
