@@ -39,12 +39,14 @@ def rss(pid: int) -> int:
 
 def subscribe(port: int, source: str) -> socket.socket:
     """
-    A GET /outcomes that reads nothing, ever.
+    A GET /outcomes, admitted (its status line read), that reads nothing
+    more, ever.
     """
     sock = socket.create_connection(
         ("127.0.0.1", port), timeout=10, source_address=(source, 0)
     )
     sock.sendall(b"GET /outcomes HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert sock.recv(16).startswith(b"HTTP/1.1 200 ")
     return sock
 
 
