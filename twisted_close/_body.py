@@ -23,12 +23,23 @@ from ._outcome import Rejection
 from ._twisted.h2 import answer_and_stop
 from ._twisted.request import body_bounded, reject_body_h1
 
-__all__ = ["DEFAULT_MAX_BODY", "bound_request_bodies", "too_large"]
+__all__ = ["DEFAULT_MAX_BODY", "bound_request_bodies", "checked_max_body", "too_large"]
 
 log = Logger(namespace="twisted_close")
 
 DEFAULT_MAX_BODY = 64 * 1024
 """The request body bound closedemo uses by default, in bytes."""
+
+
+def checked_max_body(max_body: int) -> int:
+    """
+    C{max_body}, checked.
+
+    @raise ValueError: if it is not a whole number >= 0.
+    """
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
+        raise ValueError(f"max_body must be a whole number >= 0, not {max_body!r}")
+    return max_body
 
 
 def too_large(max_body: int, length: int | None) -> bytes:
@@ -54,8 +65,7 @@ def bound_request_bodies(
 
     @raise ValueError: if C{max_body} is not a whole number >= 0.
     """
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
-        raise ValueError(f"max_body must be a whole number >= 0, not {max_body!r}")
+    checked_max_body(max_body)
 
     def refuse(request: Any, length: int | None) -> None:
         if ledger is not None:

@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from ._body import too_large
+from ._body import checked_max_body, too_large
 from ._cancellation import Cancellable
 from ._clock import default_clock
 from ._http import not_allowed, plain_error, refusal
@@ -73,12 +73,8 @@ class WorkResource(Resource):
         @raise ValueError: if C{max_body} is not C{None} nor a whole
             number >= 0.
         """
-        if max_body is not None and (
-            isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0
-        ):
-            raise ValueError(f"max_body must be a whole number >= 0, not {max_body!r}")
         super().__init__()  # type: ignore[no-untyped-call]
-        self.max_body = max_body
+        self.max_body = None if max_body is None else checked_max_body(max_body)
         self.clock = default_clock(clock)
         self.ledger = Ledger(self.clock) if ledger is None else ledger
         self.policy = policy

@@ -21,6 +21,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ._ledger import Ledger
+from ._limits import _cap
 from ._outcome import Ending
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
@@ -323,16 +324,8 @@ class StreamsResource(WorkResource, Generic[S]):
         @raise ValueError: if C{max_unsent} is not C{None} nor a whole
             number >= 1.
         """
-        if max_unsent is not None and (
-            isinstance(max_unsent, bool)
-            or not isinstance(max_unsent, int)
-            or max_unsent < 1
-        ):
-            raise ValueError(
-                f"max_unsent must be a whole number >= 1 or None, not {max_unsent!r}"
-            )
         super().__init__(clock=clock, ledger=ledger, policy=policy)
-        self.max_unsent = max_unsent
+        self.max_unsent = _cap("max_unsent", max_unsent)
         # Clients dropped so far for leaving too much unsent.
         self.dropped_unsent = 0
         # The open ones, to end them all.
