@@ -731,6 +731,76 @@ class FanOutTests(SynchronousTestCase):
         self.assertFalse(client.closed_by_server)
 
 
+def hold_unsent(client: Connection, n: int) -> None:
+    """
+    Make C{client}'s transport say it holds C{n} bytes unsent, as Twisted's
+    C{FileDescriptor} does (C{dataBuffer} from C{offset}, C{_tempDataLen}).
+    """
+    untyped: Any = client.transport
+    untyped.dataBuffer, untyped.offset, untyped._tempDataLen = b"x" * n, 0, 0
+
+
+class UnsentBoundTests(SynchronousTestCase):
+    def test_a_subscriber_that_would_pass_the_bound_is_dropped_and_counted(
+        self,
+    ) -> None:
+        server, ledger = demo_server(delay=5, max_subscriber_buffer=1000)
+        stuck = server.connect(port=50112).request("/outcomes")
+        reading = server.get("/outcomes")
+        hold_unsent(stuck, 900)  # unpaused, yet holding: the next batch passes
+        server.get("/gone").close()
+        with capturedLogs() as logged:
+            server.advance(1)
+        self.assertTrue(stuck.transport.disconnecting)
+        self.assertEqual(outcomes_of(server).dropped_unsent, 1)
+        self.assertEqual(ledger.server_endings, {Ending.STALLED: 1})
+        self.assertEqual(ledger.snapshot()["server_ended"], 1)
+        [line] = [
+            formatEvent(e) for e in logged if "outcome" in e and "outcomes" in e["path"]
+        ]
+        self.assertIn("900 bytes unsent, over 1000; 0 outcomes sent", line)
+        self.assertFalse(reading.closed_by_server)
+        self.assertEqual(len(outcomes_of(server).streams), 1)
+
+    def test_one_large_batch_to_an_empty_buffer_is_written(self) -> None:
+        server, ledger = demo_server(delay=5, max_subscriber_buffer=1024)
+        client = server.get("/outcomes")
+        for n in range(20):
+            server.get(f"/{n}-" + "y" * 200).close()
+        server.advance(1)
+        [data] = [d for kind, d in events(client) if kind == "outcomes"]
+        self.assertEqual(len(data["outcomes"]), 20)
+        self.assertFalse(client.closed_by_server)
+        self.assertEqual(ledger.server_ended, 0)
+
+    def test_outcomes_past_64_kib_go_out_at_once(self) -> None:
+        server, _ = demo_server(delay=5)
+        client = server.get("/outcomes")
+        server.advance(1)
+        server.get("/first").close()
+        server.advance(0)  # a batch went out: the next waits 0.1 s...
+        for n in range(400):
+            server.get(f"/{n}-" + "z" * 250).close()
+        server.advance(0)  # ...unless 64 KiB wait: then not
+        found = [d for kind, d in events(client) if kind == "outcomes"][1:]
+        # In events of at most about 64 KiB each, every outcome in order.
+        self.assertGreater(len(found), 1)
+        sizes = [len(json.dumps(d)) for d in found]
+        # (json.dumps adds a space after each separator.)
+        self.assertTrue(all(size < 72 * 1024 for size in sizes), sizes)
+        paths = [i["outcome"]["path"] for d in found for i in d["outcomes"]]
+        self.assertEqual(paths, [f"/{n}-" + "z" * 250 for n in range(400)])
+
+    def test_a_long_path_is_cut_in_the_stream(self) -> None:
+        server, _ = demo_server(delay=5)
+        client = server.get("/outcomes")
+        server.get("/" + "q" * 16000).close()
+        server.advance(1)
+        [data] = [d for kind, d in events(client) if kind == "outcomes"]
+        path = data["outcomes"][0]["outcome"]["path"]
+        self.assertEqual(path, "/" + "q" * 255 + "...[16001-bytes]")
+
+
 class OutcomeJsonTests(SynchronousTestCase):
     def test_the_hand_made_json_is_the_records(self) -> None:
         from twisted_close.closedemo.outcomes import _counter, _outcome_json

@@ -93,6 +93,16 @@ class OptionsTests(SynchronousTestCase):
         options = parse("--listen", "tcp:8001", "--listen", "unix:/tmp/x.sock")
         self.assertEqual(options["listen"], ["tcp:8001", "unix:/tmp/x.sock"])
 
+    def test_max_body_is_bytes_from_0(self) -> None:
+        self.assertEqual(tap.site_settings(parse())["max_body"], 65536)
+        self.assertEqual(tap.site_settings(parse("--max-body", "0"))["max_body"], 0)
+        with self.assertRaises(UsageError) as caught:
+            parse("--max-body", "-1")
+        self.assertEqual(
+            str(caught.exception),
+            "--max-body: '-1' is not a number of bytes from 0 to 1,000,000,000",
+        )
+
     def test_bad_values_name_the_option(self) -> None:
         cases = {
             ("--delay", "-1"): "--delay",

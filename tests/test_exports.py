@@ -50,6 +50,7 @@ PUBLIC = [
     "WorkResource",
     "cancel_on_disconnect",
     "classify",
+    "bound_request_bodies",
     "counter_events",
     "guard_connections",
     "is_cancellation",
@@ -100,6 +101,7 @@ PUBLIC_MODULES = {
     "twisted_close.ledger": ["WAIT_BUCKETS", "CountsSource", "Totals"],
     "twisted_close.reactors": ["asyncio_event_loop", "tcp_endpoint_address"],
     "twisted_close.streams": [
+        "DEFAULT_MAX_UNSENT",
         "PushStream",
         "StreamsResource",
         "positive_seconds",

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet.task import Clock
@@ -412,3 +412,68 @@ class DocsPagesTests(SynchronousTestCase):
         # A newcomer reads the library's use before anything about the demo.
         end = TEXT.index("```", TEXT.index("```python") + 3)
         self.assertLess(TEXT[:end].count("\n"), 60)
+
+
+def table_rows(text: str, heading: str) -> list[list[str]]:
+    """
+    The cells of each body row of the first table after C{heading}.
+    """
+    section = text.split(heading, 1)[1]
+    rows: list[list[str]] = []
+    for line in section.splitlines():
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not line.startswith("| ---"):
+            # A cell may hold an escaped pipe (`leave\|answer`).
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    # The header row names the columns: "default" among them.
+    return rows[1:] if rows and "default" in rows[0] else rows
+
+
+def help_defaults() -> dict[str, str | None]:
+    from twisted_close.closedemo import tap
+
+    parameters = cast(list[list[Any]], tap.Options.optParameters)
+    return {p[0]: p[2] for p in parameters}
+
+
+class OptionTablesTests(SynchronousTestCase):
+    def test_the_limits_table_lists_every_bound_with_its_help_default(self) -> None:
+        from twisted_close import Ledger
+        from twisted_close.closedemo import tap
+
+        defaults = help_defaults()
+        listed = {}
+        for _, option, default, _ in table_rows(TEXT, "## Limits"):
+            if option == "none":
+                continue
+            name = option.strip("`").removeprefix("--")
+            listed[name] = default
+        self.assertEqual(sorted(listed), sorted(tap.BOUNDS))
+        for name, default in listed.items():
+            given = defaults[name]
+            if given is None:
+                # Not a fixed number: the help says how it is reckoned.
+                self.assertIsNone(re.fullmatch(r"`[^`]*`", default), name)
+            else:
+                self.assertEqual(default, f"`{given}`", name)
+        # The one bound that is no option: the log's, as the ledger's default.
+        [fixed] = [r for r in table_rows(TEXT, "## Limits") if r[1] == "none"]
+        self.assertEqual(fixed[2], "50 lines, 64 KiB")
+        reporter = Ledger()._reporter
+        self.assertEqual(
+            (reporter._per_second, reporter._bytes_per_second), (50, 64 * 1024)
+        )
+
+    def test_the_demo_page_lists_every_option_with_its_help_default(self) -> None:
+        rows = table_rows((DOCS / "demo.md").read_text(), "| option |")
+        page = {}
+        for option, default, _ in [(r[0], r[1], r[2]) for r in rows]:
+            found = re.match(r"`--([\w-]+)", option)
+            assert found is not None, option
+            page[found.group(1)] = default
+        defaults = help_defaults()
+        self.assertEqual(sorted(page), sorted([*defaults, "listen", "allowed-host", "trusted-proxy"]))
+        for name, given in defaults.items():
+            if given is not None:
+                self.assertEqual(page[name], f"`{given}`", name)

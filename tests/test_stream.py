@@ -519,3 +519,37 @@ class EndTests(SynchronousTestCase):
         server.advance(0)
         self.assertTrue(client.closed_by_server)
         self.assertEqual(resource.ledger.completed, 1)
+
+
+class UnsentBoundTests(SynchronousTestCase):
+    def test_an_event_past_the_bound_drops_the_client(self) -> None:
+        clock = Clock()
+        ledger = Ledger(clock)
+        big = "x" * 400
+        resource = EventStreamResource(
+            lambda n, now: ServerSentEvent(big),
+            clock=clock,
+            ledger=ledger,
+            max_unsent=1000,
+        )
+        server = InMemoryServer(resource, clock=clock)
+        client = server.get("/")
+        server.advance(1)
+        self.assertFalse(client.closed_by_server)
+        # Twisted's buffer holds 700 bytes the client has not read.
+        untyped: Any = client.transport
+        untyped.dataBuffer, untyped.offset, untyped._tempDataLen = b"x" * 700, 0, 0
+        outcomes: list[Outcome] = []
+        ledger.observe(outcomes.append)
+        server.advance(1)
+        self.assertTrue(client.closed_by_server)
+        [outcome] = outcomes
+        self.assertTrue(outcome.ending.by_server)
+        self.assertEqual(
+            outcome.detail, "1 event sent; dropped: over 1000 bytes unsent"
+        )
+
+    def test_a_bad_bound_is_a_value_error(self) -> None:
+        for bad in (0, -1, 1.5, True):
+            with self.assertRaises(ValueError):
+                EventStreamResource(clock=Clock(), max_unsent=bad)  # type: ignore[arg-type]

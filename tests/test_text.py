@@ -110,3 +110,38 @@ class LogLineTests(SynchronousTestCase):
         with capturedLogs() as events:
             ledger.record(self.outcome("GET", "/a b"))
         self.assertIn("GET /a\\x20b from", formatEvent(events[0]))
+
+
+class BoundTests(SynchronousTestCase):
+    def test_a_long_field_is_cut_with_its_length_noted(self) -> None:
+        from twisted_close._text import FIELD_BYTES, raw_text
+
+        path = b"/" + b"a" * 16383
+        self.assertEqual(
+            raw_text(path), path[:FIELD_BYTES].decode() + "...[16384-bytes]"
+        )
+        self.assertEqual(
+            printable(path), path[:FIELD_BYTES].decode() + "...[16384-bytes]"
+        )
+        short = b"/" + b"b" * (FIELD_BYTES - 1)
+        self.assertEqual(raw_text(short), short.decode())
+
+    def test_control_bytes_stay_bounded_once_escaped(self) -> None:
+        from twisted_close._text import raw_text
+
+        path = b"/" + bytes(range(1, 32)) * 530  # 16 KB of control bytes
+        self.assertLess(len(printable(path)), 4 * 256 + 20)
+        self.assertLess(len(json.dumps(raw_text(path))), 6 * 256 + 20)
+
+    def test_the_outcome_and_its_log_line_are_bounded(self) -> None:
+        server, ledger = demo_server(delay=5)
+        outcomes: list[Outcome] = []
+        ledger.observe(outcomes.append)
+        with capturedLogs() as logged:
+            server.get("/" + "x" * 16000).close()
+            server.advance(1)
+        [outcome] = outcomes
+        self.assertTrue(outcome.path.endswith("...[16001-bytes]"))
+        self.assertLess(len(outcome.path), 300)
+        [line] = [formatEvent(e) for e in logged if "outcome" in e]
+        self.assertLess(len(line), 500)

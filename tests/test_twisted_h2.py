@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import twisted.web.http
+from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
 from h2.events import DataReceived, StreamReset
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._http2 import H2Connection
@@ -20,14 +22,17 @@ from twisted.web.server import Site
 
 from twisted_close._twisted.h2 import (
     abort_stream,
+    answer_and_stop,
     h2_connection,
     h2_idle,
     record_stream_loss,
     stream_blocked,
     stream_end_pending,
+    stream_queued,
 )
 from twisted_close._twisted.request import (
     abort_request,
+    body_bounded,
     channel_of,
 )
 
@@ -191,3 +196,94 @@ class H2ConnectionTests(SynchronousTestCase):
         protocol.dataReceived(client.data_to_send())
         self.assertEqual(resource.requests, [])
         self.assertFalse(h2_idle(connection))
+
+
+def _posting(length: int | None) -> tuple[Any, Any, Any, Any, list[Any]]:
+    """
+    Twisted's HTTP/2 server on a clock, its site's bodies bounded at 4
+    bytes and refused with L{answer_and_stop}; a client that began a POST
+    on stream 1 (announcing C{length}, if given) and sent no body yet.
+    """
+    refused: list[Any] = []
+
+    def refuse(request: Any, n: int | None) -> None:
+        refused.append(request)
+        headers = [(b"content-length", b"3")]
+        assert answer_and_stop(request.channel, 413, headers, b"no\n")
+
+    clock = Clock()
+    resource = Holding()
+    site = Site(resource, reactor=clock)
+    server: Any = H2Connection(clock)
+    server.requestFactory = body_bounded(site.requestFactory, 4, refuse)
+    server.site = server.factory = site
+    transport = StringTransport()
+    server.makeConnection(transport)
+    client = H2Client(H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "localhost"),
+        (":path", "/up"),
+    ]
+    if length is not None:
+        headers.append(("content-length", str(length)))
+    client.send_headers(1, headers)
+    server.dataReceived(client.data_to_send())
+    return server, client, transport, clock, refused
+
+
+class AnswerAndStopTests(SynchronousTestCase):
+    def test_a_body_announced_too_long_is_answered_then_its_stream_reset(
+        self,
+    ) -> None:
+        server, client, transport, clock, refused = _posting(100)
+        self.assertEqual(len(refused), 1)
+        # The stream is registered only after gotLength: the answer waits a turn.
+        _spin(clock)
+        events = _client_events(client, transport)
+        kinds = [type(e).__name__ for e in events]
+        self.assertIn("ResponseReceived", kinds)
+        [answer] = [e for e in events if type(e).__name__ == "ResponseReceived"]
+        self.assertEqual(dict(answer.headers)[b":status"], b"413")
+        self.assertIn("StreamEnded", kinds)
+        [reset] = [e for e in events if isinstance(e, StreamReset)]
+        self.assertEqual(reset.error_code, ErrorCodes.NO_ERROR)
+        # The connection goes on, and so does the client's sending: ignored.
+        self.assertFalse(transport.disconnecting)
+        self.assertNotIn(1, server.streams)
+        self.assertFalse(answer_and_stop(object(), 413, [], b""))
+
+    def test_a_body_of_unknown_length_is_cut_at_the_bound(self) -> None:
+        server, client, transport, clock, refused = _posting(None)
+        self.assertEqual(refused, [])
+        client.send_data(1, b"abc")
+        server.dataReceived(client.data_to_send())
+        self.assertEqual(refused, [])
+        client.send_data(1, b"defg")
+        server.dataReceived(client.data_to_send())
+        self.assertEqual(len(refused), 1)
+        _spin(clock)
+        kinds = [type(e).__name__ for e in _client_events(client, transport)]
+        self.assertIn("ResponseReceived", kinds)
+        self.assertIn("StreamReset", kinds)
+
+    def test_a_stream_reset_by_the_client_first_gets_no_answer(self) -> None:
+        server, client, transport, clock, _ = _posting(100)
+        client.reset_stream(1)
+        server.dataReceived(client.data_to_send())
+        _spin(clock)
+        kinds = [type(e).__name__ for e in _client_events(client, transport)]
+        self.assertNotIn("ResponseReceived", kinds)
+
+
+class StreamQueuedTests(SynchronousTestCase):
+    def test_what_flow_control_holds_back_is_queued(self) -> None:
+        _server, _client, _transport, clock, request = _h2_answering()
+        stream = channel_of(request)
+        self.assertEqual(stream_queued(stream), 0)
+        _past_the_window(clock, request)
+        # 70,000 written, the default window of 65,535 let out.
+        self.assertEqual(stream_queued(stream), 70_000 - 65_535)
+        self.assertEqual(stream_queued(object()), 0)

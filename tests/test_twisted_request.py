@@ -6,6 +6,7 @@ upgrade changes it.
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import Any
 
 from h2.events import StreamReset
@@ -15,23 +16,31 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web._http2 import H2Stream
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, Request
 from twisted.web.server import Site
+from twisted.web.test.requesthelper import DummyChannel
 
 from twisted_close import DelayedResource, Ending, Ledger
 from twisted_close._twisted.request import (
+    SPOOLED_FROM,
     abort_connection,
     abort_request,
+    body_bounded,
+    body_length,
+    body_refused,
     channel_of,
     keep_alive_off,
+    reject_body_h1,
     request_state,
     server_closing,
     set_client_address,
     transport_of,
     transport_paused,
 )
+from twisted_close.testing import InMemoryServer
 
 from .twisted_pins import (
+    Holding,
     _client_events,
     _h2_answering,
     _h2_in_memory,
@@ -174,3 +183,93 @@ class AbortRequestTests(SynchronousTestCase):
         self.assertIsInstance(reset, StreamReset)
         self.assertEqual(reset.stream_id, 1)
         self.assertFalse(transport.disconnecting)
+
+
+def _bounded(max_body: int) -> tuple[Any, Holding, list[tuple[Any, int | None]]]:
+    """
+    An in-memory server whose site's bodies are bounded at C{max_body},
+    what it rendered and what it refused.
+    """
+    refused: list[tuple[Any, int | None]] = []
+    resource = Holding()
+    site = Site(resource, reactor=Clock())
+    site.requestFactory = body_bounded(
+        site.requestFactory, max_body, lambda r, n: refused.append((r, n))
+    )
+    return InMemoryServer(site), resource, refused
+
+
+class BodyBoundedTests(SynchronousTestCase):
+    def test_a_length_over_the_bound_is_refused_before_any_body(self) -> None:
+        server, resource, refused = _bounded(10)
+        client = server.connect()
+        client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n")
+        # gotLength came with the head, before any byte of the body.
+        [(request, length)] = refused
+        self.assertEqual(length, 11)
+        self.assertTrue(body_refused(request))
+        client.send(b"x" * 11)
+        self.assertEqual(resource.requests, [])  # never rendered
+        self.assertEqual(request.content.getvalue(), b"")
+
+    def test_a_chunked_body_is_cut_as_it_passes_the_bound(self) -> None:
+        server, resource, refused = _bounded(10)
+        client = server.connect()
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"6\r\nabcdef\r\n"
+        )
+        self.assertEqual(refused, [])
+        client.send(b"6\r\nghijkl\r\n0\r\n\r\n")
+        [(request, length)] = refused
+        self.assertIsNone(length)
+        self.assertEqual(request.content.getvalue(), b"abcdef")
+        self.assertEqual(resource.requests, [])
+
+    def test_a_body_within_the_bound_is_read_into_memory_and_rendered(self) -> None:
+        server, resource, refused = _bounded(10)
+        client = server.connect()
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n"
+        )
+        [request] = resource.requests
+        self.assertEqual(refused, [])
+        self.assertFalse(body_refused(request))
+        self.assertEqual(request.content.read(), b"hello")
+        self.assertEqual(body_length(request), 5)
+
+    def test_twisted_spools_a_body_of_unknown_length_the_bound_does_not(self) -> None:
+        # What the bound prevents: Twisted's own choice is a temporary file.
+        plain: Any = Request(DummyChannel())  # type: ignore[arg-type]
+        plain.gotLength(None)
+        self.assertNotIsInstance(plain.content, BytesIO)
+        plain.content.close()
+        bounded = body_bounded(Request, SPOOLED_FROM - 1, lambda r, n: None)
+        request = bounded(DummyChannel())
+        request.gotLength(None)
+        self.assertIsInstance(request.content, BytesIO)
+        # From the spooling size on, Twisted's choice stands.
+        large = body_bounded(Request, SPOOLED_FROM, lambda r, n: None)(DummyChannel())
+        large.gotLength(SPOOLED_FROM)
+        self.assertNotIsInstance(large.content, BytesIO)
+        large.content.close()
+
+    def test_body_length_of_an_unbounded_request_reads_its_content(self) -> None:
+        resource = Holding()
+        server = InMemoryServer(resource, clock=Clock())
+        client = server.connect()
+        client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+        [request] = resource.requests
+        self.assertEqual(body_length(request), 3)
+        self.assertEqual(request.content.read(), b"abc")  # left where it was
+
+    def test_reject_body_h1_answers_and_closes(self) -> None:
+        server, _, refused = _bounded(0)
+        client = server.connect()
+        client.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n")
+        [(request, _)] = refused
+        self.assertTrue(reject_body_h1(request, b"HTTP/1.1 413 X\r\n\r\n"))
+        self.assertEqual(client.transport.value(), b"HTTP/1.1 413 X\r\n\r\n")
+        self.assertTrue(client.closed_by_server)
+        self.assertFalse(reject_body_h1(object(), b""))

@@ -34,6 +34,7 @@ from twisted_close._twisted.tcp import (
     peer_timed_out,
     tcp_socket,
     tcp_transport_of,
+    unsent_bytes,
     watch_peer_timeout,
     written_offset,
 )
@@ -197,3 +198,30 @@ class AcknowledgementTests(SynchronousTestCase):
         self.assertEqual(told, [(connection, fileno, ConnectionDone)])
         self.assertEqual(pair.server.fileno(), -1)
         self.assertFalse(on_tcp_lost(StringTransport(), lost))
+
+
+class UnsentBytesTests(SynchronousTestCase):
+    def test_what_twisted_buffers_is_unsent(self) -> None:
+        _, connection, _ = _tcp_connection(self)
+        self.assertEqual(unsent_bytes(connection), 0)
+        # Nothing runs the memory reactor: every write stays in Twisted.
+        connection.write(b"x" * 1000)
+        connection.writeSequence([b"y" * 10, b"z" * 5])
+        self.assertEqual(unsent_bytes(connection), 1015)
+        # Half handed to the kernel: dataBuffer from offset is what is left.
+        connection.doWrite()
+        self.assertEqual(unsent_bytes(connection), 0)
+
+    def test_through_tls_small_writes_wait_in_the_aggregator(self) -> None:
+        server, _, wrapped = _tls_pair()
+        _, connection, _ = _tcp_connection(self)
+        server.makeConnection(connection)
+        assert wrapped.transport is not None
+        self.assertIsInstance(wrapped.transport, BufferingTLSTransport)
+        below = unsent_bytes(wrapped.transport)
+        wrapped.transport.write(b"a" * 300)
+        self.assertEqual(unsent_bytes(wrapped.transport), below + 300)
+
+    def test_anything_else_holds_nothing(self) -> None:
+        self.assertEqual(unsent_bytes(None), 0)
+        self.assertEqual(unsent_bytes(StringTransport()), 0)

@@ -101,9 +101,10 @@ def command(*options: str, logging: tuple[str, ...] = ("--logfile=-",)) -> list[
     ]
 
 
-def environment() -> dict[str, str]:
+def environment(**more: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(more)
     return env
 
 
@@ -135,11 +136,12 @@ class Twistd:
         logging: tuple[str, ...] = ("--logfile=-",),
         argv: list[str] | None = None,
         preexec_fn: Callable[[], object] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.process = subprocess.Popen(
             command(*options, logging=logging) if argv is None else argv,
             cwd=cwd,
-            env=environment(),
+            env=environment(**(env or {})),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

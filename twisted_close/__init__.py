@@ -6,6 +6,7 @@ it started and report who left, after how long, and why.
 """
 
 from ._async import SAFE_METHODS, AsyncResource
+from ._body import bound_request_bodies
 from ._cancellation import Cancellable, is_cancellation
 from ._delay import DelayError, parse_delay
 from ._delayed import DelayedResource
@@ -52,6 +53,7 @@ __all__ = [
     "TrustedProxies",
     "WorkResource",
     "__version__",
+    "bound_request_bodies",
     "cancel_on_disconnect",
     "classify",
     "counter_events",

@@ -41,6 +41,7 @@ class DelayedResource(WorkResource):
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        max_body: int | None = None,
     ) -> None:
         """
         @param body: the answer; C{str} is sent as UTF-8.
@@ -50,10 +51,12 @@ class DelayedResource(WorkResource):
         @param ledger: counts pending, completed, interrupted and rejected
             requests; a new one by default.
         @param policy: handed to each watch (see L{WorkResource}).
+        @param max_body: the most bytes of request body taken, else
+            C{413} (see L{WorkResource}); C{None}: any.
         """
         if not 0 <= delay <= max_delay:
             raise ValueError(f"delay {delay!r} is not within 0..{max_delay!r}")
-        super().__init__(clock=clock, ledger=ledger, policy=policy)
+        super().__init__(clock=clock, ledger=ledger, policy=policy, max_body=max_body)
         self.body = body.encode("utf-8") if isinstance(body, str) else body
         self.delay = delay
         self.max_delay = max_delay

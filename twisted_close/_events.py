@@ -28,6 +28,7 @@ from twisted.web.iweb import IRequest
 from ._ledger import Ledger
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._stream import (
+    DEFAULT_MAX_UNSENT,
     HEARTBEAT,
     PushStream,
     ServerSentEvent,
@@ -36,6 +37,7 @@ from ._stream import (
     stream_headers,
 )
 from ._text import printable
+from ._twisted.request import abort_request
 from ._watch import RequestWatch
 
 __all__ = ["EventStream", "EventStreamResource", "StreamSource", "counter_events"]
@@ -132,8 +134,13 @@ class EventStream(PushStream):
         request.write(b"")
         self._schedule()
 
+    _unsent_drop = False
+
     def _detail(self) -> str:
-        return f"{self.sent} event{'' if self.sent == 1 else 's'} sent"
+        sent = f"{self.sent} event{'' if self.sent == 1 else 's'} sent"
+        if self._unsent_drop:
+            sent += f"; dropped: over {self.max_unsent} bytes unsent"
+        return sent
 
     # Scheduling
 
@@ -185,6 +192,12 @@ class EventStream(PushStream):
         # Schedule before writing: the write may pause us, or lose the client.
         self._schedule()
         if data is not None:
+            if self.too_much_unsent(len(data)) is not None:
+                # Backpressure pauses the ticks; a source whose events are
+                # large passes the bound anyway: the client goes.
+                self._unsent_drop = True
+                abort_request(self.request)
+                return
             self.sent += 1
             self.request.write(data)
 
@@ -232,6 +245,7 @@ class EventStreamResource(StreamsResource[EventStream]):
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        max_unsent: int | None = DEFAULT_MAX_UNSENT,
     ) -> None:
         """
         @param source: asked for an event at every tick, see L{StreamSource};
@@ -242,13 +256,19 @@ class EventStreamResource(StreamsResource[EventStream]):
         @param clock: schedules the events; the global reactor by default.
         @param ledger: where streams are counted; a new one by default.
         @param policy: handed to each watch (see L{WorkResource}).
+        @param max_unsent: the most bytes held unsent for a client that
+            reads nothing: an event that would pass it drops the client
+            (its connection aborted, counted and logged as ended by the
+            server); C{None}: no bound.
         @raise ValueError: if C{tick} or C{heartbeat} is not C{> 0}.
         """
         self.tick = positive_seconds("tick", tick)
         self.heartbeat = (
             None if heartbeat is None else positive_seconds("heartbeat", heartbeat)
         )
-        super().__init__(clock=clock, ledger=ledger, policy=policy)
+        super().__init__(
+            clock=clock, ledger=ledger, policy=policy, max_unsent=max_unsent
+        )
         self.source: StreamSource = counter_events if source is None else source
 
     def _stream(self, request: IRequest) -> EventStream:

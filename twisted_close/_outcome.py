@@ -80,6 +80,7 @@ class Rejection(enum.Enum):
     CLIENT_STREAMS = "too many streams from this client"
     CLIENT_PENDING = "too many pending requests from this client"
     READ_TIMEOUT = "request too slow to arrive"
+    BODY_TOO_LARGE = "request body too large"
 
     @property
     def code(self) -> str:

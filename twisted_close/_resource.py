@@ -11,12 +11,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from ._body import checked_max_body, too_large
 from ._cancellation import Cancellable
 from ._clock import default_clock
-from ._http import not_allowed, refusal
+from ._http import not_allowed, plain_error, refusal
 from ._ledger import Ledger
 from ._outcome import Ending, Rejection
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
+from ._twisted.request import body_length, keep_alive_off
 from ._watch import RequestWatch
 
 __all__ = ["WorkResource"]
@@ -40,6 +42,7 @@ class WorkResource(Resource):
     @ivar clock: schedules the work and times the outcomes.
     @ivar ledger: counts the requests and holds them while pending.
     @ivar policy: handed to each request's watch (see L{RequestWatch}).
+    @ivar max_body: the most bytes of request body taken, or C{None}.
     """
 
     isLeaf = True
@@ -53,14 +56,25 @@ class WorkResource(Resource):
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        max_body: int | None = None,
     ) -> None:
         """
         @param clock: the global reactor by default.
         @param ledger: a new one by default.
         @param policy: what a client's half-close means, and how long a
             finished HTTP/2 answer may wait on a client that reads nothing.
+        @param max_body: the most bytes of request body taken: a request
+            with more is answered C{413}, counted as rejected, and its
+            connection closed; C{0}: no body; C{None} (the default): any.
+            twisted.web reads a body whole before any resource sees it:
+            for the bound to act while the body arrives, and keep it out
+            of temporary files, bound the site with
+            L{twisted_close.bound_request_bodies} too.
+        @raise ValueError: if C{max_body} is not C{None} nor a whole
+            number >= 0.
         """
         super().__init__()  # type: ignore[no-untyped-call]
+        self.max_body = None if max_body is None else checked_max_body(max_body)
         self.clock = default_clock(clock)
         self.ledger = Ledger(self.clock) if ledger is None else ledger
         self.policy = policy
@@ -99,6 +113,14 @@ class WorkResource(Resource):
         """
         if not self.answers(request.method):
             return not_allowed(request, self.allowed_methods())
+        if self.max_body is not None:
+            length = body_length(request)
+            if length > self.max_body:
+                self.ledger.reject(Rejection.BODY_TOO_LARGE)
+                request.setHeader(b"Connection", b"close")
+                keep_alive_off(request)
+                why = too_large(self.max_body, length).decode("ascii").strip()
+                return plain_error(request, 413, why)
         if (reason := self.admit(request)) is not None:
             return self.refuse(request, reason)
         return self.begin(request)

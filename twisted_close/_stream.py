@@ -21,12 +21,21 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from ._ledger import Ledger
+from ._limits import _cap
 from ._outcome import Ending
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._resource import WorkResource
-from ._twisted.request import request_state, transport_paused
+from ._twisted.h2 import stream_queued
+from ._twisted.request import (
+    channel_of,
+    request_state,
+    transport_of,
+    transport_paused,
+)
+from ._twisted.tcp import unsent_bytes
 
 __all__ = [
+    "DEFAULT_MAX_UNSENT",
     "HEARTBEAT",
     "PushStream",
     "ServerSentEvent",
@@ -36,6 +45,9 @@ __all__ = [
 ]
 
 log = Logger(namespace="twisted_close")
+
+DEFAULT_MAX_UNSENT = 256 * 1024
+"""The most bytes a stream's client may leave unsent before it is dropped."""
 
 HEARTBEAT = b": heartbeat\n\n"
 """The comment sent every C{heartbeat} seconds; clients ignore it."""
@@ -146,7 +158,15 @@ class PushStream:
 
     Subclasses say how their timers stop (L{_unschedule}) and start again
     (L{_resumed}).
+
+    Backpressure bounds how often a stream writes, not how much: a client
+    that reads nothing is dropped once what the server holds for it unsent
+    would pass C{max_unsent} bytes (L{too_much_unsent}).
+
+    @ivar max_unsent: that bound in bytes, or C{None} for none.
     """
+
+    max_unsent: int | None = DEFAULT_MAX_UNSENT
 
     def __init__(
         self,
@@ -169,6 +189,27 @@ class PushStream:
         # told (the channel's pauseProducing came before): ask.
         if transport_paused(self.request):
             self._paused = True
+
+    def unsent(self) -> int:
+        """
+        How many bytes written to this stream the server holds unsent: its
+        HTTP/2 stream's queue and its connection's buffer in Twisted (the
+        kernel's socket buffer is not the server's memory).
+        """
+        channel = channel_of(self.request)
+        return stream_queued(channel) + unsent_bytes(transport_of(channel))
+
+    def too_much_unsent(self, more: int) -> int | None:
+        """
+        The bytes held unsent if writing C{more} would take them past
+        C{max_unsent}, else C{None}.  A write to an empty buffer always
+        fits: a client that reads is never dropped for one large write.
+        """
+        bound = self.max_unsent
+        if bound is None:
+            return None
+        held = self.unsent()
+        return held if held and held + more > bound else None
 
     @property
     def paused(self) -> bool:
@@ -274,8 +315,19 @@ class StreamsResource(WorkResource, Generic[S]):
         clock: IReactorTime | None = None,
         ledger: Ledger | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        max_unsent: int | None = DEFAULT_MAX_UNSENT,
     ) -> None:
+        """
+        @param max_unsent: the most bytes the server holds unsent for one
+            stream's client before it drops it (see L{PushStream}); C{None}:
+            no bound.
+        @raise ValueError: if C{max_unsent} is not C{None} nor a whole
+            number >= 1.
+        """
         super().__init__(clock=clock, ledger=ledger, policy=policy)
+        self.max_unsent = _cap("max_unsent", max_unsent)
+        # Clients dropped so far for leaving too much unsent.
+        self.dropped_unsent = 0
         # The open ones, to end them all.
         self._streams: dict[int, S] = {}
         # For streams that are not watched, what the limits counted them as.
@@ -312,6 +364,7 @@ class StreamsResource(WorkResource, Generic[S]):
 
     def begin(self, request: IRequest) -> bytes | int:
         stream = self._stream(request)
+        stream.max_unsent = self.max_unsent
         if not stream.closed:
             self._streams[id(stream)] = stream
             if not self.watched:

@@ -8,6 +8,11 @@ is).  In a log line they are written with every space, other white space,
 control character and backslash escaped (C{\\x20}, C{\\n}, C{\\\\}), so a
 field is one word and an escape cannot be faked.  The L{Outcome} keeps the
 text as it came (L{raw_text}), for the JSON log and the demo page.
+
+Both are bounded: a field of more than L{FIELD_BYTES} bytes keeps its first
+L{FIELD_BYTES} and says how long it was (C{/aaa...[16384-bytes]}), so that
+no client makes a log line, an outcome record or an event grow with what
+it sends.
 """
 
 from __future__ import annotations
@@ -15,15 +20,34 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.web.iweb import IRequest
 
-__all__ = ["describe_address", "describe_client", "printable", "raw_text"]
+__all__ = [
+    "FIELD_BYTES",
+    "describe_address",
+    "describe_client",
+    "printable",
+    "raw_text",
+]
+
+FIELD_BYTES = 256
+"""The most bytes of one field from the network kept in records and logs."""
+
+
+def _cut(raw: bytes) -> tuple[bytes, str]:
+    # The first FIELD_BYTES, and the note of the whole length (no space in
+    # it: a log field stays one word).
+    return raw[:FIELD_BYTES], f"...[{len(raw)}-bytes]"
 
 
 def raw_text(raw: bytes) -> str:
     """
     Bytes from the network as text as they came, for JSON and pages: bytes
-    that are not UTF-8 as C{\\xNN}.
+    that are not UTF-8 as C{\\xNN}; past L{FIELD_BYTES}, cut, with the
+    whole length noted (C{...[16384-bytes]}).
     """
-    return raw.decode("utf-8", "backslashreplace")
+    if len(raw) <= FIELD_BYTES:
+        return raw.decode("utf-8", "backslashreplace")
+    kept, note = _cut(raw)
+    return kept.decode("utf-8", "backslashreplace") + note
 
 
 def _escape(c: str) -> str:
@@ -53,9 +77,13 @@ def _log_text(text: str) -> str:
 def printable(raw: bytes) -> str:
     """
     Bytes from the network as one word of a log line: spaces, white space,
-    control characters and backslashes escaped (C{\\x20}, C{\\n}, C{\\\\}).
+    control characters and backslashes escaped (C{\\x20}, C{\\n}, C{\\\\});
+    past L{FIELD_BYTES}, cut as L{raw_text} is.
     """
-    return _log_text(raw.decode("utf-8", "surrogateescape"))
+    if len(raw) <= FIELD_BYTES:
+        return _log_text(raw.decode("utf-8", "surrogateescape"))
+    kept, note = _cut(raw)
+    return _log_text(kept.decode("utf-8", "surrogateescape")) + note
 
 
 def describe_client(request: IRequest) -> str:

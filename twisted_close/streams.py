@@ -5,6 +5,18 @@ a response written a piece at a time while the client reads
 (L{StreamsResource}), and the headers and checks they share.
 """
 
-from ._stream import PushStream, StreamsResource, positive_seconds, stream_headers
+from ._stream import (
+    DEFAULT_MAX_UNSENT,
+    PushStream,
+    StreamsResource,
+    positive_seconds,
+    stream_headers,
+)
 
-__all__ = ["PushStream", "StreamsResource", "positive_seconds", "stream_headers"]
+__all__ = [
+    "DEFAULT_MAX_UNSENT",
+    "PushStream",
+    "StreamsResource",
+    "positive_seconds",
+    "stream_headers",
+]

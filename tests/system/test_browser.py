@@ -245,7 +245,8 @@ def test_phone_width_has_no_horizontal_scroll(
     _, port = server
     page = demo(PHONE)
     # A long path from another client, and a burst, fill the page.
-    long_path = "/" + "a-rather-long-path-segment/" * 12 + "end"
+    # Under the 256 bytes a path is cut to in outcomes.
+    long_path = "/" + "a-rather-long-path-segment/" * 9 + "end"
     assert http_get(port, long_path + "?delay=0") == (200, b"hello")
     page.fill_delay("0.5")
     page.page.get_by_role("button", name="Start 50, abort a random half").click()

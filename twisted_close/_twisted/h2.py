@@ -13,14 +13,17 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 
 __all__ = [
     "abort_stream",
+    "answer_and_stop",
     "h2_connection",
     "h2_idle",
     "record_stream_loss",
     "stream_blocked",
     "stream_end_pending",
+    "stream_queued",
 ]
 
 
@@ -134,3 +137,68 @@ def h2_idle(connection: Any) -> bool:
     return getattr(connection, "_consumerBlocked", None) is None and not getattr(
         connection, "_bufferedControlFrames", None
     )
+
+
+def answer_and_stop(
+    channel: object, code: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> bool:
+    """
+    Answer an HTTP/2 stream whose request is still arriving with C{code},
+    C{headers} and C{body}, then, once its end went out, reset it with
+    C{NO_ERROR}: the client is to stop sending the rest (RFC 9113 section
+    8.1), and its connection goes on.  Say whether C{channel} was an
+    HTTP/2 stream.
+
+    Relies on C{H2Stream._conn} (its C{H2Connection}), on a stream being
+    registered in C{H2Connection.streams} only after its C{__init__} (which
+    calls C{Request.gotLength}): the answer is written on the next turn of
+    C{H2Connection._reactor}; on C{H2Stream.writeHeaders}, C{write} and
+    C{requestDone} queueing the answer, on the Deferred of
+    C{H2Connection._streamCleanupCallbacks} firing once its end went out,
+    and on C{H2Connection.conn} (the C{h2} state machine) and
+    C{_tryToWriteControlData} to send the reset.
+    """
+    connection: Any = getattr(channel, "_conn", None)
+    stream_id = getattr(channel, "streamID", None)
+    if connection is None or stream_id is None:
+        return False
+    stream: Any = channel
+
+    def stop(result: object) -> object:
+        try:
+            connection.conn.reset_stream(stream_id, 0)  # NO_ERROR
+            connection._tryToWriteControlData()
+        except Exception:
+            pass  # the client ended or reset it first: nothing to stop
+        return result
+
+    def answer() -> None:
+        if connection.streams.get(stream_id) is not stream:
+            return  # reset by the client, or its connection gone
+        stream.writeHeaders(
+            b"HTTP/2", b"%d" % (code,), b"", Headers({k: [v] for k, v in headers})
+        )
+        stream.write(body)
+        stream.requestDone(None)
+        cleanup = connection._streamCleanupCallbacks.get(stream_id)
+        if cleanup is not None:
+            cleanup.addBoth(stop)
+
+    connection._reactor.callLater(0, answer)
+    return True
+
+
+def stream_queued(channel: object) -> int:
+    """
+    How many bytes of an HTTP/2 stream's answer its connection holds back
+    (flow control, a full transport); 0 for anything else.
+
+    Relies on C{H2Connection._outboundStreamQueues}: a deque per stream of
+    the data written and not yet sent (and a marker for its end).
+    """
+    connection = getattr(channel, "_conn", None)
+    queues = getattr(connection, "_outboundStreamQueues", None)
+    if not queues:
+        return 0
+    queue = queues.get(getattr(channel, "streamID", None), ())
+    return sum(len(data) for data in queue if isinstance(data, bytes))

@@ -9,12 +9,20 @@ pins each of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any
+
 from twisted.internet.interfaces import IAddress
-from twisted.web.iweb import IRequest
+from twisted.web.iweb import INonQueuedRequestFactory, IRequest
+from zope.interface import directlyProvides
 
 __all__ = [
+    "SPOOLED_FROM",
     "abort_connection",
     "abort_request",
+    "body_bounded",
+    "body_length",
     "channel_of",
     "keep_alive_off",
     "request_state",
@@ -144,3 +152,126 @@ def abort_request(request: IRequest) -> bool:
         abort()
         return True
     return abort_connection(request)
+
+
+SPOOLED_FROM = 100_000
+"""Twisted's C{http._getContentFile} keeps a body of this many bytes or
+more (or of unknown length) in a temporary file instead of memory."""
+
+
+def body_bounded(
+    factory: Any, max_body: int, refuse: Callable[[Any, int | None], None]
+) -> Any:
+    """
+    A subclass of the request class C{factory} whose body may not pass
+    C{max_body} bytes.  A body announced longer (C{Content-Length}) is
+    refused before its first byte is read, a body of unknown length
+    (chunked, or HTTP/2 without C{Content-Length}) once it passes the
+    bound: C{refuse(request, length)} is called once, with the announced
+    length or C{None}; the request reads nothing more and is never
+    rendered.  Under L{SPOOLED_FROM} bytes, no body goes to a temporary
+    file.
+
+    Relies on twisted.web calling C{Request.gotLength} (which makes
+    C{Request.content}) once the head is in and before any of the body,
+    with the C{Content-Length} or C{None} (HTTP/1.1's
+    C{HTTPChannel.allHeadersReceived}, HTTP/2's C{H2Stream._convertHeaders}),
+    on every byte of the body going through C{Request.handleContentChunk},
+    and on C{Request.requestReceived} starting the rendering once the
+    whole body is in.
+    """
+
+    def _refuse(request: Any, length: int | None) -> None:
+        request._body_refused = True
+        # Never rendered; an attribute of this one request, so that the
+        # others pay nothing for it.
+        request.requestReceived = _not_received
+        refuse(request, length)
+
+    class Bounded(factory):  # type: ignore[misc]
+        # Class defaults: a request without a body costs nothing more.
+        _body_read = 0
+        _body_refused = False
+
+        def gotLength(self, length: int | None) -> None:
+            if length is not None and length > max_body:
+                self.content = BytesIO()
+                _refuse(self, length)
+            elif max_body < SPOOLED_FROM:
+                # Bounded below the spooling size: memory, never a file.
+                self.content = BytesIO()
+            else:
+                super().gotLength(length)
+
+        def handleContentChunk(self, data: bytes) -> None:
+            if self._body_refused:
+                return
+            read = self._body_read + len(data)
+            if read > max_body:
+                _refuse(self, None)
+                return
+            self._body_read = read
+            self.content.write(data)
+
+    Bounded.__name__ = Bounded.__qualname__ = "Bounded" + factory.__name__
+    if INonQueuedRequestFactory.providedBy(factory):
+        # What a class provides is not inherited: HTTPChannel asks.
+        directlyProvides(Bounded, INonQueuedRequestFactory)
+    return Bounded
+
+
+def _not_received(command: bytes, path: bytes, version: bytes) -> None:
+    pass
+
+
+def body_refused(request: object) -> bool:
+    """
+    Whether C{request}, of a L{body_bounded} class, had its body refused.
+    """
+    return bool(getattr(request, "_body_refused", False))
+
+
+def reject_body_h1(request: Any, answer: bytes) -> bool:
+    """
+    Write C{answer} (a whole raw HTTP/1.1 response) on the connection of
+    C{request} and close it once written, if it is an HTTP/1.1 one; say
+    whether it was.
+
+    Relies on C{Request.channel} being the C{HTTPChannel} while the body
+    is read (an HTTP/2 stream has no C{loseConnection}), and on
+    C{HTTPChannel.loseConnection} writing what is queued before it closes
+    and reading nothing more.  The request was not received yet: its
+    own C{write} would know neither its version nor its method.
+    """
+    channel = getattr(request, "channel", None)
+    if channel is None or hasattr(channel, "streamID"):
+        return False
+    transport = channel.transport
+    if transport is None:
+        return True
+    transport.write(answer)
+    channel.persistent = False
+    channel.loseConnection()
+    return True
+
+
+def body_length(request: object) -> int:
+    """
+    How many bytes of body C{request} came with.
+
+    Relies on C{Request.content}, the file twisted.web read the body into
+    (C{BytesIO} or a temporary file), rewound before rendering.
+    """
+    read = getattr(request, "_body_read", None)
+    if read is not None:
+        return int(read)  # counted as it came (body_bounded)
+    content: Any = getattr(request, "content", None)
+    if content is None:
+        return 0
+    try:
+        here = content.tell()
+        end = int(content.seek(0, 2))
+        content.seek(here)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return end

@@ -27,6 +27,7 @@ __all__ = [
     "peer_timed_out",
     "tcp_socket",
     "tcp_transport_of",
+    "unsent_bytes",
     "watch_peer_timeout",
     "written_offset",
 ]
@@ -304,3 +305,35 @@ class _TellLost(_ConnectionLost):
         if isinstance(sock, socket.socket):
             self._lost(self._transport, sock, reason)
         self._call_below(reason)
+
+
+def unsent_bytes(transport: object) -> int:
+    """
+    How many bytes written to C{transport} Twisted still holds, not yet
+    handed to the kernel: what a client that reads nothing makes the
+    server keep in memory.  No system call: a bound checked often.
+
+    Relies on C{FileDescriptor} buffering writes in C{dataBuffer} (from
+    C{offset}) and C{_tempDataBuffer} (C{_tempDataLen} bytes), and on
+    C{TLSMemoryBIOProtocol} keeping application data in C{_appSendBuffer}
+    until its handshake is done and turning the rest into records written
+    to the transport below (its C{transport}), and on
+    C{BufferingTLSTransport} holding small writes in its C{_aggregator}
+    (C{MAX_BUFFER_SIZE} less C{_bufferLeft} bytes) until the next turn.
+    """
+    held = 0
+    for _ in range(4):
+        if transport is None:
+            break
+        untyped: Any = transport
+        aggregator = getattr(untyped, "_aggregator", None)
+        if aggregator is not None:
+            held += aggregator.MAX_BUFFER_SIZE - aggregator._bufferLeft
+        waiting = getattr(untyped, "_appSendBuffer", None)
+        if waiting:
+            held += sum(len(data) for data in waiting)
+        buffer = getattr(untyped, "dataBuffer", None)
+        if buffer is not None:
+            return held + len(buffer) - int(untyped.offset) + int(untyped._tempDataLen)
+        transport = getattr(untyped, "transport", None)
+    return held

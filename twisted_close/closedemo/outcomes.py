@@ -40,7 +40,13 @@ from twisted.web.iweb import IRequest
 
 from .. import HEARTBEAT, Ending, Ledger, Outcome, ServerSentEvent
 from ..ledger import CountsSource
-from ..streams import PushStream, StreamsResource, positive_seconds, stream_headers
+from ..streams import (
+    DEFAULT_MAX_UNSENT,
+    PushStream,
+    StreamsResource,
+    positive_seconds,
+    stream_headers,
+)
 from ..web import abort_request, describe_client, printable, raw_text, request_state
 
 __all__ = ["OutcomeStream", "OutcomeStreamResource"]
@@ -52,6 +58,10 @@ RETRY_MS = 1000
 
 STALL_HEARTBEATS = 4
 """Heartbeats a subscriber may read nothing for before it is dropped."""
+
+FLUSH_BYTES = 64 * 1024
+"""Outcomes waiting past this many bytes of JSON go out at once, not at
+the end of the batch: an event's size is bounded, not only its rate."""
 
 
 def _json(value: object) -> str:
@@ -245,11 +255,14 @@ class OutcomeStream(PushStream):
 
     # Ending
 
-    def drop(self, ledger: Ledger, stalled: float) -> None:
+    def drop(
+        self, ledger: Ledger, stalled: float = 0.0, *, unsent: int | None = None
+    ) -> None:
         """
-        Drop the client: it has read nothing for C{stalled} seconds.  Its
-        connection (its HTTP/2 stream) is aborted, and the drop counted in
-        C{ledger} and logged.
+        Drop the client: it has read nothing for C{stalled} seconds, or
+        left C{unsent} bytes unsent, past the bound.  Its connection (its
+        HTTP/2 stream) is aborted, and the drop counted in C{ledger} and
+        logged.
         """
         if self._closed:
             return
@@ -261,7 +274,12 @@ class OutcomeStream(PushStream):
             client=describe_client(request),
             elapsed=now - self.started,
             ending=Ending.STALLED,
-            detail=f"read nothing for {stalled:.0f} s; {self.sent} outcomes sent",
+            detail=(
+                f"read nothing for {stalled:.0f} s"
+                if unsent is None
+                else f"{unsent} bytes unsent, over {self.max_unsent}"
+            )
+            + f"; {self.sent} outcomes sent",
             phase="answering",
         )
         self._close()
@@ -296,6 +314,7 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         every: float = 0.25,
         batch: float = 0.1,
         heartbeat: float | None = 15.0,
+        max_unsent: int | None = DEFAULT_MAX_UNSENT,
     ) -> None:
         """
         @param every: seconds between checks of the counters, C{> 0}.
@@ -304,8 +323,11 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         @param heartbeat: seconds of quiet before a heartbeat comment,
             C{> 0}, or C{None} for none; a subscriber that reads nothing
             for 4 times as long is dropped.
+        @param max_unsent: the most bytes held unsent for one subscriber:
+            one that an event would take past it is dropped (see
+            L{twisted_close.streams.PushStream}); C{None}: no bound.
         """
-        super().__init__(clock=clock, ledger=ledger)
+        super().__init__(clock=clock, ledger=ledger, max_unsent=max_unsent)
         self.counts: CountsSource = ledger if counts is None else counts
         self.every = positive_seconds("every", every)
         self.batch = positive_seconds("batch", batch)
@@ -314,6 +336,7 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         )
         # Outcomes as JSON, waiting for the next batch.
         self._waiting: list[str] = []
+        self._waiting_bytes = 0
         self._flush_call: IDelayedCall | None = None
         self._check_call: IDelayedCall | None = None
         self._flushed = float("-inf")
@@ -347,6 +370,7 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
         # No stream left: observe nothing, schedule nothing.
         self.ledger.unobserve(self._observe)
         self._waiting.clear()
+        self._waiting_bytes = 0
         for call in (self._flush_call, self._check_call):
             if call is not None and call.active():
                 call.cancel()
@@ -361,22 +385,44 @@ class OutcomeStreamResource(StreamsResource[OutcomeStream]):
             log.failure("Outcome {outcome!r} could not be sent", outcome=outcome)
             return
         self._waiting.append(item)
+        self._waiting_bytes += len(item)
         if self._flush_call is None:
             wait = max(0.0, self._flushed + self.batch - self.clock.seconds())
+            if self._waiting_bytes >= FLUSH_BYTES:
+                wait = 0.0
             self._flush_call = self.clock.callLater(wait, self._flush)
+        elif self._waiting_bytes >= FLUSH_BYTES and self._flush_call.active():
+            # Not from here: this runs inside another request's end.
+            self._flush_call.reset(0)
 
     def _flush(self) -> None:
         self._flush_call = None
         self._flushed = self.clock.seconds()
         items, self._waiting = self._waiting, []
+        self._waiting_bytes = 0
         if not items:
             return
         counters = self.counts.totals().snapshot()
+        tail = ',"counters":' + _json(counters) + "}"
+        # Events of about FLUSH_BYTES at most: what one write to a
+        # subscriber can add to what the server holds for it is bounded.
+        start = size = 0
+        for end, item in enumerate(items, 1):
+            size += len(item)
+            if size >= FLUSH_BYTES or end == len(items):
+                self._send(items[start:end], tail, counters)
+                start, size = end, 0
+
+    def _send(self, items: list[str], tail: str, counters: dict[str, int]) -> None:
         data = ServerSentEvent(
-            '{"outcomes":[' + ",".join(items) + '],"counters":' + _json(counters) + "}",
-            event="outcomes",
+            '{"outcomes":[' + ",".join(items) + "]" + tail, event="outcomes"
         ).encode()
         for stream in self.streams:
+            if not stream.paused and (unsent := stream.too_much_unsent(len(data))):
+                # Backpressure bounds how often it is written, not how much.
+                self.dropped_unsent += 1
+                stream.drop(self.ledger, unsent=unsent)
+                continue
             stream.deliver(data, len(items), counters)
 
     def _check(self) -> None:

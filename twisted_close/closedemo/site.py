@@ -25,9 +25,11 @@ from .. import (
     HalfClose,
     HostCheck,
     Ledger,
+    bound_request_bodies,
     guard_connections,
 )
 from ..ledger import CountsSource, Totals
+from ..logs import AccessLog, access_log_line
 from ..web import not_allowed, plain_error
 from .outcomes import OutcomeStreamResource
 from .page import DemoPage
@@ -144,6 +146,7 @@ class DemoRoot(Resource):
             counts=counts,
             clock=delayed.clock,
             heartbeat=events.heartbeat,
+            max_unsent=events.max_unsent,
         )
         self.putChild(b"outcomes", self.outcomes)
 
@@ -185,6 +188,10 @@ def build_site(
     peer_timeout: float | None = 30.0,
     read_timeout: float | None = 20.0,
     max_connections_per_client: int | None = None,
+    max_body: int = 64 * 1024,
+    max_subscriber_buffer: int | None = 256 * 1024,
+    access_log_files: int = 5,
+    access_log_size: int = 10_000_000,
 ) -> Site:
     """
     Build the closedemo C{Site} on C{clock}, counting into C{ledger}, whose
@@ -205,7 +212,12 @@ def build_site(
     @param access_log: C{None} for no access log (the outcome records
         already say what matters, and a line per request costs a fifth of
         the throughput), C{"-"} for twisted.web's lines in the server's
-        log, or a file's path.
+        log, or a file's path; either way each field from the network is
+        cut (L{twisted_close.logs.access_log_line}).
+    @param access_log_files: the most files of an access log file kept,
+        the one written included (see L{twisted_close.logs.AccessLog}).
+    @param access_log_size: the bytes an access log file reaches before
+        it is rotated.
     @param half_close: what a client's half-close means (see
         L{twisted_close.ConnectionPolicy}).
     @param stall_timeout: seconds a finished HTTP/2 answer may wait on a
@@ -224,6 +236,12 @@ def build_site(
         byte, else C{408}; C{None}: no limit.
     @param max_connections_per_client: connections one peer address may
         hold open (the trusted proxies' are not capped); C{None}: no limit.
+    @param max_body: the most bytes of a request body read: past them,
+        C{413} (no resource of the demo takes a body; see
+        L{twisted_close.bound_request_bodies}).
+    @param max_subscriber_buffer: the most bytes held unsent for one
+        C{/events} or C{/outcomes} subscriber before it is dropped;
+        C{None}: no bound.
     """
     ledger = Ledger(clock) if ledger is None else ledger
     policy = ConnectionPolicy(
@@ -233,7 +251,12 @@ def build_site(
         message, delay, max_delay=max_delay, clock=clock, ledger=ledger, policy=policy
     )
     events = EventStreamResource(
-        tick=tick, heartbeat=heartbeat, clock=clock, ledger=ledger, policy=policy
+        tick=tick,
+        heartbeat=heartbeat,
+        clock=clock,
+        ledger=ledger,
+        policy=policy,
+        max_unsent=max_subscriber_buffer,
     )
     root: IResource = HostCheck(
         DemoRoot(delayed, events, metrics, counts), allowed_hosts
@@ -241,11 +264,18 @@ def build_site(
     if trusted_proxies:
         # Outermost: every answer, a refusal by Host too, names the client.
         root = ForwardedFor(root, trusted_proxies)
-    path = None if access_log in (None, "-") else access_log
     kind = _QuietSite if access_log is None else Site
-    site = kind(root, reactor=clock, timeout=idle_timeout, logPath=path)  # type: ignore[no-untyped-call]
+    site = kind(  # type: ignore[no-untyped-call]
+        root, reactor=clock, timeout=idle_timeout, logFormatter=access_log_line
+    )
+    if access_log not in (None, "-"):
+        # twisted.web's own file neither rotates nor bounds its lines.
+        site.log = AccessLog(  # type: ignore[assignment]
+            str(access_log), files=access_log_files, size=access_log_size, clock=clock
+        )
     # Errors we cause are logged; the client never sees a traceback.
     site.displayTracebacks = False
+    bound_request_bodies(site, max_body, ledger=ledger)
     guard_connections(
         site,
         peer_timeout=peer_timeout,

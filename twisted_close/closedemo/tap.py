@@ -116,6 +116,19 @@ class Options(usage.Options):
             "Log a line per request: '-' (server log) or a file.",
         ],
         [
+            "access-log-files",
+            None,
+            "5",
+            "The most --access-log files kept, the one written included, 2 to 1000.",
+        ],
+        [
+            "access-log-size",
+            None,
+            "10000000",
+            "Bytes an --access-log file reaches before it is rotated, "
+            "10,000 to 1,000,000,000,000.",
+        ],
+        [
             "max-streams",
             None,
             "1000",
@@ -175,6 +188,20 @@ class Options(usage.Options):
             "20",
             "Seconds a request has to arrive, up to 86400 (0: no limit).",
         ],
+        [
+            "max-subscriber-buffer",
+            None,
+            "262144",
+            "Bytes held unsent for one /events or /outcomes subscriber "
+            "before it is dropped, 1,024 to 1,000,000,000.",
+        ],
+        [
+            "max-body",
+            None,
+            "65536",
+            "Bytes of a request body read before a 413, up to 1,000,000,000 "
+            "(0: no body).",
+        ],
     ]
     compData = usage.Completions(optActions={"listen": usage.CompleteNetInterfaces()})
 
@@ -226,6 +253,27 @@ class Options(usage.Options):
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         self.warnings = _warnings(self)
+
+
+BOUNDS = (
+    "max-pending",
+    "max-pending-per-client",
+    "max-connections-per-client",
+    "max-streams",
+    "max-streams-per-client",
+    "max-delay",
+    "read-timeout",
+    "peer-timeout",
+    "idle-timeout",
+    "stall-timeout",
+    "heartbeat",
+    "max-body",
+    "max-subscriber-buffer",
+    "access-log-files",
+    "access-log-size",
+)
+"""The options that bound what clients can make the server hold or do: the
+README's limits table lists each, with the default C{--help} shows."""
 
 
 Check = Callable[[Options, str, Any], Any]
@@ -351,6 +399,25 @@ def _off_or_count(options: Options, option: str, text: Any) -> int | None:
     return value
 
 
+def _size(maximum: int, least: int = 0) -> Check:
+    """
+    A whole number of bytes from C{least} to C{maximum}.
+    """
+
+    def check(options: Options, option: str, text: Any) -> int:
+        text = str(text)
+        digits = text.isascii() and text.isdigit()
+        if not digits or not least <= int(text) <= maximum:
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise usage.UsageError(
+                f"{option}: {shown!r} is not a number of bytes from {least:,} "
+                f"to {maximum:,}"
+            )
+        return int(text)
+
+    return check
+
+
 def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     A per-client cap: 0 turns it off (behind a proxy, every client is the
@@ -379,6 +446,8 @@ CHECKS: dict[str, Check] = {
     "workers": _count(64),
     "worker-timeout": _seconds("worker timeout", HOUR, positive=True),
     "access-log": _log_file,
+    "access-log-files": _size(1000, least=2),
+    "access-log-size": _size(10**12, least=10_000),
     "max-streams": _count(10**7),
     "max-streams-per-client": _cap,
     "max-pending-per-client": _cap,
@@ -388,6 +457,8 @@ CHECKS: dict[str, Check] = {
     "stall-timeout": _seconds("stall timeout", DAY, positive=True),
     "peer-timeout": _peer_timeout,
     "read-timeout": _seconds("read timeout", DAY, zero_is_off=True),
+    "max-body": _size(10**9),
+    "max-subscriber-buffer": _size(10**9, least=1024),
 }
 """How each option's text is checked and turned into its value."""
 
@@ -488,6 +559,8 @@ def site_settings(options: Any) -> dict[str, Any]:
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
     names += ["delivery", "max-connections-per-client"]
+    names += ["delivery", "max-body", "max-subscriber-buffer"]
+    names += ["access-log-files", "access-log-size"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
     settings["trusted_proxies"] = list(options["trusted-proxy"])
