@@ -367,8 +367,11 @@ def test_a_flood_of_pending_requests_is_held_to_the_room_and_passes(
 
     wait_until(serves, "the server to serve again", timeout=10)
     wait_until(lambda: stats(port)["pending"] == 0, "the flood to be gone")
-    # Every pending answer was held to the end, as many as there was room for.
-    assert room - 32 <= stats(port)["interrupted"] <= HARD
+    # Every pending answer was held to the end, as many as there was room
+    # for; more may be, never more than were sent: as the flood's clients
+    # close, the backlog's connections are accepted and read into the room
+    # they free, then found closed too.
+    assert room - 32 <= stats(port)["interrupted"] <= 400
 
 
 # A server whose descriptors are all taken by something else (files it
