@@ -290,7 +290,7 @@ class InterruptionTests(SynchronousTestCase):
         self.assertEqual(
             formatEvent(event),
             "Connection interrupted: GET /slow from 127.0.0.1:50123 "
-            "after 0.50 s (client closed the connection)",
+            "after 0.50 s while waiting (client closed the connection)",
         )
         self.assertEqual(event["cancelled"], 1)
         outcome = event["outcome"]

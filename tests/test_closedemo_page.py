@@ -700,7 +700,7 @@ class FanOutTests(SynchronousTestCase):
         self.assertEqual(
             line,
             "Ended by the server: GET /outcomes from 127.0.0.1:50111 after 60.00 s "
-            "(dropped: the client read nothing; read nothing for 60 s; "
+            "while answering (dropped: the client read nothing; read nothing for 60 s; "
             "0 outcomes sent)",
         )
         # The reader is told, like of any outcome.

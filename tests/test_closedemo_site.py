@@ -49,12 +49,15 @@ class DemoSiteTests(SynchronousTestCase):
     def test_stats_follows_the_ledger(self) -> None:
         server, _ = demo_server(delay=1)
 
+        phases: list[dict[str, int]] = []
+
         def stats() -> dict[str, int]:
             response = server.get("/stats").response
             assert response is not None
             self.assertEqual(response.header("content-type"), "application/json")
-            data: dict[str, int] = json.loads(response.body)
-            return data
+            data = json.loads(response.body)
+            phases.append(data.pop("cut_short_by_phase"))
+            return dict(data)
 
         self.assertEqual(
             stats(),
@@ -91,6 +94,10 @@ class DemoSiteTests(SynchronousTestCase):
                 "server_ended": 0,
             },
         )
+        # Requests cut short, by the phase they were in: the one that left
+        # was still waiting for its answer.
+        nothing = {"waiting": 0, "answering": 0, "delivering": 0}
+        self.assertEqual(phases, [nothing, nothing, {**nothing, "waiting": 1}])
 
     def test_events_stream_and_count_in_the_same_ledger(self) -> None:
         server, ledger = demo_server()

@@ -101,7 +101,7 @@ class InterruptionTests(SynchronousTestCase):
         self.assertEqual(
             formatEvent(event),
             "Connection interrupted: GET /slow from 127.0.0.1:53122 "
-            "after 0.40 s (client closed the connection)",
+            "after 0.40 s while waiting (client closed the connection)",
         )
         self.assertEqual(event["method"], "GET")
         self.assertEqual(event["path"], "/slow")

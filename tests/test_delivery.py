@@ -9,6 +9,7 @@ and C{tests/system/test_network_faults.py}.
 from __future__ import annotations
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import (
@@ -73,8 +74,16 @@ class DeliveryTests(SynchronousTestCase):
         client.hold_acknowledgements()
         client.request("/")
         server.advance(1)
-        client.close()
+        with capturedLogs() as events:
+            client.close()
         [outcome] = outcomes
+        # The log line says in which phase it ended.
+        [line] = [formatEvent(e) for e in events if "outcome" in e]
+        self.assertRegex(
+            line,
+            r"^Connection interrupted: GET / from \S+ after 1\.00 s while "
+            r"delivering \(answer not acknowledged; \d+ bytes not acknowledged\)$",
+        )
         self.assertIs(outcome.ending, Ending.ANSWER_NOT_ACKNOWLEDGED)
         self.assertEqual(outcome.phase, "delivering")
         self.assertGreater(outcome.unacknowledged, len(b"hello"))

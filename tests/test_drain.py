@@ -66,7 +66,9 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual((ledger.interrupted, ledger.pending), (0, 0))
         [line] = lines(events, "Ended by the server")
         self.assertIn("GET / from 127.0.0.1:", line)
-        self.assertTrue(line.endswith("after 1.00 s (server shutting down)"), line)
+        self.assertTrue(
+            line.endswith("after 1.00 s while waiting (server shutting down)"), line
+        )
 
     def test_event_streams_end_at_once_and_cleanly(self) -> None:
         server, ledger = serve()

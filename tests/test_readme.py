@@ -277,7 +277,7 @@ def test_embed_example_logs_who_ended_each_request(programs: list[Program]) -> N
         time.sleep(0.3)  # curl -m gives up, then closes cleanly
     program.wait_for_line(
         rf"Connection interrupted: GET /slow from 127\.0\.0\.1:{impatient_port} "
-        r"after 0\.\d\d s \(client closed the connection\)$"
+        r"after 0\.\d\d s while waiting \(client closed the connection\)$"
     )
     with request(port) as pending:
         pending_port = pending.getsockname()[1]
@@ -287,7 +287,7 @@ def test_embed_example_logs_who_ended_each_request(programs: list[Program]) -> N
     assert_prints(shown_output("embed.py"), program.lines)
     assert re.search(
         rf"Ended by the server: GET /slow from 127\.0\.0\.1:{pending_port} "
-        r"after 0\.\d\d s \(server shutting down\)$",
+        r"after 0\.\d\d s while waiting \(server shutting down\)$",
         program.output,
         re.M,
     ), program.output
@@ -331,7 +331,7 @@ def test_klein_example_runs_and_logs_a_client_leaving(
         time.sleep(0.3)
     program.wait_for_line(
         rf"Connection interrupted: GET /slow from 127\.0\.0\.1:{impatient_port} "
-        r"after 0\.\d\d s \(client closed the connection\)$"
+        r"after 0\.\d\d s while waiting \(client closed the connection\)$"
     )
     program.process.send_signal(signal.SIGINT)
     assert program.finish() == 0, program.output
@@ -473,7 +473,9 @@ class OptionTablesTests(SynchronousTestCase):
             assert found is not None, option
             page[found.group(1)] = default
         defaults = help_defaults()
-        self.assertEqual(sorted(page), sorted([*defaults, "listen", "allowed-host", "trusted-proxy"]))
+        self.assertEqual(
+            sorted(page), sorted([*defaults, "listen", "allowed-host", "trusted-proxy"])
+        )
         for name, given in defaults.items():
             if given is not None:
                 self.assertEqual(page[name], f"`{given}`", name)

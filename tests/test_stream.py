@@ -275,8 +275,8 @@ class DisconnectTests(SynchronousTestCase):
         [event] = interruptions(logged)
         self.assertEqual(
             formatEvent(event),
-            "Connection interrupted: GET /events from 127.0.0.1:53001 "
-            "after 3.25 s (client closed the connection; 3 events sent)",
+            "Connection interrupted: GET /events from 127.0.0.1:53001 after 3.25 s "
+            "while answering (client closed the connection; 3 events sent)",
         )
         outcome = event["outcome"]
         assert isinstance(outcome, Outcome)

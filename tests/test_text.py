@@ -23,7 +23,8 @@ from .helpers import demo_server
 FORGED = "/admin from 203.0.113.9:4444 after 0.01 s (client closed the connection)"
 LINE = re.compile(
     r"Connection interrupted: (?P<method>\S+) (?P<path>\S+) from (?P<client>\S+) "
-    r"after (?P<elapsed>\d+\.\d\d) s \((?P<reason>[^;)]+)(?:; (?P<detail>.*))?\)"
+    r"after (?P<elapsed>\d+\.\d\d) s(?: while (?P<phase>\w+))? "
+    r"\((?P<reason>[^;)]+)(?:; (?P<detail>.*))?\)"
 )
 
 

@@ -278,10 +278,25 @@ def http_get(
 
 
 def stats(port: int) -> dict[str, int]:
+    """
+    The counters of C{/stats}, without its breakdown of the requests cut
+    short by phase (L{phases}).
+    """
     status, body = http_get(port, "/stats")
     assert status == 200
-    data: dict[str, int] = json.loads(body)
-    return data
+    data = json.loads(body)
+    data.pop("cut_short_by_phase")
+    return dict(data)
+
+
+def phases(port: int) -> dict[str, int]:
+    """
+    C{/stats}' requests cut short, by the phase they were in.
+    """
+    status, body = http_get(port, "/stats")
+    assert status == 200
+    found: dict[str, int] = json.loads(body)["cut_short_by_phase"]
+    return found
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -12,7 +12,7 @@ client leaves, waits while the client reads slowly, and reports the end::
 
 A client that leaves is reported like any other interrupted request, e.g.
 C{Connection interrupted: GET /events from 127.0.0.1:50112 after 3.02 s
-(client closed the connection; 3 events sent)}.
+while answering (client closed the connection; 3 events sent)}.
 """
 
 from __future__ import annotations

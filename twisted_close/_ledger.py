@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 from ._limits import Limits
-from ._outcome import Ending, Outcome, Pending, Rejection
+from ._outcome import PHASES, Ending, Outcome, Pending, Rejection
 from ._report import Reporter
 
 __all__ = ["WAIT_BUCKETS", "CountsSource", "Ledger", "Totals"]
@@ -106,6 +106,17 @@ class Totals:
         Requests refused at once.
         """
         return sum(self.rejections.values())
+
+    def by_phase(self) -> dict[str, int]:
+        """
+        Requests cut short (by either side) by the phase they were in:
+        C{waiting}, C{answering} and C{delivering}, each present.
+        """
+        counts = dict.fromkeys(PHASES, 0)
+        for (_ending, phase), n in self.phases.items():
+            if phase in counts:
+                counts[phase] += n
+        return counts
 
     def snapshot(self) -> dict[str, int]:
         """

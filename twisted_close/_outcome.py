@@ -10,7 +10,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Ending", "Outcome", "Pending", "Rejection"]
+__all__ = ["PHASES", "Ending", "Outcome", "Pending", "Rejection"]
+
+PHASES = ("waiting", "answering", "delivering")
+"""Where an answer can be when its request ends, in order (L{Outcome.phase})."""
 
 
 class Ending(enum.Enum):

@@ -22,11 +22,11 @@ log = Logger(namespace="twisted_close")
 
 INTERRUPTED_FORMAT = (
     "Connection interrupted: {method} {path} from {client} "
-    "after {elapsed:.2f} s ({reason}{detail})"
+    "after {elapsed:.2f} s{during} ({reason}{detail})"
 )
 SERVER_ENDED_FORMAT = (
     "Ended by the server: {method} {path} from {client} "
-    "after {elapsed:.2f} s ({reason}{detail})"
+    "after {elapsed:.2f} s{during} ({reason}{detail})"
 )
 SUPPRESSED_FORMAT = "... and {suppressed} more interruptions ({by_reason})"
 
@@ -106,6 +106,8 @@ class Reporter:
             path=path,
             client=outcome.client,
             elapsed=outcome.elapsed,
+            # The phase: "while waiting", "while answering", "while delivering".
+            during=f" while {outcome.phase}" if outcome.phase else "",
             reason=outcome.reason,
             ending=outcome.ending.code,
             detail=f"; {outcome.detail}" if outcome.detail else "",

@@ -124,7 +124,7 @@ async def test_the_client_leaving_cancels_an_asyncio_sleep() -> None:
             for line in logged.lines(LogLevel.info)
             if line.startswith("Connection interrupted: GET /nap from 127.0.0.1:")
         ]
-        assert line.endswith(" s (client closed the connection)")
+        assert line.endswith(" s while waiting (client closed the connection)")
         assert [e for e in logged.events if "log_failure" in e] == []
         assert client.received == b""
     finally:

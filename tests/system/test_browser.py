@@ -201,7 +201,7 @@ def test_abort_one_request(
     expect(top.locator(".mine-tag")).to_have_text("this page")
     twistd.wait_for_line(
         rf"Connection interrupted: GET {re.escape(path)} from 127\.0\.0\.1:\d+ "
-        r"after \d+\.\d\d s \(client closed the connection\)$"
+        r"after \d+\.\d\d s while waiting \(client closed the connection\)$"
     )
 
 

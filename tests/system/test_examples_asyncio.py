@@ -51,7 +51,7 @@ def test_serves_reports_and_drains_on_sigterm(program: Twistd) -> None:
         time.sleep(0.3)  # the client's patience
     program.wait_for_line(
         r"Connection interrupted: GET / from 127\.0\.0\.1:\d+ after 0\.\d+ s "
-        r"\(client closed the connection\)"
+        r"while waiting \(client closed the connection\)"
     )
 
     # A request pending at the SIGTERM is answered within the grace.

@@ -29,7 +29,14 @@ import pytest
 
 from ..helpers import TLSFiles
 from ..realtcp import twisted_test
-from ..twistd_process import Twistd, http_get, started_in, stats, wait_until
+from ..twistd_process import (
+    Twistd,
+    http_get,
+    phases,
+    started_in,
+    stats,
+    wait_until,
+)
 from .test_h2 import serving, tls  # noqa: F401 (tls: a fixture)
 
 PEER_TIMEOUT = 3.0
@@ -187,14 +194,14 @@ def test_vanished_peers_are_reported_within_the_peer_timeout(
         gone = time.monotonic()
         pending = server.wait_for_line(
             r"Connection interrupted: GET / from "
-            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s while waiting "
             r"\(peer stopped responding\)$",
             timeout=PEER_TIMEOUT + 10,
         )
         pending_after = time.monotonic() - gone
         stream = server.wait_for_line(
             r"Connection interrupted: GET /events from "
-            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+            rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s while answering "
             r"\(peer stopped responding; \d+ events sent\)$",
             timeout=PEER_TIMEOUT + HEARTBEAT + 10,
         )
@@ -546,7 +553,7 @@ def _pull_before_due(link: Link, server: Twistd) -> float:
     due = time.monotonic() + 1.0
     server.wait_for_line(
         r"Connection interrupted: GET /due from "
-        rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s "
+        rf"{re.escape(link.client_ip)}:\d+ after [\d.]+ s while delivering "
         r"\(answer not acknowledged; \d+ bytes not acknowledged\)$",
         timeout=1.0 + PEER_TIMEOUT + 10,
     )
@@ -583,6 +590,8 @@ def test_an_answer_never_acknowledged_is_not_completed(
         "rejected": 0,
         "server_ended": 0,
     }
+    # Cut short with all of it handed over: delivering.
+    assert phases(control) == {"waiting": 0, "answering": 0, "delivering": 1}
     assert "Traceback" not in server.output
 
 

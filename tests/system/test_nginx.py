@@ -272,7 +272,7 @@ def test_a_client_leaving_nginx_is_reported_by_its_instance(cluster: Cluster) ->
     # nginx's to know).
     holder.wait_for_line(
         r"Connection interrupted: GET /slow from 127\.0\.0\.5 after 0\.\d\d s "
-        r"\(client closed the connection\)$",
+        r"while waiting \(client closed the connection\)$",
         timeout=1.0,
     )
     assert time.monotonic() - left < 1.0
@@ -318,7 +318,7 @@ def test_events_pass_through_nginx_unbuffered(cluster: Cluster) -> None:
     )
     [report] = cluster.a.interruptions() + cluster.b.interruptions()
     assert re.fullmatch(
-        r"GET /events from 127\.0\.0\.1 after \d\.\d\d s "
+        r"GET /events from 127\.0\.0\.1 after \d\.\d\d s while answering "
         r"\(client closed the connection; [56] events sent\)",
         report,
     ), report

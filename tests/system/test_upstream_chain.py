@@ -116,7 +116,9 @@ def test_a_client_leaving_a_cancels_its_call_to_b(
     if reading:
         sent = re.search(r"; (\d+) events? sent\)$", found.string)
         assert sent is not None and int(sent.group(1)) >= 2, found.string
-    a.wait_for_line(interrupted + r" [\d.]+ s \(client closed the connection\)")
+    a.wait_for_line(
+        interrupted + r" [\d.]+ s while waiting \(client closed the connection\)"
+    )
     wait_until(lambda: kept not in connected_to(b_port), "A's connection to B closed")
     assert stats(b_port) == {
         "pending": 0,

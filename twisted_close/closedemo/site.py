@@ -55,7 +55,9 @@ class StatsResource(Resource):
     def render(self, request: IRequest) -> bytes:
         if request.method not in (b"GET", b"HEAD"):
             return not_allowed(request, (b"GET", b"HEAD"))
-        stats: dict[str, object] = dict(self.source.totals().snapshot())
+        totals = self.source.totals()
+        stats: dict[str, object] = dict(totals.snapshot())
+        stats["cut_short_by_phase"] = totals.by_phase()
         if isinstance(self.source, SharedCounters):
             stats["workers"] = [
                 {"worker": s.get("worker"), "pid": s.get("pid"), **snapshot}
