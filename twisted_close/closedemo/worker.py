@@ -52,7 +52,9 @@ def serve(config: dict[str, Any]) -> None:
     settings = config["settings"]
     slot = config["slot"]
     shared = SharedCounters.adopt(config["shared_fd"], config["slots"])
-    ledger = Ledger(reactor, limits=Limits(**settings["limits"]))
+    # The caps hold for the whole server: counted in the shared memory.
+    limits = Limits(**settings["limits"], counts=shared.limits(slot))
+    ledger = Ledger(reactor, limits=limits)
     previous = shared.read(slot)
     if previous is not None:
         # Carry on from the worker this one replaces: totals never go back.

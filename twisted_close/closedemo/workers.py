@@ -235,6 +235,7 @@ class WorkerPool(Service):
         }
         worker = _Worker(self, slot)
         self.shared.beat(slot, 0)
+        self.shared.release(slot)
         process = cast(IReactorProcess, self.reactor).spawnProcess(
             worker,
             sys.executable,
@@ -260,8 +261,11 @@ class WorkerPool(Service):
             del self.workers[worker.slot]
         pending: int | str = "?"
         try:
-            # It cannot write any more: settle what it had pending.
+            # It cannot write any more: settle what it had pending, and
+            # give back its places under the limits (its successor's start
+            # gives them back too, should this fail).
             pending = self.shared.bury(worker.slot)
+            self.shared.release(worker.slot)
         except Exception:
             log.failure(
                 "worker {slot} (pid {pid}) ended; its slot could not be settled",
