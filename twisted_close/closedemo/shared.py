@@ -89,11 +89,14 @@ class SharedCounters:
         return cls(_anonymous_file(_size(slots)), slots)
 
     @classmethod
-    def adopt(cls, fd: int, slots: int) -> SharedCounters:
+    def adopt(cls, fd: int, slots: int, *, keep: bool = False) -> SharedCounters:
         """
         The counters behind an inherited descriptor C{fd}, which is closed
-        once mapped (the mapping keeps the memory).
+        once mapped (the mapping keeps the memory), unless C{keep}: to hand
+        it on to other processes.
         """
+        if keep:
+            return cls(fd, slots)
         try:
             counters = cls(fd, slots)
         finally:
@@ -104,7 +107,7 @@ class SharedCounters:
     def fileno(self) -> int:
         """
         The shared memory's descriptor (closed by L{close}); -1 once
-        closed, or if adopted.
+        closed, or if adopted without C{keep}.
         """
         return self._fd
 

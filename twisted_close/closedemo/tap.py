@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -34,12 +35,13 @@ from .. import (
     parse_delay,
 )
 from ..guard import guard_of
-from ..reactors import tcp_endpoint_address
+from ..reactors import leave_socket_open, tcp_endpoint_address
 from ..web import describe_address
 from .descriptors import DescriptorRoom
+from .restart import Generation, inherited, socket_family, stop_services
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics
-from .workers import WorkerPool, tcp_only
+from .workers import HANDOVER, WorkerPool, tcp_only
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]
 
@@ -423,9 +425,11 @@ class _AnnouncedEndpoint:
         self._endpoint = endpoint
         self._description = description
         self._guard = guard
+        self.port: IListeningPort | None = None
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def announce(port: IListeningPort) -> IListeningPort:
+            self.port = port
             log.info(
                 "closedemo listening on {address} ({description})",
                 address=describe_address(port.getHost()),
@@ -483,6 +487,10 @@ def makeService(options: Any) -> IService:
     for warning in getattr(options, "warnings", []):
         # Not a "warning" field: observers take that for a Python warning.
         log.warn("closedemo: {problem}", problem=warning)
+    # A restarted generation is handed its sockets (see restart); twistd's
+    # own options, for its pidfile.
+    handed = inherited()
+    twistd = getattr(options, "parent", None)
     if options["workers"] > 1:
         endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
         settings = {
@@ -491,30 +499,73 @@ def makeService(options: Any) -> IService:
             "shutdown_grace": options["shutdown-grace"],
             "limits": limits_settings(options),
         }
+        workers = WorkerPool(
+            reactor,
+            endpoints,
+            options["workers"],
+            settings,
+            liveness=options["worker-timeout"],
+            inherited=None if handed is None else handed.listen,
+        )
+
+        def hand_over() -> Deferred[None]:
+            # The workers stop accepting, and settle, when told this word.
+            workers.word = HANDOVER
+            return succeed(None)
+
+        workers.generation = Generation(
+            reactor,
+            width=options["workers"],
+            ledger=None,
+            handed=handed,
+            listening=workers.listening,
+            serving=workers.serving,
+            stop_listening=hand_over,
+            settle=0,
+            twistd=twistd,
+        )
         pool = MultiService()
+        # First: it stops last, and its memory is there before the workers.
+        pool.addService(workers.generation)
         # Lifts the limit before the workers start: they inherit it.
         pool.addService(
             DescriptorRoom(None, options["max-pending"], options["peer-timeout"])
         )
-        pool.addService(
-            WorkerPool(
-                reactor,
-                endpoints,
-                options["workers"],
-                settings,
-                liveness=options["worker-timeout"],
-            )
-        )
+        pool.addService(workers)
         return pool
 
     ledger = Ledger(reactor, limits=Limits(**limits_settings(options)))
+    announced: list[_AnnouncedEndpoint] = []
+    listeners: list[IService] = []
+
+    def stop_listening() -> Deferred[Any]:
+        # The next generation accepts from the same sockets: close ours,
+        # without shutting them down for it.
+        for endpoint in announced:
+            leave_socket_open(endpoint.port)
+        return stop_services(listeners)()
+
+    generation = Generation(
+        reactor,
+        width=1,
+        ledger=ledger,
+        handed=handed,
+        listening=lambda: [cast(Any, e.port).fileno() for e in announced],
+        serving=lambda: True,
+        stop_listening=stop_listening,
+        twistd=twistd,
+    )
     site = build_site(
         clock=reactor,
         ledger=ledger,
-        metrics=optional_metrics(ledger),
+        # Every generation's counters (see restart).
+        metrics=optional_metrics(generation),
+        counts=generation,
         **site_settings(options),
     )
     service: MultiService = _Closedemo()  # type: ignore[no-untyped-call]
+    # First: it stops last, after the drain, with the last counts.
+    service.addService(generation)
     # Services stop in reverse order: the listeners stop accepting first,
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
@@ -522,10 +573,18 @@ def makeService(options: Any) -> IService:
     service.addService(
         DescriptorRoom(guard, options["max-pending"], options["peer-timeout"])
     )
-    for description in options["listen"]:
-        # strports: a port that cannot be had stops twistd at once.
-        listener = strports.service(description, site, reactor=reactor)
-        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description, guard)
+    for n, description in enumerate(options["listen"]):
+        if handed is None:
+            # strports: a port that cannot be had stops twistd at once.
+            listener = strports.service(description, site, reactor=reactor)
+        else:
+            fd = handed.listen[n]
+            adopted = AdoptedStreamServerEndpoint(reactor, fd, socket_family(fd))
+            listener = StreamServerEndpointService(adopted, site)
+        endpoint = _AnnouncedEndpoint(listener.endpoint, description, guard)
+        listener.endpoint = endpoint
+        announced.append(endpoint)
+        listeners.append(listener)
         listener.setServiceParent(service)
     # Stops first: a second signal during the drain is only logged.
     QuietRepeatedStops(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]

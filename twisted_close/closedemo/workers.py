@@ -64,6 +64,11 @@ others follow it in the order of C{--listen}."""
 STOP = b"stop\n"
 """What the parent writes to a worker's stdin to stop it."""
 
+HANDOVER = b"pass\n"
+"""What the parent writes to a worker's stdin to stop it for a restart:
+the next generation serves the sockets, so a request that arrives on a
+connection accepted just before is still answered."""
+
 
 def tcp_only(endpoint: IStreamServerEndpoint) -> bool:
     """
@@ -148,6 +153,8 @@ class WorkerPool(Service):
         *,
         stop_timeout: float = 30.0,
         liveness: float = 5.0,
+        generation: Any = None,
+        inherited: list[int] | None = None,
     ) -> None:
         self.reactor = reactor
         self.clock = cast(IReactorTime, reactor)
@@ -163,6 +170,11 @@ class WorkerPool(Service):
         self.stopping = False
         # Made when the service starts: building the service has no effects.
         self._shared: SharedCounters | None = None
+        # The generation whose shared memory the workers count into (see
+        # restart), and the listening sockets it was handed.
+        self.generation = generation
+        self.inherited = inherited
+        self.word = STOP
 
     @property
     def shared(self) -> SharedCounters:
@@ -176,13 +188,25 @@ class WorkerPool(Service):
     def privilegedStartService(self) -> None:
         # Bind now (as root if need be), so a port in use stops twistd at once.
         super().privilegedStartService()  # type: ignore[no-untyped-call]
+        if self.inherited is not None:
+            # A restarted generation serves the sockets its predecessor had.
+            for (description, _), fd in zip(
+                self.endpoints, self.inherited, strict=True
+            ):
+                sock = socket.socket(fileno=fd)
+                self.listeners.append(_Listener(description, sock, 0))
+            return
         for description, endpoint in self.endpoints:
             sock, backlog = open_listener(endpoint)
             self.listeners.append(_Listener(description, sock, backlog))
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._shared = SharedCounters.create(self.count)
+        if self.generation is not None:
+            self._shared = self.generation.shared
+        else:
+            self._shared = SharedCounters.create(self.count)
+        base = 0 if self.generation is None else self.generation.base
         for listener in self.listeners:
             log.info(
                 "closedemo listening on {address} ({description}) with {count} workers",
@@ -190,7 +214,7 @@ class WorkerPool(Service):
                 description=listener.description,
                 count=self.count,
             )
-        for slot in range(self.count):
+        for slot in range(base, base + self.count):
             self._spawn(slot)
         self._checker.start(min(1.0, self.liveness / 4), now=False)
 
@@ -224,7 +248,7 @@ class WorkerPool(Service):
             fds[FIRST_LISTENER_FD + n] = listener.socket.fileno()
         config = {
             "slot": slot,
-            "slots": self.count,
+            "slots": self.shared.slots,
             "shared_fd": SHARED_FD,
             "listen": [
                 listener.config(FIRST_LISTENER_FD + n)
@@ -317,7 +341,7 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             # Not SIGTERM: a worker not yet running would die of it; the
             # word waits in the pipe until the worker reads it.
-            _tell_stop(worker)
+            _tell_stop(worker, self.word)
         timeout = self.clock.callLater(self.stop_timeout, self._kill)
         done = DeferredList(ended)
 
@@ -330,15 +354,29 @@ class WorkerPool(Service):
 
         return done.addCallback(finished)
 
+    def serving(self) -> bool:
+        """
+        Whether every worker runs and has beaten once: the generation serves.
+        """
+        return len(self.workers) == self.count and all(
+            self.shared.last_beat(w.slot) for w in self.workers.values()
+        )
+
+    def listening(self) -> list[int]:
+        """
+        The descriptors of the listening sockets, in C{--listen} order.
+        """
+        return [listener.socket.fileno() for listener in self.listeners]
+
     def _kill(self) -> None:
         for worker in self.workers.values():
             log.warn("worker {slot} did not stop; killing it", slot=worker.slot)
             _signal(worker, signal.SIGKILL)
 
 
-def _tell_stop(worker: _Worker) -> None:
+def _tell_stop(worker: _Worker, word: bytes = STOP) -> None:
     try:
-        cast(IProcessTransport, worker.transport).write(STOP)
+        cast(IProcessTransport, worker.transport).write(word)
     except Exception:
         pass  # it has already gone
 
