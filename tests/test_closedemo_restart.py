@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,8 @@ class GenerationTests(SynchronousTestCase):
             stop_listening=stop_listening,
             twistd=self.twistd,
         )
+        # Its SIGHUP handler is for a real server: put this process's back.
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
         generation.privilegedStartService()
         self.addCleanup(generation._leave)
         return generation

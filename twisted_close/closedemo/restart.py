@@ -103,6 +103,13 @@ def socket_family(fd: int) -> socket.AddressFamily:
         probe.detach()
 
 
+def _environment() -> dict[str, str]:
+    # systemd's word on its sockets was for this process alone (its
+    # LISTEN_PID says so): the next generation is handed them by us.
+    names = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
 def _alive(pid: object) -> bool:
     if not isinstance(pid, int):
         return False
@@ -175,6 +182,9 @@ class Generation(Service):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()  # type: ignore[no-untyped-call]
+        # At once: twistd has just written its pidfile, and a SIGHUP sent
+        # by it before a handler is in place would end the process.
+        self._install()
         if self.handed is None:
             self._shared = SharedCounters.create(GENERATIONS * self.width)
         else:
@@ -197,7 +207,6 @@ class Generation(Service):
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
         core = cast(IReactorCore, self.reactor)
-        core.callWhenRunning(self._install)
         # After the drain: the last counts, and the slot left for a later
         # generation.
         core.addSystemEventTrigger("after", "shutdown", self._leave)
@@ -209,6 +218,7 @@ class Generation(Service):
     def _install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
+        # Run by the reactor, once it runs: the services have all started.
         call = self.reactor.callFromThread
         signal.signal(signal.SIGHUP, lambda number, frame: call(self.restart))
 
@@ -295,7 +305,7 @@ class Generation(Service):
                 self._next,
                 sys.executable,
                 argv,
-                env={**os.environ, VARIABLE: json.dumps(handed)},
+                env={**_environment(), VARIABLE: json.dumps(handed)},
                 childFDs=fds,
             )
         except Exception:

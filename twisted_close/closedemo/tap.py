@@ -101,7 +101,7 @@ class Options(usage.Options):
             "workers",
             None,
             "1",
-            "Processes serving the same sockets (tcp only), 1 to 64.",
+            "Processes serving the same sockets (tcp or systemd), 1 to 64.",
         ],
         [
             "worker-timeout",
@@ -202,10 +202,10 @@ class Options(usage.Options):
             self[name] = check(self, f"--{name}", self[name])
         if self["workers"] > 1:
             for description in self["listen"] or [DEFAULT_LISTEN]:
-                if not tcp_only(serverFromString(MemoryReactor(), description)):
+                if not _shareable(description):
                     raise usage.UsageError(
                         f"--listen {description!r}: --workers shares plain tcp: "
-                        "sockets only"
+                        "or systemd:domain=INET/INET6 sockets only"
                     )
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
@@ -381,7 +381,30 @@ def _warnings(options: Options) -> list[str]:
     return warnings
 
 
+def _systemd(description: str) -> dict[str, str] | None:
+    """
+    The fields of a C{systemd:} endpoint description, else C{None}.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "systemd":
+        return None
+    return dict(f.partition("=")[::2] for f in rest.split(":") if f)
+
+
+def _shareable(description: str) -> bool:
+    # A socket systemd hands over is bound already: the workers share it
+    # as they share one the parent opens.
+    fields = _systemd(description)
+    if fields is not None:
+        return fields.get("domain") in ("INET", "INET6")
+    return tcp_only(serverFromString(MemoryReactor(), description))
+
+
 def _check_endpoint(description: str) -> None:
+    systemd = _systemd(description)
+    if systemd is not None:
+        _check_systemd(description, systemd)
+        return
     # Parsing against a memory reactor checks the syntax (and loads TLS
     # certificate files) without listening on anything.
     kind, _, rest = description.partition(":")
@@ -408,6 +431,28 @@ def _check_endpoint(description: str) -> None:
         raise usage.UsageError(
             f"--listen {description!r}: port {port} is not from 0 to 65535"
         )
+
+
+def _check_systemd(description: str, fields: dict[str, str]) -> None:
+    if fields.get("domain") not in ("INET", "INET6", "UNIX"):
+        raise usage.UsageError(
+            f"--listen {description!r}: give domain=INET, INET6 or UNIX"
+        )
+    if ("index" in fields) == ("name" in fields):
+        raise usage.UsageError(
+            f"--listen {description!r}: give one of index=N or name=NAME"
+        )
+    if inherited() is not None:
+        # A restarted generation: its predecessor hands the socket over.
+        return
+    try:
+        serverFromString(MemoryReactor(), description)
+    except (IndexError, KeyError, ValueError):
+        raise usage.UsageError(
+            f"--listen {description!r}: no such socket was handed over by "
+            "systemd (run closedemo from a .socket unit, or under "
+            "systemd-socket-activate --fdname=NAME)"
+        ) from None
 
 
 @implementer(IStreamServerEndpoint)
@@ -492,7 +537,17 @@ def makeService(options: Any) -> IService:
     handed = inherited()
     twistd = getattr(options, "parent", None)
     if options["workers"] > 1:
-        endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
+        # A restarted generation is handed the sockets: nothing to parse
+        # (a systemd socket is no longer ours to find in the environment).
+        endpoints = [
+            (
+                d,
+                cast(IStreamServerEndpoint, None)
+                if handed
+                else serverFromString(reactor, d),
+            )
+            for d in options["listen"]
+        ]
         settings = {
             "site": site_settings(options),
             "max_pending": options["max-pending"],

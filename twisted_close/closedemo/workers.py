@@ -26,7 +26,11 @@ from typing import Any, cast
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+)
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import (
     IProcessTransport,
@@ -197,6 +201,12 @@ class WorkerPool(Service):
                 self.listeners.append(_Listener(description, sock, 0))
             return
         for description, endpoint in self.endpoints:
+            if isinstance(endpoint, AdoptedStreamServerEndpoint):
+                # Bound and listening already (systemd's): shared as it is.
+                sock = socket.socket(fileno=os.dup(endpoint.fileno))
+                sock.setblocking(False)
+                self.listeners.append(_Listener(description, sock, 0))
+                continue
             sock, backlog = open_listener(endpoint)
             self.listeners.append(_Listener(description, sock, backlog))
 
