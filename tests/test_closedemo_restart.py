@@ -24,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_close import Ledger
 from twisted_close.closedemo.restart import (
     GENERATIONS,
+    READY_BOUND,
     SETTLE,
     VARIABLE,
     Generation,
@@ -37,6 +38,12 @@ from .helpers import temporary_directory
 
 class _Process:
     pid = 4343
+
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
 
 
 class FakeReactor(Clock):
@@ -56,8 +63,11 @@ class FakeReactor(Clock):
     ) -> _Process:
         if self.failing:
             raise OSError("no more processes")
-        self.spawned.append({"protocol": protocol, "args": args, **kw})
-        return _Process()
+        process = _Process()
+        self.spawned.append(
+            {"protocol": protocol, "args": args, "process": process, **kw}
+        )
+        return process
 
     def stop(self) -> None:
         self.stopped = True
@@ -177,6 +187,22 @@ class GenerationTests(SynchronousTestCase):
         self.assertEqual(pidfile.read_text(), str(os.getpid()))
         self.assertEqual(self.twistd["pidfile"], str(pidfile))
         # And a later SIGHUP tries again.
+        generation.restart()
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_a_next_generation_that_never_serves_is_stopped(self) -> None:
+        generation = self.generation()
+        generation.restart()
+        spawned = self.reactor.spawned[0]
+        self.reactor.advance(READY_BOUND - 1)
+        self.assertEqual(spawned["process"].signals, [])
+        with capturedLogs() as events:
+            self.reactor.advance(1)
+        self.assertIn("did not say it serves within 60 s", formatEvent(events[-1]))
+        self.assertEqual(spawned["process"].signals, ["KILL"])
+        spawned["protocol"].processEnded(Failure(ProcessTerminated(signal=9)))
+        self.assertFalse(self.reactor.stopped)
+        # It carries on, and a later SIGHUP tries again.
         generation.restart()
         self.assertEqual(len(self.reactor.spawned), 2)
 

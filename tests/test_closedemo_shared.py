@@ -306,6 +306,17 @@ class WorkerEndTests(SynchronousTestCase):
         self.successResultOf(worker.ended)
         return worker, [formatEvent(e) for e in events]
 
+    def test_a_generation_serves_once_every_worker_has_beaten(self) -> None:
+        # What a restarted generation waits for before the old one stops.
+        self.assertFalse(self.pool.serving())
+        for slot in (0, 1):
+            self.pool.workers[slot] = _Worker(self.pool, slot)
+        self.assertFalse(self.pool.serving())
+        self.pool.shared.beat(0, 1)
+        self.assertFalse(self.pool.serving())
+        self.pool.shared.beat(1, 1)
+        self.assertTrue(self.pool.serving())
+
     def test_a_dead_workers_places_under_the_limits_are_given_back(self) -> None:
         dead, alive = self.pool.shared.limits(1), self.pool.shared.limits(0)
         dead.add(False, "10.0.0.1", 1)
@@ -413,6 +424,17 @@ class SharedLimitsTests(SynchronousTestCase):
                 limits.began(request, False)  # type: ignore[arg-type]
                 admitted += 1
         self.assertEqual(admitted, 5)
+
+    def test_an_old_generations_requests_count_until_they_end(self) -> None:
+        # Two generations of two workers (see restart): the old one's
+        # pending answers count against the new one's caps.
+        shared = SharedCounters.create(4)
+        self.addCleanup(shared.close)
+        old, new = shared.limits(1), shared.limits(3)
+        old.add(False, "10.0.0.1", 1)
+        self.assertEqual((new.total(False), new.of(False, "10.0.0.1")), (1, 1))
+        old.add(False, "10.0.0.1", -1)
+        self.assertEqual(new.total(False), 0)
 
     def test_a_dead_workers_counts_are_given_back(self) -> None:
         one, two = self.shared.limits(0), self.shared.limits(1)

@@ -197,7 +197,10 @@ def test_workers_need_plain_tcp(tmp_path: Path) -> None:
         command("--workers", "2", "--listen", f"unix:{tmp_path}/s.sock"), tmp_path
     )
     assert result.returncode != 0
-    assert "--workers shares plain tcp: sockets only" in result.stdout + result.stderr
+    assert (
+        "--workers shares plain tcp: or systemd:domain=INET/INET6 sockets only"
+        in result.stdout + result.stderr
+    )
 
 
 COUNTERS = ("completed", "interrupted", "server_ended", "rejected")

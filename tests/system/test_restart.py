@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from ..twistd_process import LISTEN, Twistd, http_get, wait_until
+from twisted_close.closedemo.restart import SETTLE
+
+from ..twistd_process import LISTEN, Twistd, http_connection, http_get, wait_until
 from .test_closedemo_workers import alive
 
 SHORT_RATE = 200
@@ -223,3 +225,35 @@ def test_restarts_of_workers_under_load_lose_nothing(
     tmp_path: Path, started: list[Twistd]
 ) -> None:
     restart_under_load(tmp_path, started, "--workers", "2")
+
+
+def test_a_kept_alive_connection_of_the_old_generation(
+    tmp_path: Path, started: list[Twistd]
+) -> None:
+    # Once the old generation finishes its requests, what arrives on a
+    # connection it kept alive is answered 503 with Connection: close; a
+    # fresh connection reaches the new generation.
+    pidfile = tmp_path / "twistd.pid"
+    server = Twistd(tmp_path, *LISTEN, logging=("--logfile=-", f"--pidfile={pidfile}"))
+    started.append(server)
+    port = server.port()
+    wait_until(pidfile.exists, "the pidfile")
+    kept = http_connection(port)
+    kept.request("GET", "/?delay=0")
+    first = kept.getresponse()
+    assert (first.status, first.read()) == (200, b"hello")
+    held = http_connection(port)
+    held.request("GET", "/?delay=3")  # keeps the old generation finishing
+    wait_until(lambda: b'"pending": 1' in http_get(port, "/stats")[1], "pending")
+    os.kill(int(pidfile.read_text()), signal.SIGHUP)
+    server.wait_for_line(r"generation 2 \(pid \d+\) took over")
+    time.sleep(SETTLE + 0.5)
+    kept.request("GET", "/?delay=0")
+    refused = kept.getresponse()
+    assert refused.status == 503
+    assert refused.getheader("Connection") == "close"
+    assert refused.getheader("Retry-After") is not None
+    refused.read()
+    assert http_get(port, "/?delay=0") == (200, b"hello")
+    answer = held.getresponse()
+    assert (answer.status, answer.read()) == (200, b"hello")

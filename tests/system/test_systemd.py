@@ -62,6 +62,8 @@ def activated(
     assert f"--pidfile={pidfile}" in argv
     assert argv[argv.index("--listen") + 1] == "systemd:domain=INET:index=0"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # A stop goes to the main process alone, which stops its workers.
+    assert service["KillMode"] == "mixed"
     ours = tmp_path / "twistd.pid"
     argv = [
         *twistd_command(),
@@ -135,8 +137,17 @@ def test_socket_activation_and_reloads_refuse_no_connection(
         first = int(pidfile.read_text())
         assert first == server.process.pid
         for n in range(RELOADS):
-            os.kill(int(pidfile.read_text()), signal.SIGHUP)
-            server.wait_for_line(rf"generation {n + 2} \(pid \d+\) took over", 20)
+            old = int(pidfile.read_text())
+            os.kill(old, signal.SIGHUP)
+            took = server.wait_for_line(
+                rf"generation {n + 2} \(pid (\d+)\) took over; generation "
+                rf"{n + 1} \(pid {old}\)",
+                20,
+            )
+            # The pidfile names the new main process before the old one
+            # exits: what systemd reads, with PIDFile=, to follow it.
+            assert alive(old)
+            assert int(pidfile.read_text()) == int(took.group(1))
             time.sleep(0.5)
         wait_until(lambda: not alive(first), "the first generation to exit", 20)
     finally:

@@ -58,6 +58,10 @@ SETTLE = 0.5
 """Seconds an old generation still answers requests that arrive on the
 connections it accepted just before it stopped accepting."""
 
+READY_BOUND = 60.0
+"""Seconds the next generation has to say it serves; past them it is
+stopped, and the old generation carries on."""
+
 PUBLISH_EVERY = 0.01
 """Seconds between two publications of a single process's counters while
 an old generation finishes its requests."""
@@ -313,6 +317,10 @@ class Generation(Service):
             self._failed(pidfile)
             return
         self._next.pid = process.pid
+        self._next.process = process
+        self._next.deadline = cast(IReactorTime, self.reactor).callLater(
+            READY_BOUND, self._next.give_up
+        )
         log.info(
             "closedemo generation {generation} (pid {pid}) starting generation "
             "{next} (pid {child})",
@@ -395,14 +403,34 @@ class _Next(ProcessProtocol):
         self.generation = generation
         self.pidfile = pidfile
         self.pid: int | None = None
+        self.process: Any = None
+        self.deadline: Any = None
         self.ready = False
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == _READY_FD and b"ready" in data and not self.ready:
             self.ready = True
+            if self.deadline is not None and self.deadline.active():
+                self.deadline.cancel()
             self.generation.handover(self.pid or 0)
 
+    def give_up(self) -> None:
+        # Two generations would serve on and on, and no SIGHUP be heard.
+        log.warn(
+            "closedemo: generation {next} (pid {pid}) did not say it serves "
+            "within {bound:g} s; stopping it",
+            next=self.generation.number + 1,
+            pid=self.pid,
+            bound=READY_BOUND,
+        )
+        try:
+            self.process.signalProcess("KILL")
+        except Exception:
+            pass  # it has just ended
+
     def processEnded(self, reason: Failure) -> None:
+        if self.deadline is not None and self.deadline.active():
+            self.deadline.cancel()
         if self.ready:
             return
         log.warn(
