@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ledger
+from twisted_close.closedemo import tap
 from twisted_close.closedemo.restart import (
     GENERATIONS,
     READY_BOUND,
@@ -33,7 +34,7 @@ from twisted_close.closedemo.restart import (
 )
 from twisted_close.closedemo.shared import SharedCounters
 
-from .helpers import temporary_directory
+from .helpers import self_signed, temporary_directory
 
 
 class _Process:
@@ -96,7 +97,9 @@ class GenerationTests(SynchronousTestCase):
         self.stopped_listening: list[bool] = []
         self.twistd: dict[str, Any] = {"pidfile": ""}
 
-    def generation(self, handed: Inherited | None = None) -> Generation:
+    def generation(
+        self, handed: Inherited | None = None, unfit: str | None = None
+    ) -> Generation:
         def stop_listening() -> Deferred[None]:
             self.stopped_listening.append(True)
             return succeed(None)
@@ -110,6 +113,7 @@ class GenerationTests(SynchronousTestCase):
             serving=lambda: True,
             stop_listening=stop_listening,
             twistd=self.twistd,
+            unfit=unfit,
         )
         # Its SIGHUP handler is for a real server: put this process's back.
         self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
@@ -205,6 +209,18 @@ class GenerationTests(SynchronousTestCase):
         # It carries on, and a later SIGHUP tries again.
         generation.restart()
         self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_a_listener_it_cannot_hand_over_says_so(self) -> None:
+        tls = self_signed(Path(temporary_directory(self))).listen
+        for description in (tls, "unix:/run/s.sock"):
+            unfit = tap._unfit(["tcp:8080", description])
+            self.assertIn(f"--listen {description!r}: a restart hands over", str(unfit))
+            generation = self.generation(unfit=unfit)
+            with capturedLogs() as events:
+                generation.restart()
+            self.assertEqual(self.reactor.spawned, [])
+            self.assertIn(f"{unfit}; SIGHUP ignored", formatEvent(events[-1]))
+        self.assertIsNone(tap._unfit(["tcp:8080", "systemd:domain=INET6:index=1"]))
 
     def test_a_spawn_that_fails_leaves_it_serving(self) -> None:
         self.reactor.failing = True

@@ -132,6 +132,8 @@ class Generation(Service):
     that starts the next one, and the hand-over.
 
     @ivar width: slots per generation (the workers, or 1).
+    @ivar _unfit: why this server cannot restart so (a listener it cannot
+        hand over), if it cannot.
     @ivar ledger: the single process's ledger (C{None} with workers, who
         publish their own).
     """
@@ -150,6 +152,7 @@ class Generation(Service):
         stop_listening: Callable[[], Deferred[Any]],
         settle: float = SETTLE,
         twistd: Any = None,
+        unfit: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.width = width
@@ -162,6 +165,7 @@ class Generation(Service):
         self._stop_listening = stop_listening
         self._settle = settle
         self._twistd = twistd
+        self._unfit = unfit
         self._shared: SharedCounters | None = None
         self._next: _Next | None = None
         self._publisher: LoopingCall | None = None
@@ -271,6 +275,9 @@ class Generation(Service):
         """
         Start the next generation (SIGHUP).
         """
+        if self._unfit is not None:
+            log.warn("closedemo: {why}; SIGHUP ignored", why=self._unfit)
+            return
         if self._next is not None or self.handing_over:
             log.warn("closedemo: a restart is already under way; SIGHUP ignored")
             return

@@ -433,6 +433,18 @@ def _check_endpoint(description: str) -> None:
         )
 
 
+def _unfit(descriptions: list[str]) -> str | None:
+    # A TLS port adopted as it is would serve plain HTTP, and a UNIX port
+    # removes its file when the old generation stops listening.
+    for description in descriptions:
+        if not _shareable(description):
+            return (
+                f"--listen {description!r}: a restart hands over plain tcp: or "
+                "systemd:domain=INET/INET6 sockets only (stop and start it)"
+            )
+    return None
+
+
 def _check_systemd(description: str, fields: dict[str, str]) -> None:
     if fields.get("domain") not in ("INET", "INET6", "UNIX"):
         raise usage.UsageError(
@@ -609,6 +621,7 @@ def makeService(options: Any) -> IService:
         serving=lambda: True,
         stop_listening=stop_listening,
         twistd=twistd,
+        unfit=_unfit(options["listen"]),
     )
     site = build_site(
         clock=reactor,
