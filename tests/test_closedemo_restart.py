@@ -118,6 +118,7 @@ class GenerationTests(SynchronousTestCase):
         # Its SIGHUP handler is for a real server: put this process's back.
         self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
         generation.privilegedStartService()
+        generation.startService()
         self.addCleanup(generation._leave)
         return generation
 
@@ -221,6 +222,14 @@ class GenerationTests(SynchronousTestCase):
             self.assertEqual(self.reactor.spawned, [])
             self.assertIn(f"{unfit}; SIGHUP ignored", formatEvent(events[-1]))
         self.assertIsNone(tap._unfit(["tcp:8080", "systemd:domain=INET6:index=1"]))
+
+    def test_no_restart_once_a_stop_has_begun(self) -> None:
+        generation = self.generation()
+        generation.stopService()
+        with capturedLogs() as events:
+            generation.restart()
+        self.assertEqual(self.reactor.spawned, [])
+        self.assertIn("stopping; SIGHUP ignored", formatEvent(events[-1]))
 
     def test_a_spawn_that_fails_leaves_it_serving(self) -> None:
         self.reactor.failing = True

@@ -278,6 +278,10 @@ class Generation(Service):
         if self._unfit is not None:
             log.warn("closedemo: {why}; SIGHUP ignored", why=self._unfit)
             return
+        if not self.running:
+            # A stop has begun (or nothing has started): no sockets to hand.
+            log.warn("closedemo: stopping; SIGHUP ignored")
+            return
         if self._next is not None or self.handing_over:
             log.warn("closedemo: a restart is already under way; SIGHUP ignored")
             return
