@@ -132,8 +132,6 @@ class Generation(Service):
     that starts the next one, and the hand-over.
 
     @ivar width: slots per generation (the workers, or 1).
-    @ivar _unfit: why this server cannot restart so (a listener it cannot
-        hand over), if it cannot.
     @ivar ledger: the single process's ledger (C{None} with workers, who
         publish their own).
     """
@@ -154,6 +152,18 @@ class Generation(Service):
         twistd: Any = None,
         unfit: str | None = None,
     ) -> None:
+        """
+        @param handed: what the previous generation handed over, if any.
+        @param listening: the descriptors of the listening sockets, in
+            C{--listen} order, to hand on.
+        @param serving: whether this generation serves yet (its workers
+            all started), to say C{ready} to the previous one.
+        @param stop_listening: stop accepting, the sockets left open for
+            the next generation.
+        @param settle: seconds between that and the drain.
+        @param twistd: twistd's own options, whose pidfile is handed on.
+        @param unfit: why a restart cannot be made, if it cannot.
+        """
         self.reactor = reactor
         self.width = width
         self.ledger = ledger
