@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import twisted_close
 from twisted_close.closedemo.restart import SETTLE
 
 from ..twistd_process import LISTEN, Twistd, http_connection, http_get, wait_until
@@ -257,3 +259,44 @@ def test_a_kept_alive_connection_of_the_old_generation(
     assert http_get(port, "/?delay=0") == (200, b"hello")
     answer = held.getresponse()
     assert (answer.status, answer.read()) == (200, b"hello")
+
+
+def test_a_restart_runs_the_code_installed_since(
+    tmp_path: Path, started: list[Twistd], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The next generation is a fresh exec: a change to the installed code
+    # (here, a copy of it whose default message is edited) is what serves.
+    source = tmp_path / "src"
+    shutil.copytree(
+        Path(twisted_close.__file__).parent,
+        source / "twisted_close",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (source / "twisted" / "plugins").mkdir(parents=True)
+    plugin = Path(__file__).parents[2] / "twisted" / "plugins" / "closedemo.py"
+    shutil.copy(plugin, source / "twisted" / "plugins")
+    path = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv(
+        "PYTHONPATH", f"{source}{os.pathsep}{path}" if path else str(source)
+    )
+    pidfile = tmp_path / "twistd.pid"
+    server = Twistd(
+        tmp_path,
+        *LISTEN,
+        "--delay",
+        "0",
+        logging=("--logfile=-", f"--pidfile={pidfile}"),
+    )
+    started.append(server)
+    port = server.port()
+    wait_until(pidfile.exists, "the pidfile")
+    assert http_get(port, "/") == (200, b"hello")
+    tap = source / "twisted_close" / "closedemo" / "tap.py"
+    text = tap.read_text()
+    assert '["message", "m", "hello",' in text
+    tap.write_text(
+        text.replace('["message", "m", "hello",', '["message", "m", "upgraded",')
+    )
+    os.kill(int(pidfile.read_text()), signal.SIGHUP)
+    server.wait_for_line(r"generation 2 \(pid \d+\) took over")
+    assert http_get(port, "/") == (200, b"upgraded")
