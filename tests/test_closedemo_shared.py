@@ -11,6 +11,7 @@ import struct
 from typing import Any
 from unittest import mock
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
@@ -18,9 +19,15 @@ from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close import Ending, Ledger
+from twisted_close import Ending, Ledger, Limits
 from twisted_close._ledger import Totals
-from twisted_close.closedemo.shared import COPY, SLOT, SharedCounters
+from twisted_close.closedemo.shared import (
+    BUCKETS,
+    COPY,
+    SLOT,
+    SharedCounters,
+    _bucket,
+)
 from twisted_close.closedemo.tap import Options
 from twisted_close.closedemo.workers import RESTART_PAUSE, WorkerPool, _Worker
 
@@ -224,8 +231,12 @@ class SharedCountersTests(SynchronousTestCase):
         with mock.patch.object(os, "memfd_create", None):
             shared = self.counters(2)
         self.assertEqual(os.fstat(shared.fileno()).st_nlink, 0)
-        # Two slots, then an 8-byte heartbeat for each.
-        self.assertEqual(os.fstat(shared.fileno()).st_size, 2 * SLOT + 2 * 8)
+        # Two slots, an 8-byte heartbeat for each, then each one's limit
+        # counts: two totals and two tables of BUCKETS 8-byte counters.
+        self.assertEqual(
+            os.fstat(shared.fileno()).st_size,
+            2 * SLOT + 2 * 8 + 2 * 8 * (2 + 2 * BUCKETS),
+        )
         shared.publish(1, Ledger().state())
         self.assertIsNotNone(shared.read(1))
 
@@ -295,6 +306,26 @@ class WorkerEndTests(SynchronousTestCase):
         self.successResultOf(worker.ended)
         return worker, [formatEvent(e) for e in events]
 
+    def test_a_generation_serves_once_every_worker_has_beaten(self) -> None:
+        # What a restarted generation waits for before the old one stops.
+        self.assertFalse(self.pool.serving())
+        for slot in (0, 1):
+            self.pool.workers[slot] = _Worker(self.pool, slot)
+        self.assertFalse(self.pool.serving())
+        self.pool.shared.beat(0, 1)
+        self.assertFalse(self.pool.serving())
+        self.pool.shared.beat(1, 1)
+        self.assertTrue(self.pool.serving())
+
+    def test_a_dead_workers_places_under_the_limits_are_given_back(self) -> None:
+        dead, alive = self.pool.shared.limits(1), self.pool.shared.limits(0)
+        dead.add(False, "10.0.0.1", 1)
+        dead.add(True, "10.0.0.1", 1)
+        alive.add(False, "10.0.0.1", 1)
+        self.end(1, ProcessTerminated(signal=signal.SIGKILL))
+        self.assertEqual((alive.total(False), alive.total(True)), (1, 0))
+        self.assertEqual(alive.of(False, "10.0.0.1"), 1)
+
     def test_a_killed_workers_pending_count_as_worker_died(self) -> None:
         state: dict[str, Any] = {**Ledger().state(), "pending": 3, "pid": 4242}
         self.pool.shared.publish(1, state)
@@ -349,3 +380,93 @@ class WorkerEndTests(SynchronousTestCase):
         # A worker that drained and exited is not worth a line.
         _, lines = self.end(1, ProcessDone(0))
         self.assertEqual(lines, [])
+
+
+class SharedLimitsTests(SynchronousTestCase):
+    """
+    The limit counts of the workers: each writes its slot, all read the
+    sum, and a dead worker's are given back.
+    """
+
+    def setUp(self) -> None:
+        self.shared = SharedCounters.create(2)
+        self.addCleanup(self.shared.close)
+
+    def test_every_worker_sees_the_sum(self) -> None:
+        one, two = self.shared.limits(0), self.shared.limits(1)
+        one.add(False, "10.0.0.1", 1)
+        two.add(False, "10.0.0.1", 1)
+        two.add(False, "10.0.0.2", 1)
+        two.add(True, None, 1)
+        for view in (one, two):
+            self.assertEqual(
+                (view.total(False), view.total(True)), (3, 1), "the totals"
+            )
+            self.assertEqual(view.of(False, "10.0.0.1"), 2)
+            self.assertEqual(view.of(False, "10.0.0.2"), 1)
+            self.assertEqual(view.of(True, "10.0.0.1"), 0)
+        # Another process mapping the same memory sees the same.
+        other = SharedCounters.adopt(os.dup(self.shared.fileno()), 2)
+        self.addCleanup(other.close)
+        self.assertEqual(other.limits(1).of(False, "10.0.0.1"), 2)
+
+    def test_a_cap_held_across_two_workers(self) -> None:
+        # Two workers' Limits, one client: five places in all, not per worker.
+        workers = [
+            Limits(max_pending_per_client=5, counts=self.shared.limits(slot))
+            for slot in (0, 1)
+        ]
+        request = SharedStoreRequest("127.0.0.1")
+        admitted = 0
+        for n in range(10):
+            limits = workers[n % 2]
+            if limits.admit(request) is None:  # type: ignore[arg-type]
+                limits.began(request, False)  # type: ignore[arg-type]
+                admitted += 1
+        self.assertEqual(admitted, 5)
+
+    def test_an_old_generations_requests_count_until_they_end(self) -> None:
+        # Two generations of two workers (see restart): the old one's
+        # pending answers count against the new one's caps.
+        shared = SharedCounters.create(4)
+        self.addCleanup(shared.close)
+        old, new = shared.limits(1), shared.limits(3)
+        old.add(False, "10.0.0.1", 1)
+        self.assertEqual((new.total(False), new.of(False, "10.0.0.1")), (1, 1))
+        old.add(False, "10.0.0.1", -1)
+        self.assertEqual(new.total(False), 0)
+
+    def test_a_dead_workers_counts_are_given_back(self) -> None:
+        one, two = self.shared.limits(0), self.shared.limits(1)
+        one.add(False, "10.0.0.1", 1)
+        two.add(False, "10.0.0.1", 1)
+        two.add(True, "10.0.0.1", 1)
+        self.shared.release(1)
+        self.assertEqual((one.total(False), one.total(True)), (1, 0))
+        self.assertEqual(one.of(False, "10.0.0.1"), 1)
+        self.assertEqual(one.of(True, "10.0.0.1"), 0)
+
+    def test_clients_in_one_bucket_share_a_cap(self) -> None:
+        # Said in the docs: a collision only makes the cap stricter.
+        first = "10.0.0.1"
+        other = next(
+            f"10.{a}.{b}.1"
+            for a in range(256)
+            for b in range(256)
+            if f"10.{a}.{b}.1" != first and _bucket(f"10.{a}.{b}.1") == _bucket(first)
+        )
+        view = self.shared.limits(0)
+        view.add(False, first, 1)
+        self.assertEqual(view.of(False, other), 1)
+
+
+class SharedStoreRequest:
+    """
+    Just enough of a request for L{Limits}: its client's address.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def getClientAddress(self) -> IPv4Address:
+        return IPv4Address("TCP", self.host, 1234)

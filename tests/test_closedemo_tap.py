@@ -29,6 +29,7 @@ from twisted_close import ConnectionPolicy
 from twisted_close._drain import GracefulDrain
 from twisted_close.closedemo import tap
 from twisted_close.closedemo.descriptors import DescriptorRoom
+from twisted_close.closedemo.restart import Generation
 from twisted_close.closedemo.signals import QuietRepeatedStops
 
 from .helpers import self_signed, temporary_directory
@@ -141,9 +142,11 @@ class ServiceTests(SynchronousTestCase):
             parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0")
         )
         assert isinstance(service, MultiService)
-        drain, room, *listeners, quiet = list(service)
+        generation, drain, room, *listeners, quiet = list(service)
         # Services stop in reverse: the second signal is quieted first, the
-        # ports close next, then the drain runs.
+        # ports close next, then the drain runs; the generation's last
+        # counts are written once all is done.
+        self.assertIsInstance(generation, Generation)
         self.assertIsInstance(drain, GracefulDrain)
         self.assertIsInstance(room, DescriptorRoom)
         self.assertEqual(len(listeners), 2)

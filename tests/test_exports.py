@@ -98,8 +98,12 @@ def _library_modules() -> dict[str, set[str]]:
 
 PUBLIC_MODULES = {
     "twisted_close.guard": ["guard_of", "peer_timeout_supported", "set_peer_timeout"],
-    "twisted_close.ledger": ["WAIT_BUCKETS", "CountsSource", "Totals"],
-    "twisted_close.reactors": ["asyncio_event_loop", "tcp_endpoint_address"],
+    "twisted_close.ledger": ["WAIT_BUCKETS", "CountsSource", "LimitCounts", "Totals"],
+    "twisted_close.reactors": [
+        "asyncio_event_loop",
+        "leave_socket_open",
+        "tcp_endpoint_address",
+    ],
     "twisted_close.streams": [
         "DEFAULT_MAX_UNSENT",
         "PushStream",

@@ -218,3 +218,89 @@ class AdmissionTests(SynchronousTestCase):
         with self.assertRaises(ValueError) as caught:
             Limits(max_pending=-1)
         self.assertIn("max_pending", str(caught.exception))
+
+
+class _Store:
+    """
+    A L{twisted_close.ledger.LimitCounts} in a dictionary, with one client
+    said to hold C{others} more in another process.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[bool, str | None], int] = {}
+
+    def total(self, stream: bool) -> int:
+        return self.counts.get((stream, None), 0)
+
+    def of(self, stream: bool, client: str) -> int:
+        return self.counts.get((stream, client), 0)
+
+    def add(self, stream: bool, client: str | None, step: int) -> None:
+        for key in [(stream, None)] + (
+            [(stream, client)] if client is not None else []
+        ):
+            self.counts[key] = self.counts.get(key, 0) + step
+
+
+class SharedStoreTests(SynchronousTestCase):
+    """
+    With a store, every count is the store's: what other processes hold
+    in it counts against the caps here.
+    """
+
+    def request(self, host: str) -> IRequest:
+        return AdmissionTests.request(self, host)  # type: ignore[arg-type]
+
+    def test_counts_held_elsewhere_count_here(self) -> None:
+        store = _Store()
+        limits = Limits(
+            max_pending=3,
+            max_streams=2,
+            max_pending_per_client=2,
+            max_streams_per_client=1,
+            counts=store,
+        )
+        a, b = self.request("10.0.0.1"), self.request("10.0.0.2")
+        # Another process holds one of a's pending answers and a's stream.
+        store.add(False, "10.0.0.1", 1)
+        store.add(True, "10.0.0.1", 1)
+        self.assertEqual((limits.pending, limits.streams), (1, 1))
+        self.assertEqual(
+            (limits.pending_of("10.0.0.1"), limits.streams_of("10.0.0.1")), (1, 1)
+        )
+        self.assertIs(limits.admit(a, stream=True), Rejection.CLIENT_STREAMS)
+        first = limits.began(a, False)
+        self.assertIs(limits.admit(a), Rejection.CLIENT_PENDING)
+        self.assertIsNone(limits.admit(b))
+        second = limits.began(b, False)
+        self.assertIs(limits.admit(b), Rejection.OVERLOADED)
+        stream = limits.began(b, True)
+        self.assertIs(limits.admit(b, stream=True), Rejection.TOO_MANY_STREAMS)
+        for counted in (first, second, stream):
+            limits.ended(counted)
+        self.assertEqual(
+            store.counts,
+            {
+                (False, None): 1,
+                (False, "10.0.0.1"): 1,
+                (False, "10.0.0.2"): 0,
+                (True, None): 1,
+                (True, "10.0.0.1"): 1,
+                (True, "10.0.0.2"): 0,
+            },
+        )
+
+    def test_a_cap_that_is_off_costs_no_client_count(self) -> None:
+        store = _Store()
+        limits = Limits(counts=store)
+        a = self.request("10.0.0.1")
+        counted = [
+            limits.began(a, False),
+            limits.began(a, True),
+            limits.began(None, True),
+        ]
+        self.assertEqual(store.counts, {(False, None): 1, (True, None): 2})
+        for c in counted:
+            limits.ended(c)
+        self.assertEqual(store.counts, {(False, None): 0, (True, None): 0})
+        self.assertIsNone(limits.admit(a))

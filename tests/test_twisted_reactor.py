@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 from typing import Any, cast
 
 from twisted.internet import tcp
@@ -23,6 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_close._twisted.reactor import (
     accept_failure,
     asyncio_event_loop,
+    leave_socket_open,
     reactor_cutting_connections,
     redirect_accept_log,
     tcp_endpoint_address,
@@ -118,3 +120,32 @@ class ReactorTests(SynchronousTestCase):
         self.assertTrue(cutting)
         # The same failure as a client's reset.
         self.assertIs(type(reason.value), ConnectionLost)
+
+
+class LeaveSocketOpenTests(SynchronousTestCase):
+    """
+    A port Twisted made shuts its socket down at a stop (ending it for any
+    process sharing it), unless told not to; an adopted one never does.
+    """
+
+    def test_a_port_it_made_is_shut_down_unless_told(self) -> None:
+        made = tcp.Port(0, Factory(), interface="127.0.0.1")
+        self.assertIs(made._shouldShutdown, True)
+        leave_socket_open(made)
+        self.assertIs(made._shouldShutdown, False)
+        # Anything else is left alone.
+        leave_socket_open(object())
+
+    def test_a_socket_it_made_shut_down_ends_every_holder(self) -> None:
+        import socket
+
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(5)
+        held = socket.socket(fileno=os.dup(listening.fileno()))
+        self.addCleanup(held.close)
+        listening.shutdown(socket.SHUT_RDWR)
+        # Shut down once, closed for both: why the port must not.
+        with self.assertRaises(OSError):
+            socket.create_connection(listening.getsockname(), timeout=1).close()

@@ -8,18 +8,22 @@ every HTTP/2 stream of one connection, and every connection from one
 address, count as that one client.  Behind a proxy that is the proxy,
 unless the site's root is wrapped in L{ForwardedFor}, which makes it the
 client the proxy names.
+
+The counts live in this process unless a L{LimitCounts} store is given:
+several processes serving one address then hold their caps together.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.web.iweb import IRequest
 
 from ._outcome import Rejection
 
-__all__ = ["Limits", "client_key"]
+__all__ = ["LimitCounts", "Limits", "client_key"]
 
 
 def client_key(request: IRequest) -> str:
@@ -34,6 +38,30 @@ def client_key(request: IRequest) -> str:
     if isinstance(address, UNIXAddress):
         return "unix"
     return str(address)
+
+
+class LimitCounts(Protocol):
+    """
+    Where L{Limits} keep their counts when several processes share them
+    (C{Limits(counts=...)}): each count is of streams if C{stream}, else of
+    requests holding pending work.  A client's share is asked for, and
+    changed, only where its cap is on; C{""} stands for no client known.
+    """
+
+    def total(self, stream: bool) -> int:
+        """
+        How many are held now, by every client.
+        """
+
+    def of(self, stream: bool, client: str) -> int:
+        """
+        How many C{client} holds now.
+        """
+
+    def add(self, stream: bool, client: str | None, step: int) -> None:
+        """
+        Count C{step} (1 or -1) more held, by C{client} too unless C{None}.
+        """
 
 
 def _cap(name: str, value: int | None) -> int | None:
@@ -74,8 +102,14 @@ class Limits:
         max_streams: int | None = None,
         max_streams_per_client: int | None = None,
         max_pending_per_client: int | None = None,
+        counts: LimitCounts | None = None,
     ) -> None:
         """
+        @param counts: where the counts are kept, if not in this process:
+            a store shared by the processes that serve together, so that
+            every cap holds for all of them (see L{LimitCounts}).  A cap is
+            checked, then counted: two processes admitting at the same
+            instant can each take the last place.
         @raise ValueError: if a cap is not C{None} nor a whole number (>= 0
             for C{max_pending}, which 0 makes refuse all work; >= 1 for the
             others).
@@ -101,6 +135,7 @@ class Limits:
         self._streams: Counter[str] = Counter()
         self._stream_total = 0
         self._pending: Counter[str] = Counter()
+        self._store = counts
 
     @property
     def closing(self) -> bool:
@@ -120,6 +155,8 @@ class Limits:
         """
         How many requests hold pending work now (streams not counted).
         """
+        if self._store is not None:
+            return self._store.total(False)
         return self._work
 
     @property
@@ -127,18 +164,24 @@ class Limits:
         """
         How many streams are open now.
         """
+        if self._store is not None:
+            return self._store.total(True)
         return self._stream_total
 
     def streams_of(self, client: str) -> int:
         """
         How many streams C{client} holds open now.
         """
+        if self._store is not None:
+            return self._store.of(True, client)
         return self._streams[client]
 
     def pending_of(self, client: str) -> int:
         """
         How many pending answers C{client} waits for now.
         """
+        if self._store is not None:
+            return self._store.of(False, client)
         return self._pending[client]
 
     def admit(
@@ -155,6 +198,8 @@ class Limits:
         """
         if self._closing:
             return Rejection.SHUTTING_DOWN
+        if self._store is not None:
+            return self._admit_shared(self._store, request, stream)
         if stream:
             if self.max_streams is not None and self._stream_total >= self.max_streams:
                 return Rejection.TOO_MANY_STREAMS
@@ -173,11 +218,33 @@ class Limits:
                 return Rejection.CLIENT_PENDING
         return None
 
+    def _admit_shared(
+        self, store: LimitCounts, request: IRequest | None, stream: bool
+    ) -> Rejection | None:
+        if stream:
+            if self.max_streams is not None and store.total(True) >= self.max_streams:
+                return Rejection.TOO_MANY_STREAMS
+            cap = self.max_streams_per_client
+            if cap is not None:
+                client = client_key(request) if request else ""
+                if store.of(True, client) >= cap:
+                    return Rejection.CLIENT_STREAMS
+            return None
+        if self.max_pending is not None and store.total(False) >= self.max_pending:
+            return Rejection.OVERLOADED
+        cap = self.max_pending_per_client
+        if cap is not None and request is not None:
+            if store.of(False, client_key(request)) >= cap:
+                return Rejection.CLIENT_PENDING
+        return None
+
     def began(self, request: IRequest | None, stream: bool) -> str | None:
         """
         Count a request that took on work (a stream if C{stream}); return
         what to hand L{ended} when it ends.
         """
+        if self._store is not None:
+            return self._began_shared(self._store, request, stream)
         if stream:
             client = "" if request is None else client_key(request)
             self._streams[client] += 1
@@ -190,10 +257,29 @@ class Limits:
         self._pending[client] += 1
         return client
 
+    def _began_shared(
+        self, store: LimitCounts, request: IRequest | None, stream: bool
+    ) -> str | None:
+        # Only the caps that are on are counted per client: the store's
+        # per-client counts cost a look-up each.
+        cap = self.max_streams_per_client if stream else self.max_pending_per_client
+        client = None
+        if cap is not None:
+            client = "" if request is None else client_key(request)
+        store.add(stream, client, 1)
+        if stream:
+            return _STREAM + ("\1" if client is None else client)
+        return client
+
     def ended(self, counted: str | None) -> None:
         """
         Count off a request that ended, by what L{began} returned for it.
         """
+        if self._store is not None:
+            stream = counted is not None and counted.startswith(_STREAM)
+            client = counted[1:] if stream and counted else counted
+            self._store.add(stream, None if client == "\1" else client, -1)
+            return
         if counted is None:
             self._work -= 1
         elif counted.startswith(_STREAM):

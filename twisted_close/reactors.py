@@ -1,9 +1,14 @@
 """
 What Twisted's reactor and endpoints know but do not say publicly: the
-address a TCP server endpoint would listen on, and the asyncio loop under
-the asyncio reactor.
+address a TCP server endpoint would listen on, the asyncio loop under
+the asyncio reactor, and how to stop listening on a socket another process
+shares without ending it for that process too.
 """
 
-from ._twisted.reactor import asyncio_event_loop, tcp_endpoint_address
+from ._twisted.reactor import (
+    asyncio_event_loop,
+    leave_socket_open,
+    tcp_endpoint_address,
+)
 
-__all__ = ["asyncio_event_loop", "tcp_endpoint_address"]
+__all__ = ["asyncio_event_loop", "leave_socket_open", "tcp_endpoint_address"]

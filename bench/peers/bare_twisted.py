@@ -5,8 +5,10 @@ reads are added, and the headers closedemo sends.  Same reactor (epoll), and
 no access log, as closedemo by default: twisted.web's C{Site.log} formats a
 line per request even when nobody observes it.
 
-With C{--workers N}, N processes each listen on the port with
-C{SO_REUSEPORT} (as closedemo C{--workers N}); each still counts in its own
+With C{--workers N}, N processes each listen on the port with their own
+C{SO_REUSEPORT} socket, the kernel spreading connections between them (closedemo
+C{--workers N} shares one socket its parent opens instead; this peer keeps the
+other design as a ceiling); each still counts in its own
 dict, copies it every 5 ms into its slot of memory shared with the others,
 and answers C{/stats} with the sum of all slots (and C{workers_serving}, how
 many of them have had a request).

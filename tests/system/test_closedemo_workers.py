@@ -27,7 +27,7 @@ import pytest
 from twisted_close.closedemo.shared import SharedCounters
 
 from ..test_closedemo_shared import leave_mid_write
-from ..twistd_process import LISTEN, Twistd, http_get, stats, wait_until
+from ..twistd_process import LISTEN, Twistd, http_get, send_get, stats, wait_until
 
 
 def alive(pid: int) -> bool:
@@ -199,7 +199,10 @@ def test_workers_need_plain_tcp(tmp_path: Path) -> None:
         command("--workers", "2", "--listen", f"unix:{tmp_path}/s.sock"), tmp_path
     )
     assert result.returncode != 0
-    assert "--workers shares plain tcp: sockets only" in result.stdout + result.stderr
+    assert (
+        "--workers shares plain tcp: or systemd:domain=INET/INET6 sockets only"
+        in result.stdout + result.stderr
+    )
 
 
 COUNTERS = ("completed", "interrupted", "server_ended", "rejected")
@@ -499,6 +502,56 @@ def test_a_stopped_worker_is_killed_and_its_share_goes_to_the_others(
         )
         server.wait_for_line(rf"worker 0 started \(pid (?!{victim}\))\d+\)")
         wait_gone(victim)
+    finally:
+        pids = worker_pids(server)
+        server.kill()
+        for pid in pids.values():
+            wait_gone(pid)
+
+
+def test_a_per_client_cap_holds_for_the_whole_server(tmp_path: Path) -> None:
+    # Ten requests of one address at once, on two workers: five places in
+    # all (counted in the shared memory), not five per worker.  Each worker
+    # is paused while the other takes its five, so that both take some.
+    server = Twistd(
+        tmp_path, *LISTEN, "--workers", "2", "--max-pending-per-client", "5"
+    )
+    try:
+        port = server.port()
+        server.wait_for_line(r"worker 1 \(pid \d+\) serving")
+        server.wait_for_line(r"worker 0 \(pid \d+\) serving")
+        pids = worker_pids(server)
+        connections: list[http.client.HTTPConnection] = []
+        started = time.monotonic()
+        for paused, serving in ((0, 1), (1, 0)):
+            os.kill(pids[paused], signal.SIGSTOP)
+            try:
+                for _ in range(5):
+                    connections.append(send_get(port, "/?delay=3"))
+                wait_until(
+                    lambda: (
+                        sum(w["pending"] + w["rejected"] for w in workers(port))
+                        >= len(connections)
+                    ),
+                    f"worker {serving} to take its five",
+                )
+            finally:
+                os.kill(pids[paused], signal.SIGCONT)
+
+        def answer(connection: http.client.HTTPConnection) -> tuple[int, float]:
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            return response.status, time.monotonic() - started
+
+        each = workers(port)
+        with ThreadPoolExecutor(max_workers=10) as threads:
+            answers = list(threads.map(answer, connections))
+        # The first worker took five; the second refused its five at once.
+        assert [s for s, _ in answers] == [200] * 5 + [429] * 5, answers
+        assert max(when for _, when in answers[5:]) < 2.0, answers
+        assert min(when for _, when in answers[:5]) > 2.9, answers
+        assert sorted((w["pending"], w["rejected"]) for w in each) == [(0, 5), (5, 0)]
     finally:
         pids = worker_pids(server)
         server.kill()

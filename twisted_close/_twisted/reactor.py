@@ -20,6 +20,7 @@ from twisted.logger import ILogObserver, LogEvent, Logger
 __all__ = [
     "accept_failure",
     "asyncio_event_loop",
+    "leave_socket_open",
     "reactor_cutting_connections",
     "redirect_accept_log",
     "tcp_endpoint_address",
@@ -40,6 +41,21 @@ def tcp_endpoint_address(endpoint: object) -> tuple[str, int, int]:
         int(getattr(endpoint, "_port", 0)),
         int(getattr(endpoint, "_backlog", 50)),
     )
+
+
+def leave_socket_open(port: object) -> None:
+    """
+    Make the listening C{port}'s C{stopListening} close its descriptor but
+    not shut its socket down, so that another process sharing the socket
+    (a restart's next generation) goes on accepting from it.
+
+    Relies on C{tcp.Port._shouldShutdown}: C{True} for a socket the port
+    made, whose C{shutdown()} at a stop ends listening for every holder;
+    Twisted sets it C{False} itself for an adopted socket.  Other ports
+    (UNIX sockets) do not shut down.
+    """
+    if getattr(port, "_shouldShutdown", False):
+        port._shouldShutdown = False  # type: ignore[attr-defined]
 
 
 def asyncio_event_loop(reactor: object) -> AbstractEventLoop | None:

@@ -1,7 +1,9 @@
 """
 Counters shared between worker processes: one slot per worker in a small
 anonymous shared memory file, each written by its worker alone and read by
-all, so that any worker can answer C{/stats} and C{/metrics} with the totals.
+all, so that any worker can answer C{/stats} and C{/metrics} with the totals;
+and the counts the L{Limits} admit against (L{SharedLimits}), so that every
+cap holds for the whole server.
 
 The memory has no name in the file system: the parent makes it and its
 workers inherit its descriptor, so nothing of it outlives them, however they
@@ -15,12 +17,13 @@ import mmap
 import os
 import struct
 import tempfile
+import zlib
 from typing import Any
 
 from .. import Ending
 from ..ledger import Totals
 
-__all__ = ["SLOT", "SharedCounters"]
+__all__ = ["BUCKETS", "SLOT", "SharedCounters", "SharedLimits"]
 
 COPY = 4096
 """Bytes of one copy of a slot's state, its header included."""
@@ -29,6 +32,9 @@ SLOT = 2 * COPY
 _BEAT = struct.Struct("<Q")  # CLOCK_MONOTONIC nanoseconds, 0: not yet
 _HEAD = struct.Struct("<QI")  # sequence number, length of the JSON that follows
 _TRIES = 1000
+BUCKETS = 1024
+"""Per-client counters of one slot, for pending work and again for streams."""
+_WORDS = 2 + 2 * BUCKETS  # the two totals, then the two tables of buckets
 
 
 def _anonymous_file(size: int) -> int:
@@ -51,8 +57,8 @@ def _anonymous_file(size: int) -> int:
 
 
 def _size(slots: int) -> int:
-    # The slots, then one heartbeat per slot.
-    return (SLOT + _BEAT.size) * slots
+    # The slots, then one heartbeat per slot, then each slot's limit counts.
+    return (SLOT + _BEAT.size + 8 * _WORDS) * slots
 
 
 class SharedCounters:
@@ -70,6 +76,9 @@ class SharedCounters:
         self.slots = slots
         self._fd = fd
         self._map = mmap.mmap(fd, _size(slots))
+        start = (SLOT + _BEAT.size) * slots
+        # Eight-byte words, read and written as plain memory: no system call.
+        self._words = memoryview(self._map)[start:].cast("q")
         self._last: dict[int, dict[str, Any] | None] = {}
 
     @classmethod
@@ -80,11 +89,14 @@ class SharedCounters:
         return cls(_anonymous_file(_size(slots)), slots)
 
     @classmethod
-    def adopt(cls, fd: int, slots: int) -> SharedCounters:
+    def adopt(cls, fd: int, slots: int, *, keep: bool = False) -> SharedCounters:
         """
         The counters behind an inherited descriptor C{fd}, which is closed
-        once mapped (the mapping keeps the memory).
+        once mapped (the mapping keeps the memory), unless C{keep}: to hand
+        it on to other processes.
         """
+        if keep:
+            return cls(fd, slots)
         try:
             counters = cls(fd, slots)
         finally:
@@ -95,7 +107,7 @@ class SharedCounters:
     def fileno(self) -> int:
         """
         The shared memory's descriptor (closed by L{close}); -1 once
-        closed, or if adopted.
+        closed, or if adopted without C{keep}.
         """
         return self._fd
 
@@ -174,6 +186,21 @@ class SharedCounters:
         self.publish(slot, buried)
         return pending
 
+    def limits(self, slot: int) -> SharedLimits:
+        """
+        The limit counts written by the worker of C{slot}, read with every
+        other slot's (pass it to L{Limits} as C{counts}).
+        """
+        return SharedLimits(self, slot)
+
+    def release(self, slot: int) -> None:
+        """
+        Give back what the worker of C{slot} held against the limits: it
+        has died (or not started yet), so holds nothing.
+        """
+        begin = slot * _WORDS
+        self._words[begin : begin + _WORDS] = memoryview(bytes(8 * _WORDS)).cast("q")
+
     def beat(self, slot: int, now: int) -> None:
         """
         Say that the worker of C{slot} is alive at C{now} (nanoseconds of
@@ -205,7 +232,47 @@ class SharedCounters:
         """
         Unmap the memory and close its descriptor, if still open.
         """
+        self._words.release()
         self._map.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _bucket(client: str) -> int:
+    # A hash every process agrees on (Python's own is salted per process).
+    return zlib.crc32(client.encode("utf-8", "surrogatepass")) % BUCKETS
+
+
+class SharedLimits:
+    """
+    The counts of the L{Limits} for the whole server (a
+    L{twisted_close.ledger.LimitCounts}): each worker writes its own slot's,
+    and reads the sum over every slot, so that no writes race.
+
+    A client's count is kept in one of L{BUCKETS} buckets picked by a hash
+    of its address: two clients whose addresses share a bucket share a cap,
+    which only makes it stricter for them.
+    """
+
+    def __init__(self, shared: SharedCounters, slot: int) -> None:
+        self._words = shared._words
+        self._slots = shared.slots
+        self._mine = slot * _WORDS
+
+    def _sum(self, offset: int) -> int:
+        # One word of every slot: a strided view, summed without a loop here.
+        return sum(self._words[offset::_WORDS])
+
+    def total(self, stream: bool) -> int:
+        return self._sum(1 if stream else 0)
+
+    def of(self, stream: bool, client: str) -> int:
+        return self._sum(2 + (BUCKETS if stream else 0) + _bucket(client))
+
+    def add(self, stream: bool, client: str | None, step: int) -> None:
+        words, mine = self._words, self._mine
+        words[mine + (1 if stream else 0)] += step
+        if client is not None:
+            at = mine + 2 + (BUCKETS if stream else 0) + _bucket(client)
+            words[at] += step

@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -35,12 +36,13 @@ from .. import (
     parse_delay,
 )
 from ..guard import guard_of
-from ..reactors import tcp_endpoint_address
+from ..reactors import leave_socket_open, tcp_endpoint_address
 from ..web import describe_address
 from .descriptors import DescriptorRoom
+from .restart import Generation, inherited, socket_family, stop_services
 from .signals import QuietRepeatedStops
 from .site import build_site, optional_metrics
-from .workers import WorkerPool, tcp_only
+from .workers import HANDOVER, WorkerPool, tcp_only
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService"]
 
@@ -100,7 +102,7 @@ class Options(usage.Options):
             "workers",
             None,
             "1",
-            "Processes serving the same sockets (tcp only), 1 to 64.",
+            "Processes serving the same sockets (tcp or systemd), 1 to 64.",
         ],
         [
             "worker-timeout",
@@ -245,10 +247,10 @@ class Options(usage.Options):
             self[name] = check(self, f"--{name}", self[name])
         if self["workers"] > 1:
             for description in self["listen"] or [DEFAULT_LISTEN]:
-                if not tcp_only(serverFromString(MemoryReactor(), description)):
+                if not _shareable(description):
                     raise usage.UsageError(
                         f"--listen {description!r}: --workers shares plain tcp: "
-                        "sockets only"
+                        "or systemd:domain=INET/INET6 sockets only"
                     )
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
@@ -479,7 +481,30 @@ def _warnings(options: Options) -> list[str]:
     return warnings
 
 
+def _systemd(description: str) -> dict[str, str] | None:
+    """
+    The fields of a C{systemd:} endpoint description, else C{None}.
+    """
+    kind, _, rest = description.partition(":")
+    if kind != "systemd":
+        return None
+    return dict(f.partition("=")[::2] for f in rest.split(":") if f)
+
+
+def _shareable(description: str) -> bool:
+    # A socket systemd hands over is bound already: the workers share it
+    # as they share one the parent opens.
+    fields = _systemd(description)
+    if fields is not None:
+        return fields.get("domain") in ("INET", "INET6")
+    return tcp_only(serverFromString(MemoryReactor(), description))
+
+
 def _check_endpoint(description: str) -> None:
+    systemd = _systemd(description)
+    if systemd is not None:
+        _check_systemd(description, systemd)
+        return
     # Parsing against a memory reactor checks the syntax (and loads TLS
     # certificate files) without listening on anything.
     kind, _, rest = description.partition(":")
@@ -508,6 +533,40 @@ def _check_endpoint(description: str) -> None:
         )
 
 
+def _unfit(descriptions: list[str]) -> str | None:
+    # A TLS port adopted as it is would serve plain HTTP, and a UNIX port
+    # removes its file when the old generation stops listening.
+    for description in descriptions:
+        if not _shareable(description):
+            return (
+                f"--listen {description!r}: a restart hands over plain tcp: or "
+                "systemd:domain=INET/INET6 sockets only (stop and start it)"
+            )
+    return None
+
+
+def _check_systemd(description: str, fields: dict[str, str]) -> None:
+    if fields.get("domain") not in ("INET", "INET6", "UNIX"):
+        raise usage.UsageError(
+            f"--listen {description!r}: give domain=INET, INET6 or UNIX"
+        )
+    if ("index" in fields) == ("name" in fields):
+        raise usage.UsageError(
+            f"--listen {description!r}: give one of index=N or name=NAME"
+        )
+    if inherited() is not None:
+        # A restarted generation: its predecessor hands the socket over.
+        return
+    try:
+        serverFromString(MemoryReactor(), description)
+    except (IndexError, KeyError, ValueError):
+        raise usage.UsageError(
+            f"--listen {description!r}: no such socket was handed over by "
+            "systemd (run closedemo from a .socket unit, or under "
+            "systemd-socket-activate --fdname=NAME)"
+        ) from None
+
+
 @implementer(IStreamServerEndpoint)
 class _AnnouncedEndpoint:
     """
@@ -523,9 +582,11 @@ class _AnnouncedEndpoint:
         self._endpoint = endpoint
         self._description = description
         self._guard = guard
+        self.port: IListeningPort | None = None
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
         def announce(port: IListeningPort) -> IListeningPort:
+            self.port = port
             log.info(
                 "closedemo listening on {address} ({description})",
                 address=describe_address(port.getHost()),
@@ -586,38 +647,96 @@ def makeService(options: Any) -> IService:
     for warning in getattr(options, "warnings", []):
         # Not a "warning" field: observers take that for a Python warning.
         log.warn("closedemo: {problem}", problem=warning)
+    # A restarted generation is handed its sockets (see restart); twistd's
+    # own options, for its pidfile.
+    handed = inherited()
+    twistd = getattr(options, "parent", None)
     if options["workers"] > 1:
-        endpoints = [(d, serverFromString(reactor, d)) for d in options["listen"]]
+        # A restarted generation is handed the sockets: nothing to parse
+        # (a systemd socket is no longer ours to find in the environment).
+        endpoints = [
+            (
+                d,
+                cast(IStreamServerEndpoint, None)
+                if handed
+                else serverFromString(reactor, d),
+            )
+            for d in options["listen"]
+        ]
         settings = {
             "site": site_settings(options),
             "max_pending": options["max-pending"],
             "shutdown_grace": options["shutdown-grace"],
             "limits": limits_settings(options),
         }
+        workers = WorkerPool(
+            reactor,
+            endpoints,
+            options["workers"],
+            settings,
+            liveness=options["worker-timeout"],
+            inherited=None if handed is None else handed.listen,
+        )
+
+        def hand_over() -> Deferred[None]:
+            # The workers stop accepting, and settle, when told this word.
+            workers.word = HANDOVER
+            return succeed(None)
+
+        workers.generation = Generation(
+            reactor,
+            width=options["workers"],
+            ledger=None,
+            handed=handed,
+            listening=workers.listening,
+            serving=workers.serving,
+            stop_listening=hand_over,
+            settle=0,
+            twistd=twistd,
+        )
         pool = MultiService()
+        # First: it stops last, and its memory is there before the workers.
+        pool.addService(workers.generation)
         # Lifts the limit before the workers start: they inherit it.
         pool.addService(
             DescriptorRoom(None, options["max-pending"], options["peer-timeout"])
         )
-        pool.addService(
-            WorkerPool(
-                reactor,
-                endpoints,
-                options["workers"],
-                settings,
-                liveness=options["worker-timeout"],
-            )
-        )
+        pool.addService(workers)
         return pool
 
     ledger = Ledger(reactor, limits=Limits(**limits_settings(options)))
+    announced: list[_AnnouncedEndpoint] = []
+    listeners: list[IService] = []
+
+    def stop_listening() -> Deferred[Any]:
+        # The next generation accepts from the same sockets: close ours,
+        # without shutting them down for it.
+        for endpoint in announced:
+            leave_socket_open(endpoint.port)
+        return stop_services(listeners)()
+
+    generation = Generation(
+        reactor,
+        width=1,
+        ledger=ledger,
+        handed=handed,
+        listening=lambda: [cast(Any, e.port).fileno() for e in announced],
+        serving=lambda: True,
+        stop_listening=stop_listening,
+        twistd=twistd,
+        unfit=_unfit(options["listen"]),
+    )
     site = build_site(
         clock=reactor,
         ledger=ledger,
-        metrics=optional_metrics(ledger),
+        # Every generation's counters (see restart).
+        metrics=optional_metrics(generation),
+        counts=generation,
         **site_settings(options),
     )
     service: MultiService = _Closedemo()  # type: ignore[no-untyped-call]
+    # First: it stops last, after the drain, with the last counts.
+    service.addService(generation)
     # Services stop in reverse order: the listeners stop accepting first,
     # then the drain answers what is pending.
     service.addService(GracefulDrain(ledger, reactor, options["shutdown-grace"]))
@@ -625,10 +744,18 @@ def makeService(options: Any) -> IService:
     service.addService(
         DescriptorRoom(guard, options["max-pending"], options["peer-timeout"])
     )
-    for description in options["listen"]:
-        # strports: a port that cannot be had stops twistd at once.
-        listener = strports.service(description, site, reactor=reactor)
-        listener.endpoint = _AnnouncedEndpoint(listener.endpoint, description, guard)
+    for n, description in enumerate(options["listen"]):
+        if handed is None:
+            # strports: a port that cannot be had stops twistd at once.
+            listener = strports.service(description, site, reactor=reactor)
+        else:
+            fd = handed.listen[n]
+            adopted = AdoptedStreamServerEndpoint(reactor, fd, socket_family(fd))
+            listener = StreamServerEndpointService(adopted, site)
+        endpoint = _AnnouncedEndpoint(listener.endpoint, description, guard)
+        listener.endpoint = endpoint
+        announced.append(endpoint)
+        listeners.append(listener)
         listener.setServiceParent(service)
     # Stops first: a second signal during the drain is only logged.
     QuietRepeatedStops(reactor).setServiceParent(service)  # type: ignore[no-untyped-call]

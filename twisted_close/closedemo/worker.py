@@ -22,17 +22,18 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IListeningPort, IReactorCore, IReactorSocket
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.stdio import StandardIO
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 
 from .. import GracefulDrain, Ledger, Limits
 from ..guard import guard_of
 from .descriptors import connection_room
+from .restart import SETTLE
 from .shared import SharedCounters
 from .signals import quiet_repeated_stops
 from .site import build_site, optional_metrics
-from .workers import STOP
+from .workers import HANDOVER, STOP
 
 log = Logger(namespace="twisted_close")
 
@@ -52,7 +53,9 @@ def serve(config: dict[str, Any]) -> None:
     settings = config["settings"]
     slot = config["slot"]
     shared = SharedCounters.adopt(config["shared_fd"], config["slots"])
-    ledger = Ledger(reactor, limits=Limits(**settings["limits"]))
+    # The caps hold for the whole server: counted in the shared memory.
+    limits = Limits(**settings["limits"], counts=shared.limits(slot))
+    ledger = Ledger(reactor, limits=limits)
     previous = shared.read(slot)
     if previous is not None:
         # Carry on from the worker this one replaces: totals never go back.
@@ -114,6 +117,10 @@ def serve(config: dict[str, Any]) -> None:
         quiet_repeated_stops(reactor)
         for port in ports:
             await maybeDeferred(port.stopListening)
+        if parent.handover:
+            # The next generation serves: a request on a connection taken
+            # just before is still answered, not refused as shutting down.
+            await deferLater(reactor, SETTLE, lambda: None)
         await drain.drain()
         publisher.stop()
         publish()
@@ -144,12 +151,14 @@ class _Parent(Protocol):
     def __init__(self, reactor: IReactorCore) -> None:
         self.reactor = reactor
         self.stopping = False
+        self.handover = False
         self._heard = b""
 
     def dataReceived(self, data: bytes) -> None:
         self._heard = (self._heard + data)[-len(STOP) :]
-        if self._heard == STOP and not self.stopping:
+        if self._heard in (STOP, HANDOVER) and not self.stopping:
             self.stopping = True
+            self.handover = self._heard == HANDOVER
             try:
                 self.reactor.stop()
             except ReactorNotRunning:
@@ -166,6 +175,9 @@ class _Parent(Protocol):
 
 
 def main(argv: list[str]) -> None:
+    # A restart is the parent's to make (SIGHUP to the process group must
+    # not end a worker, whose default it would be).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stdout)], redirectStandardIO=False
     )

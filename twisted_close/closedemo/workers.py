@@ -26,7 +26,11 @@ from typing import Any, cast
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+)
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import (
     IProcessTransport,
@@ -63,6 +67,11 @@ others follow it in the order of C{--listen}."""
 
 STOP = b"stop\n"
 """What the parent writes to a worker's stdin to stop it."""
+
+HANDOVER = b"pass\n"
+"""What the parent writes to a worker's stdin to stop it for a restart:
+the next generation serves the sockets, so a request that arrives on a
+connection accepted just before is still answered."""
 
 
 def tcp_only(endpoint: IStreamServerEndpoint) -> bool:
@@ -148,6 +157,8 @@ class WorkerPool(Service):
         *,
         stop_timeout: float = 30.0,
         liveness: float = 5.0,
+        generation: Any = None,
+        inherited: list[int] | None = None,
     ) -> None:
         self.reactor = reactor
         self.clock = cast(IReactorTime, reactor)
@@ -163,6 +174,11 @@ class WorkerPool(Service):
         self.stopping = False
         # Made when the service starts: building the service has no effects.
         self._shared: SharedCounters | None = None
+        # The generation whose shared memory the workers count into (see
+        # restart), and the listening sockets it was handed.
+        self.generation = generation
+        self.inherited = inherited
+        self.word = STOP
 
     @property
     def shared(self) -> SharedCounters:
@@ -176,13 +192,31 @@ class WorkerPool(Service):
     def privilegedStartService(self) -> None:
         # Bind now (as root if need be), so a port in use stops twistd at once.
         super().privilegedStartService()  # type: ignore[no-untyped-call]
+        if self.inherited is not None:
+            # A restarted generation serves the sockets its predecessor had.
+            for (description, _), fd in zip(
+                self.endpoints, self.inherited, strict=True
+            ):
+                sock = socket.socket(fileno=fd)
+                self.listeners.append(_Listener(description, sock, 0))
+            return
         for description, endpoint in self.endpoints:
+            if isinstance(endpoint, AdoptedStreamServerEndpoint):
+                # Bound and listening already (systemd's): shared as it is.
+                sock = socket.socket(fileno=os.dup(endpoint.fileno))
+                sock.setblocking(False)
+                self.listeners.append(_Listener(description, sock, 0))
+                continue
             sock, backlog = open_listener(endpoint)
             self.listeners.append(_Listener(description, sock, backlog))
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
-        self._shared = SharedCounters.create(self.count)
+        if self.generation is not None:
+            self._shared = self.generation.shared
+        else:
+            self._shared = SharedCounters.create(self.count)
+        base = 0 if self.generation is None else self.generation.base
         for listener in self.listeners:
             log.info(
                 "closedemo listening on {address} ({description}) with {count} workers",
@@ -190,7 +224,7 @@ class WorkerPool(Service):
                 description=listener.description,
                 count=self.count,
             )
-        for slot in range(self.count):
+        for slot in range(base, base + self.count):
             self._spawn(slot)
         self._checker.start(min(1.0, self.liveness / 4), now=False)
 
@@ -224,7 +258,7 @@ class WorkerPool(Service):
             fds[FIRST_LISTENER_FD + n] = listener.socket.fileno()
         config = {
             "slot": slot,
-            "slots": self.count,
+            "slots": self.shared.slots,
             "shared_fd": SHARED_FD,
             "listen": [
                 listener.config(FIRST_LISTENER_FD + n)
@@ -235,6 +269,7 @@ class WorkerPool(Service):
         }
         worker = _Worker(self, slot)
         self.shared.beat(slot, 0)
+        self.shared.release(slot)
         process = cast(IReactorProcess, self.reactor).spawnProcess(
             worker,
             sys.executable,
@@ -260,8 +295,11 @@ class WorkerPool(Service):
             del self.workers[worker.slot]
         pending: int | str = "?"
         try:
-            # It cannot write any more: settle what it had pending.
+            # It cannot write any more: settle what it had pending, and
+            # give back its places under the limits (its successor's start
+            # gives them back too, should this fail).
             pending = self.shared.bury(worker.slot)
+            self.shared.release(worker.slot)
         except Exception:
             log.failure(
                 "worker {slot} (pid {pid}) ended; its slot could not be settled",
@@ -313,7 +351,7 @@ class WorkerPool(Service):
         for worker in self.workers.values():
             # Not SIGTERM: a worker not yet running would die of it; the
             # word waits in the pipe until the worker reads it.
-            _tell_stop(worker)
+            _tell_stop(worker, self.word)
         timeout = self.clock.callLater(self.stop_timeout, self._kill)
         done = DeferredList(ended)
 
@@ -326,15 +364,29 @@ class WorkerPool(Service):
 
         return done.addCallback(finished)
 
+    def serving(self) -> bool:
+        """
+        Whether every worker runs and has beaten once: the generation serves.
+        """
+        return len(self.workers) == self.count and all(
+            self.shared.last_beat(w.slot) for w in self.workers.values()
+        )
+
+    def listening(self) -> list[int]:
+        """
+        The descriptors of the listening sockets, in C{--listen} order.
+        """
+        return [listener.socket.fileno() for listener in self.listeners]
+
     def _kill(self) -> None:
         for worker in self.workers.values():
             log.warn("worker {slot} did not stop; killing it", slot=worker.slot)
             _signal(worker, signal.SIGKILL)
 
 
-def _tell_stop(worker: _Worker) -> None:
+def _tell_stop(worker: _Worker, word: bytes = STOP) -> None:
     try:
-        cast(IProcessTransport, worker.transport).write(STOP)
+        cast(IProcessTransport, worker.transport).write(word)
     except Exception:
         pass  # it has already gone
 
