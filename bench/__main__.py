@@ -1,5 +1,6 @@
 """python -m bench [--quick] [--held N] [--due M] [--cycles C] [--peers a,b]
 python -m bench --scenario subscribers [--subscribers N] [--duration S]
+python -m bench --scale [--quick] [--storms K] [--peers a,b]
 
 Start the peers, measure each with the same load, print a table with ratios
 against bare Twisted (requests/s and abort storms paired: each peer's slice
@@ -7,7 +8,9 @@ beside the baseline's, the median of the per-pair ratios with its spread)
 and the closedemo targets, and write JSON: into
 bench/out/ (ignored), to --json PATH, or with --update-docs into the tracked
 bench/results.json.  The subscribers scenario, run alone, measures what idle
-/outcomes subscribers add to closedemo's CPU per request.
+/outcomes subscribers add to closedemo's CPU per request.  --scale measures
+closedemo, bare Twisted and Node at N held requests from 1,000 up to what
+the descriptor limit allows, each a fresh process per N.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _load as load
-from . import _paired, _peers, _readme, _subscribers
+from . import _paired, _peers, _readme, _scale, _subscribers
 from ._chart import write_chart
 from ._peers import (
     BASELINE,
@@ -104,7 +107,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="memory, abort, lateness rounds (3)")
     p.add_argument("--duration", type=float, help="subscribers: seconds per round (10)")
     p.add_argument("--conns", type=int, default=50, help="req/s connections")
-    p.add_argument("--peers", default=",".join(PEER_NAMES), help="comma list")
+    p.add_argument(
+        "--peers",
+        help=f"comma list (default: all; with --scale {','.join(_scale.PEERS)})",
+    )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="cost against N held, N from 1,000 up to the descriptor limit "
+        "(--quick: 200 and 800)",
+    )
+    p.add_argument(
+        "--storms",
+        type=int,
+        help="--scale: storms in a row at the largest N (5; 2 with --quick)",
+    )
     p.add_argument("--load", choices=("auto", "wrk", "asyncio"), default="auto")
     p.add_argument(
         "--scenario",
@@ -136,6 +153,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.json = TRACKED if args.update_docs else OUTPUT
         if args.scenario == "subscribers":
             args.json = args.json.with_name("subscribers.json")
+        if args.scale:
+            args.json = args.json.with_name("scale.json")
+    if args.peers is None:
+        args.peers = ",".join(_scale.PEERS if args.scale else PEER_NAMES)
+    if args.storms is None:
+        args.storms = 2 if args.quick else 5
+    if args.storms < 1:
+        p.error("--storms must be positive")
     args.peers = [n.strip() for n in args.peers.split(",") if n.strip()]
     if args.cycles < 1 or args.slice <= 0 or args.rounds < 1:
         p.error("--cycles, --slice and --rounds must be positive")
@@ -456,9 +481,34 @@ def run_subscribers(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_scale(args: argparse.Namespace) -> int:
+    if args.load_cpus:
+        os.sched_setaffinity(0, args.load_cpus)  # the client, apart from peers
+    data: dict[str, Any] = {"machine": _peers.versions()}
+    data["pinning"] = args.server_cpus and {
+        "servers": sorted(args.server_cpus),
+        "load": sorted(args.load_cpus),
+    }
+    say(f"scale; machine: {data['machine']}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        data |= _scale.run(args, Path(tmp), say)
+    _scale.report(data)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\nJSON: {args.json}")
+    chart = _scale.write_chart(data, args.json.with_suffix(".png"))
+    print(f"chart: {chart}" if chart else "no chart: pip install matplotlib")
+    if args.update_docs:
+        _scale.update(README, data)
+        print(f"table: {README}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "subscribers":
         return run_subscribers(args)
+    if args.scale:
+        return run_scale(args)
     tool = load.load_generator(args.load)
     raise_nofile(args.held + args.due + 1000)
     data: dict[str, Any] = {"machine": _peers.versions(), "skipped": {}, "checks": []}
