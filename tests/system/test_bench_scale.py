@@ -10,6 +10,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -90,3 +91,40 @@ class QuickScaleTests(SynchronousTestCase):
             self.assertIn(label, run.stdout)
         if "no chart" not in run.stdout:
             self.assertEqual(path.with_suffix(".png").read_bytes()[:4], b"\x89PNG")
+
+
+class ScaleTableTests(SynchronousTestCase):
+    """
+    The benchmarks page shows the tracked scale run, and the bench's README
+    says where its N stopped.
+    """
+
+    def tracked(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((ROOT / "bench" / "scale.json").read_text())
+        return data
+
+    def test_the_benchmarks_page_shows_the_tracked_scale_run(self) -> None:
+        data = self.tracked()
+        page = (ROOT / "docs" / "benchmarks.md").read_text()
+        shown = page.partition(_scale.START)[2].partition(_scale.END)[0]
+        self.assertEqual(shown.strip(), _scale.table(data).strip())
+        self.assertIn(f"N stopped at {data['sizes'][-1]:,}", shown)
+
+    def test_the_bench_readme_says_how_far_n_went_and_why(self) -> None:
+        data = self.tracked()
+        text = " ".join((ROOT / "bench" / "README.md").read_text().split())
+        self.assertEqual(data["limit"]["stopped_by"], "descriptor limit")
+        hard, largest = data["limit"]["nofile_hard"], data["sizes"][-1]
+        self.assertEqual(largest, hard - _scale.RESERVE)
+        self.assertIn(f"a hard limit of {hard:,} ", text)
+        self.assertIn(f"N goes to {largest:,}", text)
+
+    def test_update_replaces_the_table_between_the_markers(self) -> None:
+        data = self.tracked()
+        path = Path(temporary_directory(self)) / "page.md"
+        path.write_text(f"before\n{_scale.START}\nold\n{_scale.END}\nafter\n")
+        _scale.update(path, data)
+        text = path.read_text()
+        self.assertNotIn("\nold\n", text)
+        self.assertIn(_scale.table(data), text)
+        self.assertTrue(text.endswith(f"{_scale.END}\nafter\n"))
