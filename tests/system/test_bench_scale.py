@@ -5,8 +5,11 @@ what the descriptor limit allows, and says where it stopped.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from bench import _scale
+from bench import _load, _scale
 from bench.__main__ import parse
 
 from ..helpers import temporary_directory
@@ -51,6 +54,30 @@ class SizesTests(SynchronousTestCase):
         self.assertEqual(args.storms, 5)
         self.assertEqual(parse(["--scale", "--quick"]).storms, 2)
         self.assertEqual(parse(["--scale", "--update-docs"]).json.name, "scale.json")
+
+
+class SourceAddressTests(SynchronousTestCase):
+    def test_each_connection_has_its_own_loopback_address(self) -> None:
+        found = [_load.source_address(i) for i in range(100_000)]
+        self.assertEqual(len(set(found)), len(found))
+        for address in found[::997]:
+            first, *rest = (int(b) for b in address.split("."))
+            self.assertEqual(first, 127)
+            self.assertTrue(all(1 <= b <= 250 for b in rest), address)
+
+
+class MissingNodeTests(SynchronousTestCase):
+    def test_node_is_skipped_and_said_so_when_missing(self) -> None:
+        self.patch(shutil, "which", lambda name: None)
+        args = parse(["--scale", "--quick", "--peers", "node"])
+        args.server_cpus = None
+        data = _scale.run(args, Path(temporary_directory(self)), lambda m: None)
+        self.assertEqual(data["peers"], {})
+        self.assertEqual(data["skipped"], {"node": "`node` is not on PATH"})
+        data["machine"] = {}
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            _scale.report(data)
+        self.assertIn("note: node skipped: `node` is not on PATH", out.getvalue())
 
 
 class QuickScaleTests(SynchronousTestCase):
