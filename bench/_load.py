@@ -19,6 +19,8 @@ from functools import partial
 from ._peers import HOST, HarnessError, get_stats, wait_until
 
 RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST
+# Linux: bind an address now, pick the port at connect() (by destination).
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 _LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 
 
@@ -90,12 +92,26 @@ async def _asyncio_rps(port: int, seconds: float, conns: int) -> tuple[float, in
     return done / (loop.time() - start), done
 
 
+def source_address(i: int) -> str:
+    """The C{i}th of 250**3 loopback source addresses (127.1.1.1, 127.1.1.2,
+    ...), so that no one address runs out of ephemeral ports.
+    """
+    return f"127.{i // 62_500 % 250 + 1}.{i // 250 % 250 + 1}.{i % 250 + 1}"
+
+
 def open_requests(
-    port: int, n: int, path_for: Callable[[], str], what: str, batch: int, ahead: int
+    port: int,
+    n: int,
+    path_for: Callable[[], str],
+    what: str,
+    batch: int,
+    ahead: int,
+    spread: bool = False,
 ) -> list[socket.socket]:
     """N connections with one GET each (path from C{path_for()} just before it
     is sent), paced so that at most C{ahead} requests are not yet pending at
     the server after each C{batch}; the sockets, each set to close with a RST.
+    With C{spread}, each from its own loopback address (L{source_address}).
     """
     base = get_stats(port)["pending"]
     socks: list[socket.socket] = []
@@ -105,6 +121,9 @@ def open_requests(
             socks.append(s)
             s.settimeout(10.0)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+            if spread:
+                s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                s.bind((source_address(i), 0))
             s.connect((HOST, port))
             s.sendall(f"GET {path_for()} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
             if i % batch == 0 and i > ahead:
@@ -124,9 +143,10 @@ def close_all(socks: list[socket.socket]) -> None:
         s.close()  # SO_LINGER 0 was set: a RST each
 
 
-def hold(port: int, n: int) -> list[socket.socket]:
+def hold(port: int, n: int, spread: bool = False) -> list[socket.socket]:
     """N requests held pending (delay one hour), all counted by the server."""
-    return open_requests(port, n, lambda: "/held?delay=3600", "hold", 500, 1000)
+    path = "/held?delay=3600"
+    return open_requests(port, n, lambda: path, "hold", 500, 1000, spread)
 
 
 def abort_storm(port: int, socks: list[socket.socket], timeout: float) -> float:
@@ -139,7 +159,7 @@ def abort_storm(port: int, socks: list[socket.socket], timeout: float) -> float:
     return wait_until(port, "interrupted", target, timeout, "abort storm") - start
 
 
-def lateness(port: int, m: int, timeout: float) -> list[float]:
+def lateness(port: int, m: int, timeout: float, spread: bool = False) -> list[float]:
     """M requests whose delays all end at one absolute instant; for each, the
     seconds from that instant to the client's receipt of the whole answer.
     """
@@ -149,7 +169,7 @@ def lateness(port: int, m: int, timeout: float) -> list[float]:
         return f"/due?delay={max(0.0, due - time.monotonic()):.6f}"
 
     # Small batches: a request waits little between send and the server's timer.
-    socks = open_requests(port, m, path, "lateness", 25, 0)
+    socks = open_requests(port, m, path, "lateness", 25, 0, spread)
     if time.monotonic() > due:
         close_all(socks)
         raise HarnessError(f"lateness: {m} requests not all pending before due")

@@ -56,14 +56,19 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
 
 
 def cycle_order(
-    names: Sequence[str], focus: str | None = None, weight: int = 1
+    names: Sequence[str],
+    focus: str | None = None,
+    weight: int = 1,
+    lead: str | None = None,
 ) -> list[str]:
     """
     The peers' order in a cycle: C{node} just before the C{_workers} peers,
-    whose quotient to Node is taken slice by slice in the same cycle; the
-    C{focus} peer (if there) C{weight} times, spread over the others.
+    whose quotient to Node is taken slice by slice in the same cycle, and
+    among those C{lead} first (the others' quotient to it is taken the same
+    way); the C{focus} peer (if there) C{weight} times, spread over the others.
     """
     workers = [n for n in names if n.endswith("_workers")]
+    workers.sort(key=lambda n: n != lead)  # stable: the rest keep their order
     tail = [n for n in names if n == "node"] + workers
     rest = [n for n in names if n not in tail and n != focus]
     if focus is None or focus not in names:

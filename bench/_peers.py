@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
@@ -86,6 +86,7 @@ def command(name: str, port: int, workdir: Path) -> list[str] | str:
     raise ValueError(f"unknown peer {name!r}")
 
 
+@cache
 def _closedemo_limits() -> list[str]:
     """Lift closedemo's limits that would refuse or cut the benchmark's load,
     for those options this version of closedemo has.
