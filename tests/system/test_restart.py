@@ -136,6 +136,10 @@ def restart_under_load(tmp_path: Path, servers: list[Twistd], *options: str) -> 
         *LISTEN,
         "--shutdown-grace",
         "10",
+        # The load comes from one address: more connections than one
+        # client may hold by default.
+        "--max-connections-per-client",
+        "0",
         *options,
         logging=("--logfile=-", f"--pidfile={pidfile}"),
     )
