@@ -6,18 +6,25 @@ it sees is tested over real sockets in C{test_tcp} and C{test_endings}.)
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 from twisted_close import ConnectionPolicy, DelayedResource, Ledger
 from twisted_close._connection import POLL_INTERVAL, ConnectionWatch
+from twisted_close._twisted.channel import http11_channel, network_producer
+from twisted_close._twisted.tcp import watch_peer_timeout
 
 from .helpers import get_request
+from .twisted_pins import _tcp_connection
 
 
 def looks(clock: Clock) -> list[float]:
@@ -75,6 +82,30 @@ class PausedConnectionTests(SynchronousTestCase):
         self.clock.advance(POLL_INTERVAL)
         self.assertEqual(looks(self.clock), [])
         self.assertEqual(self.ledger.pending, 1)
+
+
+class FreedAtOnceTests(SynchronousTestCase):
+    def test_a_request_cut_short_leaves_no_cycle_to_collect(self) -> None:
+        # Channel and connection watch, request watch and connection watch,
+        # transport and its connectionLost wrapper hold each other while
+        # the connection lives; once it is lost with the request in hand,
+        # reference counting alone frees them (as it frees bare Twisted's).
+        clock = Clock()
+        resource = DelayedResource(b"hello", 5, clock=clock, ledger=Ledger(clock))
+        pair, connection, protocol = _tcp_connection(self, resource)
+        watch_peer_timeout(connection)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        channel = http11_channel(protocol)
+        self.assertIsInstance(network_producer(channel), ConnectionWatch)
+        freed = weakref.ref(channel)
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        pair.reset_by_client()
+        connection.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(resource.ledger.interrupted, 1)
+        del connection, protocol, channel
+        self.assertIsNone(freed())
 
 
 class ConnectionPolicyTests(SynchronousTestCase):

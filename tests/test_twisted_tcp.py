@@ -80,6 +80,12 @@ class PeerTimedOutTests(SynchronousTestCase):
         connection.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(len(told), 1)
 
+    def test_once_told_the_transport_lets_go_of_its_wrapper(self) -> None:
+        # Otherwise transport and wrapper hold each other: a cycle per
+        # connection that only the cyclic GC frees.
+        connection, _, _ = self._reset_and_lost()
+        self.assertNotIn("connectionLost", vars(connection))
+
     def test_what_the_transport_had_of_its_own_is_called(self) -> None:
         _, connection, _ = _tcp_connection(self)
         told: list[Failure] = []

@@ -194,6 +194,18 @@ class ConnectionWatch:
         self._client_gone(ending)
         return False
 
+    def lost(self) -> None:
+        """
+        The connection ended with the request in hand: nothing more to
+        watch.  Let go of the channel and the request's watch, which hold
+        this in turn: a reset connection is then freed at once, not left to
+        the cyclic GC.
+        """
+        self._unschedule()
+        self._paused = self._half_closed = False
+        self._channel = None
+        self.watch = None
+
     def _client_gone(self, ending: Ending) -> None:
         channel = self._channel
         self._paused = self._half_closed = False

@@ -374,6 +374,9 @@ class RequestWatch:
         """
         if isinstance(result, Failure):
             self._interrupted(decide(self._evidence(result)))
+            connection = getattr(self._channel, NETWORK_PRODUCER, None)
+            if isinstance(connection, ConnectionWatch):
+                connection.lost()
             return
         self._pending = ()
         connection = getattr(self._channel, NETWORK_PRODUCER, None)

@@ -54,10 +54,16 @@ class _ConnectionLost:
         )
 
     def _call_below(self, reason: Failure) -> None:
+        transport = self._transport
+        # Told once: the outermost wrapper lets go of the transport first,
+        # or transport and wrapper would hold each other (a cycle left to
+        # the cyclic GC, per connection, where a reset is freed at once).
+        if getattr(transport, "__dict__", {}).get("connectionLost") is self:
+            del transport.connectionLost
         if self._below is not None:
             self._below(reason)
         else:
-            type(self._transport).connectionLost(self._transport, reason)
+            type(transport).connectionLost(transport, reason)
 
 
 def tcp_socket(transport: object) -> socket.socket | None:
