@@ -84,9 +84,16 @@ def update(
     """
     Put the table of C{data} between the markers in C{readme}.
     """
+    write_between(readme, START, END, table(data, figures))
+
+
+def write_between(readme: Path, start: str, end: str, body: str) -> None:
+    """
+    Put C{body} between the markers C{start} and C{end} in C{readme}.
+    """
     text = readme.read_text()
-    head, start, rest = text.partition(START)
-    _, end, tail = rest.partition(END)
-    if not start or not end:
-        raise ValueError(f"{readme} has no {START!r} ... {END!r} markers")
-    readme.write_text(f"{head}{START}\n{table(data, figures)}{END}{tail}")
+    head, found_start, rest = text.partition(start)
+    _, found_end, tail = rest.partition(end)
+    if not found_start or not found_end:
+        raise ValueError(f"{readme} has no {start!r} ... {end!r} markers")
+    readme.write_text(f"{head}{start}\n{body}{end}{tail}")

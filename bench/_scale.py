@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _load as load
 from ._peers import HarnessError, Peer, command, free_port, get_stats
+from ._readme import write_between
 
 PEERS = ("closedemo", "bare_twisted", "node")
 LADDER = (1000, 2000, 4000, 8000, 16_000, 32_000, 64_000)
@@ -293,9 +294,4 @@ def table(data: dict[str, Any]) -> str:
 
 def update(readme: Path, data: dict[str, Any]) -> None:
     """Put the table of C{data} between the scale markers in C{readme}."""
-    text = readme.read_text()
-    head, start, rest = text.partition(START)
-    _, end, tail = rest.partition(END)
-    if not start or not end:
-        raise ValueError(f"{readme} has no {START!r} ... {END!r} markers")
-    readme.write_text(f"{head}{START}\n{table(data)}{END}{tail}")
+    write_between(readme, START, END, table(data))
