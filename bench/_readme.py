@@ -6,6 +6,7 @@ run it cites (a test compares them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +85,17 @@ def update(
     """
     Put the table of C{data} between the markers in C{readme}.
     """
-    write_between(readme, START, END, table(data, figures))
+    write_between(readme, START, END, lambda: table(data, figures))
 
 
-def write_between(readme: Path, start: str, end: str, body: str) -> None:
+def write_between(readme: Path, start: str, end: str, body: Callable[[], str]) -> None:
     """
-    Put C{body} between the markers C{start} and C{end} in C{readme}.
+    Put what C{body} makes between the markers C{start} and C{end} in
+    C{readme}, once they are found there.
     """
     text = readme.read_text()
     head, found_start, rest = text.partition(start)
     _, found_end, tail = rest.partition(end)
     if not found_start or not found_end:
         raise ValueError(f"{readme} has no {start!r} ... {end!r} markers")
-    readme.write_text(f"{head}{start}\n{body}{end}{tail}")
+    readme.write_text(f"{head}{start}\n{body()}{end}{tail}")

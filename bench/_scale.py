@@ -294,4 +294,4 @@ def table(data: dict[str, Any]) -> str:
 
 def update(readme: Path, data: dict[str, Any]) -> None:
     """Put the table of C{data} between the scale markers in C{readme}."""
-    write_between(readme, START, END, table(data))
+    write_between(readme, START, END, lambda: table(data))
