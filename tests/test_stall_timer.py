@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from h2.events import DataReceived, StreamReset
+from h2.events import StreamReset
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
@@ -16,7 +16,7 @@ from twisted.web.server import Site
 from twisted_close import Ledger, WorkResource
 from twisted_close._policy import DEFAULT_POLICY
 
-from .twisted_pins import _client_events, _spin, h2_serving
+from .twisted_pins import _client_events, _read_and_open_window, _spin, h2_serving
 
 
 class _Big(WorkResource):
@@ -39,13 +39,7 @@ class StallTimerTests(SynchronousTestCase):
         # The answer is finished; its end waits on the client's window.
         self.assertEqual(ledger.snapshot()["pending"], 1)
         self.assertNotEqual(clock.getDelayedCalls(), [])
-        for event in _client_events(client, transport):
-            if isinstance(event, DataReceived):
-                client.acknowledge_received_data(
-                    event.flow_controlled_length, event.stream_id
-                )
-        client.increment_flow_control_window(100_000)
-        server.dataReceived(client.data_to_send())
+        _read_and_open_window(server, client, transport)
         _spin(clock)
         self.assertEqual(ledger.snapshot()["completed"], 1)
         # The end went out: the stall timer is gone, the stream never reset.

@@ -11,7 +11,7 @@ import twisted.web.http
 from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
 from h2.errors import ErrorCodes
-from h2.events import DataReceived, StreamReset
+from h2.events import StreamReset
 from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -42,6 +42,7 @@ from .twisted_pins import (
     _get_headers,
     _h2_answering,
     _past_the_window,
+    _read_and_open_window,
     _site_protocol,
     _spin,
     h2_site_connection,
@@ -91,13 +92,7 @@ class H2StreamTests(SynchronousTestCase):
         assert done is not None
         self.assertNoResult(done)
         # The client reads and opens the window: the end goes out.
-        for event in _client_events(client, transport):
-            if isinstance(event, DataReceived):
-                client.acknowledge_received_data(
-                    event.flow_controlled_length, event.stream_id
-                )
-        client.increment_flow_control_window(100_000)
-        server.dataReceived(client.data_to_send())
+        _read_and_open_window(server, client, transport)
         _spin(clock)
         self.assertIsNone(self.successResultOf(done))
         self.assertIsNone(self.successResultOf(early))

@@ -18,6 +18,7 @@ from typing import Any
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection as H2Client
+from h2.events import DataReceived
 from twisted.internet import tcp
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate
@@ -371,6 +372,22 @@ def _client_events(client: H2Client, transport: StringTransport) -> list[Any]:
     events = client.receive_data(transport.value())
     transport.clear()
     return list(events)
+
+
+def _read_and_open_window(
+    server: H2Connection, client: H2Client, transport: StringTransport
+) -> None:
+    """
+    The client takes in what the server sent and opens its window wide:
+    what flow control held back may go out.
+    """
+    for event in _client_events(client, transport):
+        if isinstance(event, DataReceived):
+            client.acknowledge_received_data(
+                event.flow_controlled_length, event.stream_id
+            )
+    client.increment_flow_control_window(100_000)
+    server.dataReceived(client.data_to_send())
 
 
 def _spin(clock: Clock, turns: int = 20) -> None:

@@ -560,6 +560,23 @@ def _pull_before_due(link: Link, server: Twistd) -> float:
     return time.monotonic() - due
 
 
+def _pull_once_asked(
+    link: Link, server: Twistd, control: int, client: subprocess.Popen[str]
+) -> float:
+    """
+    Once C{client} has asked and its request pends, L{_pull_before_due};
+    the client is killed either way.
+    """
+    try:
+        assert client.stdout is not None
+        assert client.stdout.readline().strip() == "asked"
+        wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
+        return _pull_before_due(link, server)
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+
+
 @pytest.mark.parametrize("scheme", ["tcp", "ssl"])
 def test_an_answer_never_acknowledged_is_not_completed(
     scheme: str,
@@ -574,14 +591,7 @@ def test_an_answer_never_acknowledged_is_not_completed(
     """
     server, port, control = _serve_on(link, closedemo, certificate, scheme)
     client = link.run(sys.executable, "-c", ASKER, link.server_ip, str(port), scheme)
-    try:
-        assert client.stdout is not None
-        assert client.stdout.readline().strip() == "asked"
-        wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
-        after = _pull_before_due(link, server)
-    finally:
-        client.kill()
-        client.wait(timeout=10)
+    after = _pull_once_asked(link, server, control, client)
     assert after <= PEER_TIMEOUT + SLACK, after
     assert stats(control) == {
         "pending": 0,
@@ -649,14 +659,7 @@ def test_an_http2_answer_never_acknowledged_is_not_completed(
 ) -> None:
     server, port, control = _serve_on(link, closedemo, certificate, "ssl")
     client = link.run(sys.executable, "-c", H2_ASKER, link.server_ip, str(port))
-    try:
-        assert client.stdout is not None
-        assert client.stdout.readline().strip() == "asked"
-        wait_until(lambda: stats(control)["pending"] == 1, "the request to pend")
-        after = _pull_before_due(link, server)
-    finally:
-        client.kill()
-        client.wait(timeout=10)
+    after = _pull_once_asked(link, server, control, client)
     assert after <= PEER_TIMEOUT + SLACK, after
     assert stats(control)["completed"] == 0
     assert stats(control)["interrupted"] == 1
