@@ -198,3 +198,14 @@ def self_signed(directory: Path) -> TLSFiles:
     )
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return files
+
+
+def replaced_once(text: str, replacements: dict[str, str], name: str) -> str:
+    """
+    C{text} with each key of C{replacements} replaced by its value; each
+    must occur in C{text} (the file C{name}) exactly once.
+    """
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{name} should have {old!r} once"
+        text = text.replace(old, new)
+    return text

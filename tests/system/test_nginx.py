@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import ZERO
+from ..helpers import ZERO, replaced_once
 from ..twistd_process import (
     LISTEN,
     Twistd,
@@ -101,9 +101,7 @@ def render(
         "listen 80;": f"listen 127.0.0.1:{listen};",
         "listen 80 default_server;": f"listen 127.0.0.1:{listen} default_server;",
     }
-    for old, new in replacements.items():
-        assert conf.count(old) == 1, f"docs/nginx.conf should have {old!r} once"
-        conf = conf.replace(old, new)
+    conf = replaced_once(conf, replacements, "docs/nginx.conf")
     return conf
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from ..helpers import replaced_once
 from ..twistd_process import wait_until
 from .test_nginx import free_port, running_cluster
 
@@ -69,9 +70,7 @@ def render(directory: Path, targets: tuple[int, int]) -> Path:
         "- 127.0.0.1:8001": f"- 127.0.0.1:{targets[0]}",
         "- 127.0.0.1:8002": f"- 127.0.0.1:{targets[1]}",
     }
-    for old, new in replacements.items():
-        assert conf.count(old) == 1, f"prometheus.yml should have {old!r} once"
-        conf = conf.replace(old, new)
+    conf = replaced_once(conf, replacements, "prometheus.yml")
     path = directory / "prometheus.yml"
     path.write_text(conf)
     return path
