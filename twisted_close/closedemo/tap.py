@@ -316,13 +316,29 @@ def _count(maximum: int) -> Check:
     """
     A whole number from 1 to C{maximum}.
     """
+    return _number(1, maximum, "a whole number")
+
+
+def _size(maximum: int, least: int = 0) -> Check:
+    """
+    A whole number of bytes from C{least} to C{maximum}.
+    """
+    return _number(least, maximum, "a number of bytes")
+
+
+def _number(least: int, maximum: int, what: str) -> Check:
+    """
+    Digits for a number from C{least} to C{maximum}, else a usage error that
+    says it is not C{what} in that range.
+    """
 
     def check(options: Options, option: str, text: Any) -> int:
         text = str(text)
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        digits = text.isascii() and text.isdigit()
+        if not digits or not least <= int(text) <= maximum:
             shown = text if len(text) <= 20 else text[:20] + "..."
             raise usage.UsageError(
-                f"{option}: {shown!r} is not a whole number from 1 to {maximum:,}"
+                f"{option}: {shown!r} is not {what} from {least:,} to {maximum:,}"
             )
         return int(text)
 
@@ -401,25 +417,6 @@ def _off_or_count(options: Options, option: str, text: Any) -> int | None:
     return value
 
 
-def _size(maximum: int, least: int = 0) -> Check:
-    """
-    A whole number of bytes from C{least} to C{maximum}.
-    """
-
-    def check(options: Options, option: str, text: Any) -> int:
-        text = str(text)
-        digits = text.isascii() and text.isdigit()
-        if not digits or not least <= int(text) <= maximum:
-            shown = text if len(text) <= 20 else text[:20] + "..."
-            raise usage.UsageError(
-                f"{option}: {shown!r} is not a number of bytes from {least:,} "
-                f"to {maximum:,}"
-            )
-        return int(text)
-
-    return check
-
-
 def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     A per-client cap: 0 turns it off (behind a proxy, every client is the
@@ -427,10 +424,7 @@ def _cap(options: Options, option: str, text: Any) -> int | None:
     """
     if text is None:
         return max(1, int(options["max-pending"]) // 10)
-    if str(text) == "0":
-        return None
-    value: int = _count(10**7)(options, option, text)
-    return value
+    return _off_or_count(options, option, text)
 
 
 CHECKS: dict[str, Check] = {
@@ -620,7 +614,7 @@ def site_settings(options: Any) -> dict[str, Any]:
     names = ["message", "delay", "max-delay", "tick", "heartbeat", "idle-timeout"]
     names += ["peer-timeout", "read-timeout", "half-close", "stall-timeout"]
     names += ["delivery", "max-connections-per-client"]
-    names += ["delivery", "max-body", "max-subscriber-buffer"]
+    names += ["max-body", "max-subscriber-buffer"]
     names += ["access-log-files", "access-log-size"]
     settings = {n.replace("-", "_"): options[n] for n in [*names, "access-log"]}
     settings["allowed_hosts"] = list(options["allowed-host"])
