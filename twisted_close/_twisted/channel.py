@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides
 
 from .request import transport_of
-from .tcp import tcp_transport_of
+from .tcp import tcp_transport_of, unsent_bytes
 
 __all__ = [
     "NETWORK_PRODUCER",
@@ -186,17 +186,10 @@ def reusable(channel: Any) -> bool:
 
 def nothing_unsent(transport: object) -> bool:
     """
-    Whether the TCP connection under C{transport} has nothing written and
-    not yet sent.
-
-    Relies on the TCP transport's C{dataBuffer} and C{_tempDataBuffer},
-    where what is written waits for the socket (under TLS, the encrypted
-    bytes go to it as soon as they are made).
+    Whether Twisted holds nothing written to C{transport} and not yet
+    handed to the kernel (L{unsent_bytes}, TLS's buffers included).
     """
-    tcp = tcp_transport_of(transport)
-    return not (
-        getattr(tcp, "dataBuffer", b"") or getattr(tcp, "_tempDataBuffer", None)
-    )
+    return unsent_bytes(transport) == 0
 
 
 def close_at_once(channel: Any) -> None:

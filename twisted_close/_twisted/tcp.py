@@ -250,9 +250,7 @@ class ConnectionBytes:
         if counts is None:
             return None
         acked, kernel = counts
-        tcp = self._tcp
-        buffered = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
-        return acked, acked + kernel + buffered
+        return acked, acked + kernel + _buffered(self._tcp)
 
     def acked(self) -> int | None:
         """
@@ -313,6 +311,12 @@ class _TellLost(_ConnectionLost):
         self._call_below(reason)
 
 
+def _buffered(tcp: Any) -> int:
+    # What FileDescriptor holds: dataBuffer from offset, and _tempDataLen
+    # bytes in _tempDataBuffer (see ConnectionBytes and unsent_bytes).
+    return len(tcp.dataBuffer) - int(tcp.offset) + int(tcp._tempDataLen)
+
+
 def unsent_bytes(transport: object) -> int:
     """
     How many bytes written to C{transport} Twisted still holds, not yet
@@ -338,8 +342,7 @@ def unsent_bytes(transport: object) -> int:
         waiting = getattr(untyped, "_appSendBuffer", None)
         if waiting:
             held += sum(len(data) for data in waiting)
-        buffer = getattr(untyped, "dataBuffer", None)
-        if buffer is not None:
-            return held + len(buffer) - int(untyped.offset) + int(untyped._tempDataLen)
+        if getattr(untyped, "dataBuffer", None) is not None:
+            return held + _buffered(untyped)
         transport = getattr(untyped, "transport", None)
     return held
