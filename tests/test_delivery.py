@@ -20,6 +20,7 @@ from twisted_close import (
     Outcome,
     RequestWatch,
 )
+from twisted_close import _delivery as delivery
 from twisted_close._delivery import POLL, deliveries
 from twisted_close.testing import InMemoryServer
 
@@ -102,6 +103,21 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual(
             (outcome.ending, outcome.delivery), (Ending.COMPLETED, "unknown")
         )
+
+    def test_where_it_cannot_be_known_a_connection_is_asked_once(self) -> None:
+        asked: list[object] = []
+
+        def connection_bytes(transport: object) -> None:
+            asked.append(transport)
+
+        self.patch(delivery, "connection_bytes", connection_bytes)
+        server, _ledger, outcomes = serve()
+        client = server.connect()
+        for _ in range(3):
+            client.request("/")
+            server.advance(1)
+        self.assertEqual([o.delivery for o in outcomes], ["unknown"] * 3)
+        self.assertEqual(len(asked), 1)
 
     def test_written_counts_it_once_handed_over(self) -> None:
         server, _ledger, outcomes = serve(ConnectionPolicy(delivery="written"))

@@ -11,7 +11,7 @@ the channel no new attribute, and is found from the channel in one lookup.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from twisted.internet.interfaces import IDelayedCall
 
@@ -74,8 +74,9 @@ class ConnectionWatch:
         self._paused = False
         self._poll: IDelayedCall | None = None
         self.watch: RequestWatch | None = None
-        # Its answers waiting for their acknowledgement (made by the first).
-        self.delivering: Connection | None = None
+        # Its answers waiting for their acknowledgement (made by the first),
+        # or False where that cannot be known (not TCP).
+        self.delivering: Connection | Literal[False] | None = None
 
     @classmethod
     def of(cls, channel: object, half_close: HalfClose) -> ConnectionWatch | None:

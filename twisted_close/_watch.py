@@ -344,8 +344,9 @@ class RequestWatch:
         if delivering is None:
             delivering = deliveries(self._clock).connection(transport_of(self._channel))
             if connection is not None:
-                connection.delivering = delivering
-        if delivering is None or not delivering.track(self):
+                # False: it cannot be known here, and is not asked again.
+                connection.delivering = delivering or False
+        if not delivering or not delivering.track(self):
             self._facts = (_DELIVERING, "unknown", 0)
             self._end(Ending.COMPLETED, 0)
 
