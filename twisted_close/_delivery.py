@@ -225,10 +225,13 @@ class Deliveries:
         C{connection} has an answer waiting: look at it on the next round.
         """
         self._waiting.add(connection)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        # One timer for every answer waiting, not one per answer: a delayed
+        # call made and fired per request would cost more than the rest of
+        # the request's bookkeeping.
         if self._call is None:
-            # One timer for every answer waiting, not one per answer: a
-            # delayed call made and fired per request would cost more than
-            # the rest of the request's bookkeeping.
             self._call = self._clock.callLater(POLL, self._look)
 
     def _connect(self, transport: object) -> Connection | None:
@@ -272,7 +275,7 @@ class Deliveries:
                 closing.sock.close()
                 self._closing.remove(closing)
         if self._waiting or self._closing:
-            self._call = self._clock.callLater(POLL, self._look)
+            self._schedule()
 
     def _lost(
         self, key: Any, acked: int | None, sock: socket.socket | None, clean: bool
@@ -292,8 +295,7 @@ class Deliveries:
             # keeps it for the acknowledgements still on their way.
             until = self._clock.seconds() + LINGER
             self._closing.append(_Closing(sock.dup(), left, until))
-            if self._call is None:
-                self._call = self._clock.callLater(POLL, self._look)
+            self._schedule()
             return
         _fail(left, acked or 0)
 
