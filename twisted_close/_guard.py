@@ -39,6 +39,7 @@ from zope.interface import provider
 from ._clock import default_clock
 from ._forwarded import TrustedProxies
 from ._ledger import Ledger
+from ._limits import _cap
 from ._outcome import Rejection
 from ._twisted.channel import (
     close_at_once,
@@ -167,21 +168,12 @@ class ConnectionGuard:
         @raise ValueError: if C{max_per_client} is not C{None} nor a whole
             number >= 1.
         """
-        if max_per_client is not None and (
-            isinstance(max_per_client, bool)
-            or not isinstance(max_per_client, int)
-            or max_per_client < 1
-        ):
-            raise ValueError(
-                "max_per_client must be a whole number >= 1 or None, "
-                f"not {max_per_client!r}"
-            )
         self.clock = clock
         self.ledger = ledger
         self.peer_timeout = peer_timeout if peer_timeout_supported() else None
         self.read_timeout = read_timeout
         self.room: int | None = None
-        self.max_per_client = max_per_client
+        self.max_per_client = _cap("max_per_client", max_per_client)
         self.trusted = trusted or TrustedProxies(())
         self.freed = 0
         self.refused = 0
@@ -506,9 +498,7 @@ def guard_connections(
         peer_timeout=peer_timeout,
         read_timeout=read_timeout,
         max_per_client=max_per_client,
-        trusted=trusted
-        if isinstance(trusted, TrustedProxies)
-        else TrustedProxies(trusted),
+        trusted=trusted,
     )
     guard_protocols(site, guard)
     setattr(site, _GUARD, guard)
