@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -171,21 +170,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown := set(args.peers) - set(PEER_NAMES):
         p.error(f"unknown peers {sorted(unknown)}; choose from {PEER_NAMES}")
     return args
-
-
-def raise_nofile(need: int) -> None:
-    """Let this process (and the peers, which inherit it) open C{need} files."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= need:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
-    except (ValueError, OSError):
-        if hard < need:
-            raise HarnessError(
-                f"need {need} open files, the hard limit is {hard}: lower --held/--due"
-            ) from None
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def measure(peers: list[Peer], args: argparse.Namespace, tool: str) -> dict[str, Any]:
@@ -510,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scale:
         return run_scale(args)
     tool = load.load_generator(args.load)
-    raise_nofile(args.held + args.due + 1000)
+    _peers.raise_nofile(args.held + args.due + 1000)
     data: dict[str, Any] = {"machine": _peers.versions(), "skipped": {}, "checks": []}
     if tool == "wrk":
         version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -251,3 +252,18 @@ def _run(*argv: str) -> str:
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=60
     ).stdout.strip()
+
+
+def raise_nofile(need: int) -> None:
+    """Let this process (and the peers, which inherit it) open C{need} files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
+    except (ValueError, OSError):
+        if hard < need:
+            raise HarnessError(
+                f"need {need} open files, the hard limit is {hard}: lower --held/--due"
+            ) from None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _load as load
-from ._peers import HarnessError, Peer, command, free_port, get_stats
+from ._peers import HarnessError, Peer, command, free_port, get_stats, raise_nofile
 from ._readme import write_between
 
 PEERS = ("closedemo", "bare_twisted", "node")
@@ -84,14 +84,6 @@ def sizes(ladder: tuple[int, ...], limit: int) -> tuple[list[int], str]:
     return found, "descriptor limit"
 
 
-def raise_nofile() -> None:
-    """This process and the peers it starts (they inherit it) may open up to
-    the hard limit.
-    """
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def measure_one(peer: Peer, n: int, storms: int) -> dict[str, Any]:
     """The figures of one fresh peer at N; C{storms} holds and storms of N."""
     port = peer.port
@@ -138,7 +130,9 @@ def run(
     args: argparse.Namespace, workdir: Path, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """Each peer at each N, a fresh process each time."""
-    raise_nofile()
+    # This process and the peers it starts (they inherit it) may open up
+    # to the hard limit.
+    raise_nofile(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     limit = descriptor_limit()
     ladder = QUICK_LADDER if args.quick else LADDER
     found, stopped = sizes(ladder, limit["max_n"])
