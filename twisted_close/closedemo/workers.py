@@ -104,7 +104,6 @@ class _Worker(ProcessProtocol):
 class _Listener:
     description: str
     socket: socket.socket
-    backlog: int
 
     @property
     def address(self) -> str:
@@ -116,10 +115,10 @@ class _Listener:
         return [fd, int(self.socket.family)]
 
 
-def open_listener(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
+def open_listener(endpoint: IStreamServerEndpoint) -> socket.socket:
     """
-    Bind and listen on the address of a tcp C{endpoint}, once for every
-    worker; return the socket and the endpoint's backlog.  No
+    Bind and listen on the address of a tcp C{endpoint}, with its backlog,
+    once for every worker.  No
     C{SO_REUSEPORT}: nobody else may bind the port while it is open.
     """
     v6 = isinstance(endpoint, TCP6ServerEndpoint)
@@ -137,7 +136,7 @@ def open_listener(endpoint: IStreamServerEndpoint) -> tuple[socket.socket, int]:
     except OSError:
         sock.close()
         raise
-    return sock, backlog
+    return sock
 
 
 class WorkerPool(Service):
@@ -198,17 +197,16 @@ class WorkerPool(Service):
                 self.endpoints, self.inherited, strict=True
             ):
                 sock = socket.socket(fileno=fd)
-                self.listeners.append(_Listener(description, sock, 0))
+                self.listeners.append(_Listener(description, sock))
             return
         for description, endpoint in self.endpoints:
             if isinstance(endpoint, AdoptedStreamServerEndpoint):
                 # Bound and listening already (systemd's): shared as it is.
                 sock = socket.socket(fileno=os.dup(endpoint.fileno))
                 sock.setblocking(False)
-                self.listeners.append(_Listener(description, sock, 0))
+                self.listeners.append(_Listener(description, sock))
                 continue
-            sock, backlog = open_listener(endpoint)
-            self.listeners.append(_Listener(description, sock, backlog))
+            self.listeners.append(_Listener(description, open_listener(endpoint)))
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
