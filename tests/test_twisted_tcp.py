@@ -28,7 +28,6 @@ from twisted_close._twisted.request import (
 )
 from twisted_close._twisted.tcp import (
     ConnectionBytes,
-    acknowledged,
     connection_bytes,
     on_tcp_lost,
     peer_timed_out,
@@ -36,7 +35,6 @@ from twisted_close._twisted.tcp import (
     tcp_transport_of,
     unsent_bytes,
     watch_peer_timeout,
-    written_offset,
 )
 
 from .twisted_pins import (
@@ -44,6 +42,8 @@ from .twisted_pins import (
     _settled,
     _tcp_connection,
     _tls_pair,
+    acknowledged,
+    written_offset,
 )
 
 

@@ -33,9 +33,11 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from twisted_close._linux import bytes_acked
 from twisted_close._twisted.request import (
     request_state,
 )
+from twisted_close._twisted.tcp import connection_bytes, tcp_socket
 from twisted_close._twisted.wrapping import guard_protocols
 from twisted_close.testing import Connection, InMemoryServer
 
@@ -474,3 +476,21 @@ def h2_site_connection(
     protocol.dataReceived(client.data_to_send())
     clock.advance(0)
     return protocol, transport, client
+
+
+def written_offset(transport: object) -> int | None:
+    """
+    L{ConnectionBytes.point}'s offset alone.
+    """
+    found = connection_bytes(transport)
+    point = None if found is None else found.point()
+    return None if point is None else point[1]
+
+
+def acknowledged(transport: object) -> int | None:
+    """
+    How many bytes the peer's kernel acknowledged on the TCP connection
+    under C{transport}; C{None} where it cannot be known.
+    """
+    sock = tcp_socket(transport)
+    return None if sock is None else bytes_acked(sock)

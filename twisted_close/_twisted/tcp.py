@@ -21,7 +21,6 @@ from .request import transport_of
 
 __all__ = [
     "ConnectionBytes",
-    "acknowledged",
     "connection_bytes",
     "on_tcp_lost",
     "peer_timed_out",
@@ -29,7 +28,6 @@ __all__ = [
     "tcp_transport_of",
     "unsent_bytes",
     "watch_peer_timeout",
-    "written_offset",
 ]
 
 
@@ -100,7 +98,7 @@ def tcp_transport_of(transport: object) -> Any:
     for _ in range(4):
         handle = getattr(transport, "getHandle", lambda: None)()
         if isinstance(handle, socket.socket):
-            if _family(handle) in (socket.AF_INET, socket.AF_INET6):
+            if handle.family in (socket.AF_INET, socket.AF_INET6):
                 return transport
             return None
         transport = getattr(transport, "transport", None)
@@ -174,29 +172,6 @@ def peer_timed_out(channel: object) -> bool:
 # -- What the peer's kernel acknowledged ---------------------------------------
 
 
-def _family(sock: socket.socket) -> int:
-    # The address family as a plain int: socket.family is a Python property
-    # that turns it into an enum member each time.
-    if _SO_DOMAIN is not None:
-        try:
-            return sock.getsockopt(socket.SOL_SOCKET, _SO_DOMAIN)
-        except OSError:
-            pass
-    return int(sock.family)
-
-
-_SO_DOMAIN: int | None = getattr(socket, "SO_DOMAIN", None)
-
-
-def written_offset(transport: object) -> int | None:
-    """
-    L{ConnectionBytes.point}'s offset alone.
-    """
-    found = connection_bytes(transport)
-    point = None if found is None else found.point()
-    return None if point is None else point[1]
-
-
 def connection_bytes(transport: object) -> ConnectionBytes | None:
     """
     The L{ConnectionBytes} of the TCP connection under C{transport}
@@ -258,16 +233,6 @@ class ConnectionBytes:
         known (its socket closed, among others).
         """
         return bytes_acked(self._sock)
-
-
-def acknowledged(transport: object) -> int | None:
-    """
-    How many bytes the peer's kernel acknowledged on the TCP connection
-    under C{transport} (see L{written_offset}); C{None} where it cannot be
-    known (its socket closed, among others).
-    """
-    sock = tcp_socket(transport)
-    return None if sock is None else bytes_acked(sock)
 
 
 def on_tcp_lost(
