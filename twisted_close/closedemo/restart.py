@@ -214,7 +214,8 @@ class Generation(Service):
             if state is not None and state.get("pid") is not None:
                 # A generation that died without settling its slot.
                 self.shared.bury(slot)
-            self.shared.release(slot)
+            else:
+                self.shared.release(slot)
         if self.ledger is not None:
             previous = self.shared.read(self.base)
             if previous is not None:

@@ -171,8 +171,10 @@ class SharedCounters:
         """
         The writer of C{slot} has died: count the requests it last said were
         pending as ended by the server (L{Ending.WORKER_DIED}), and return
-        how many they were.  Its successor carries on from the slot.
+        how many they were, and give back what it held against the limits
+        (L{release}).  Its successor carries on from the slot.
         """
+        self.release(slot)
         state = self.read(slot)
         if state is None:
             return 0

@@ -297,7 +297,6 @@ class WorkerPool(Service):
             # give back its places under the limits (its successor's start
             # gives them back too, should this fail).
             pending = self.shared.bury(worker.slot)
-            self.shared.release(worker.slot)
         except Exception:
             log.failure(
                 "worker {slot} (pid {pid}) ended; its slot could not be settled",
