@@ -179,6 +179,16 @@ class OrderTests(SynchronousTestCase):
         request, _ = f.request()
         with self.assertRaises(TypeError):
             f.watch(request, object())
+        # Refused before the ledger counted it: nothing is left pending.
+        self.assertEqual(f.ledger.pending, 0)
+
+    def test_work_given_twice_is_cancelled_once(self) -> None:
+        f = Fixture()
+        request, client = f.request()
+        work = Counting()
+        f.watch(request, work, work)
+        client.close()
+        self.assertEqual(work.cancels, 1)
 
     def test_a_failing_cancel_is_logged_and_the_rest_still_cancelled(self) -> None:
         class Broken:

@@ -144,7 +144,7 @@ class WorkResource(Resource):
         cancelled, and the request reported, if the client leaves first.
         C{detail} and C{on_server_end} are the watch's (see L{RequestWatch}).
         """
-        watch = RequestWatch(
+        return RequestWatch(
             request,
             self.clock,
             self.ledger,
@@ -152,7 +152,5 @@ class WorkResource(Resource):
             policy=self.policy,
             detail=detail,
             on_server_end=on_server_end,
+            pending=pending,
         )
-        if pending:
-            watch.add(*pending)
-        return watch

@@ -35,9 +35,9 @@ from ._twisted.h2 import (
     stream_end_pending,
 )
 from ._twisted.request import (
-    channel_of,
     keep_alive_off,
     request_state,
+    request_state_and_channel,
     server_closing,
     transport_of,
 )
@@ -50,6 +50,10 @@ log = Logger(namespace="twisted_close")
 
 
 _DELIVERING = "delivering"
+# The facts of the common endings, made once: one per request otherwise.
+_ACKNOWLEDGED = (_DELIVERING, "acknowledged", 0)
+_WRITTEN = (_DELIVERING, "written", 0)
+_UNKNOWN = (_DELIVERING, "unknown", 0)
 
 
 def classify(reason: Failure) -> Ending:
@@ -103,6 +107,7 @@ class RequestWatch:
         policy: ConnectionPolicy = DEFAULT_POLICY,
         detail: Callable[[], str] | None = None,
         on_server_end: Callable[[Ending, int], None] | None = None,
+        pending: tuple[Cancellable, ...] = (),
     ) -> None:
         """
         @param request: the request watched.
@@ -117,15 +122,21 @@ class RequestWatch:
             sent"}.
         @param on_server_end: how the owner answers when the server ends the
             request (L{end_by_server}); by default a C{503}.
+        @param pending: work tied to the request from the start, as if
+            given to L{add} at once.
+        @raise TypeError: if an item of C{pending} has no C{cancel()}.
         """
+        # Checked before the ledger counts the request: a refused item
+        # leaves nothing pending.
+        pending = _cancellables(pending)
         self._request = request
         self._clock = clock
         self._ledger = ledger
         self._started = clock.seconds()
         # A tuple: a held request keeps a small one, not a list.
-        self._pending: tuple[Cancellable, ...] = ()
-        # Kept: the request drops its channel before the errback runs.
-        self._channel = channel_of(request)
+        self._pending = pending
+        # The channel kept: the request drops it before the errback runs.
+        self._channel, finished, gone = request_state_and_channel(request)
         self._server_ending: Ending | None = None
         self._ending: Ending | None = None
         self._ended_at = 0.0
@@ -141,11 +152,11 @@ class RequestWatch:
         # a shutdown could cut this request; asked again if one does.
         watch_shutdown(clock)
 
-        finished, gone = request_state(request)
         if finished:
             # Nothing to watch: not counted, and notifyFinish() would not fire.
             self._ending = Ending.COMPLETED
             self._ended_at = self._started
+            self._pending = ()
             return
         ledger.begin(self, request)
         if gone:
@@ -222,25 +233,14 @@ class RequestWatch:
         Tie more pending work to the request.  If the client has already
         left, the items are cancelled at once.
         """
-        for item in items:
-            # Not isinstance(item, Cancellable): a runtime protocol check
-            # costs more than the rest of a request's bookkeeping.
-            if not callable(getattr(item, "cancel", None)):
-                raise TypeError(f"{item!r} has no cancel() method")
+        items = _cancellables(items)
         if self._server_ending is not None or self._ending is not None:
             # Too late to wait on them: cancel them now, unless it completed.
             if self._ending is not Ending.COMPLETED:
                 for item in items:
                     cancel(item)
             return
-        pending = self._pending
-        for item in items:
-            for known in pending:
-                if known is item:
-                    break
-            else:
-                pending += (item,)
-        self._pending = pending
+        self._pending = _without_repeats(self._pending, items)
 
     def end_by_server(self, ending: Ending, retry_after: int = 5) -> None:
         """
@@ -308,9 +308,12 @@ class RequestWatch:
         The client's TCP acknowledged the answer's last byte: completed.
         """
         if self._ending is None:
-            self._facts = (_DELIVERING, "acknowledged", 0)
+            self._facts = _ACKNOWLEDGED
             if self._server_ending is None and self._peer_ending is None:
-                self._end(Ending.COMPLETED, 0)
+                # _end() for a completion, inline: once per request.
+                self._ending = Ending.COMPLETED
+                self._ended_at = now = self._clock.seconds()
+                self._ledger.end(self, Ending.COMPLETED, now - self._started)
             else:
                 self._end(decide(self._evidence(None)), 0)
 
@@ -337,7 +340,7 @@ class RequestWatch:
             keeps what was found of the connection for its next answers.
         """
         if self._policy.delivery == "written":
-            self._facts = (_DELIVERING, "written", 0)
+            self._facts = _WRITTEN
             self._end(Ending.COMPLETED, 0)
             return
         delivering = None if connection is None else connection.delivering
@@ -347,7 +350,7 @@ class RequestWatch:
                 # False: it cannot be known here, and is not asked again.
                 connection.delivering = delivering or False
         if not delivering or not delivering.track(self):
-            self._facts = (_DELIVERING, "unknown", 0)
+            self._facts = _UNKNOWN
             self._end(Ending.COMPLETED, 0)
 
     def _end(self, ending: Ending, cancelled: int) -> None:
@@ -474,6 +477,35 @@ class RequestWatch:
         self._end(ending, self._cancel_all())
 
 
+def _cancellables(items: tuple[object, ...]) -> tuple[Cancellable, ...]:
+    """
+    C{items}, each checked to have a C{cancel()}, no item twice.
+
+    @raise TypeError: for one that has none.
+    """
+    for item in items:
+        # Not isinstance(item, Cancellable): a runtime protocol check
+        # costs more than the rest of a request's bookkeeping.
+        if not callable(getattr(item, "cancel", None)):
+            raise TypeError(f"{item!r} has no cancel() method")
+    if len(items) > 1:
+        return _without_repeats((), items)  # type: ignore[arg-type]
+    return items  # type: ignore[return-value]
+
+
+def _without_repeats(
+    known: tuple[Cancellable, ...], items: tuple[Cancellable, ...]
+) -> tuple[Cancellable, ...]:
+    # By identity: two Deferreds may compare equal.
+    for item in items:
+        for seen in known:
+            if seen is item:
+                break
+        else:
+            known += (item,)
+    return known
+
+
 def cancel_on_disconnect(
     request: IRequest,
     *pending: Cancellable,
@@ -502,7 +534,7 @@ def cancel_on_disconnect(
         C{on_server_end}.
     """
     clock = default_clock(clock)
-    watch = RequestWatch(
+    return RequestWatch(
         request,
         clock,
         Ledger(clock) if ledger is None else ledger,
@@ -510,6 +542,5 @@ def cancel_on_disconnect(
         policy=policy,
         detail=detail,
         on_server_end=on_server_end,
+        pending=pending,
     )
-    watch.add(*pending)
-    return watch

@@ -225,7 +225,10 @@ class ConnectionBytes:
         if counts is None:
             return None
         acked, kernel = counts
-        return acked, acked + kernel + _buffered(self._tcp)
+        # _buffered(), inline: once per answer.
+        tcp = self._tcp
+        held = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+        return acked, acked + kernel + held
 
     def acked(self) -> int | None:
         """

@@ -22,8 +22,6 @@ from twisted.web.http import (
     _genericHTTPChannelProtocolFactory,
 )
 
-from .channel import http11_channel, receiving_request
-
 __all__ = [
     "ConnectionHooks",
     "GuardedProtocol",
@@ -98,8 +96,11 @@ class GuardedProtocol:
 class _ReadTimed(GuardedProtocol):
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)  # type: ignore[misc]
-        channel = http11_channel(self)
-        receiving = channel is not None and receiving_request(channel)
+        # http11_channel() and receiving_request(), inline: once per read.
+        channel: Any = getattr(self, "_channel", self)
+        receiving = getattr(channel, "_handlingRequest", True) is False and (
+            channel._HTTPChannel__first_line == 0 or bool(channel._buffer)
+        )
         if receiving is (self.guard_read_timer is None):
             self.guard_hooks.reading(self, receiving)
 
