@@ -165,6 +165,31 @@ class DeliveryTests(SynchronousTestCase):
         # Nothing waits: no timer left running for the idle connection.
         self.assertEqual(looks(server.clock), [])
 
+    def test_the_next_request_settles_the_answer_before_it(self) -> None:
+        # The client acknowledged the first answer before it asked again:
+        # it is completed as the second request begins, with no look.
+        server, ledger, _ = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        server.advance(1)
+        client.acknowledge()
+        self.assertEqual((ledger.completed, ledger.pending), (0, 1))
+        client.request("/")
+        self.assertEqual((ledger.completed, ledger.pending), (1, 1))
+
+    def test_the_next_request_leaves_an_answer_not_acknowledged(self) -> None:
+        server, ledger, _ = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        server.advance(1)
+        client.request("/")
+        self.assertEqual((ledger.completed, ledger.pending), (0, 2))
+        client.acknowledge()
+        server.advance(POLL)
+        self.assertEqual((ledger.completed, ledger.pending), (1, 1))
+
 
 class PolicyTests(SynchronousTestCase):
     def test_a_bad_delivery_is_refused_by_name(self) -> None:

@@ -130,12 +130,14 @@ class Connection:
     found of it once (its TCP socket, its loss hooked) serves every answer.
     """
 
-    __slots__ = ("_owner", "answers", "bytes")
+    __slots__ = ("_owner", "answers", "bytes", "listed")
 
     def __init__(self, owner: Deliveries, found: _Bytes) -> None:
         self._owner = owner
         self.bytes = found
         self.answers: list[tuple[Delivering, int]] = []
+        # Whether its owner looks at it on its next round.
+        self.listed = False
 
     def track(self, answer: Delivering) -> bool:
         """
@@ -149,7 +151,8 @@ class Connection:
         acked, target = point
         answers = self.answers
         if not answers:
-            self._owner.waiting(self)
+            if not self.listed:
+                self._owner.waiting(self)
         elif acked >= answers[-1][1]:
             # A client's next request carries its acknowledgement of the
             # answers before: settle those now rather than at the next look
@@ -161,6 +164,21 @@ class Connection:
             answers[:] = _settle(answers, acked)
         answers.append((answer, target))
         return True
+
+    def settle(self) -> None:
+        """
+        Settle the answers the client acknowledged by now.
+        """
+        answers = self.answers
+        if answers:
+            acked = self.bytes.acked()
+            if acked is not None:  # None: ending, and its loss will tell
+                if acked >= answers[-1][1]:
+                    for earlier, _ in answers:
+                        earlier.delivered()
+                    answers.clear()
+                else:
+                    answers[:] = _settle(answers, acked)
 
 
 class _Closing:
@@ -224,6 +242,7 @@ class Deliveries:
         """
         C{connection} has an answer waiting: look at it on the next round.
         """
+        connection.listed = True
         self._waiting.add(connection)
         self._schedule()
 
@@ -263,6 +282,7 @@ class Deliveries:
                     answers[:] = _settle(answers, acked)
             if not answers:
                 self._waiting.discard(connection)
+                connection.listed = False
         now = self._clock.seconds()
         for closing in list(self._closing):
             acked = bytes_acked(closing.sock)
@@ -284,6 +304,7 @@ class Deliveries:
         if connection is None:
             return
         self._waiting.discard(connection)
+        connection.listed = False
         answers = connection.answers
         if not answers:
             return
