@@ -7,6 +7,7 @@ watch gathers it truly, over real connections, in the system tests.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given
@@ -23,6 +24,7 @@ from twisted_close._endings import (
     Loss,
     PeerSign,
     decide,
+    decide_loss,
     peer_ending,
 )
 from twisted_close._twisted.failures import PeerTimedOut
@@ -195,6 +197,16 @@ class RulesTableTests(SynchronousTestCase):
         # Never a completion while something was lost or not acknowledged.
         if given_.loss is not None or given_.already_gone or given_.unacknowledged:
             self.assertIsNot(ending, Ending.COMPLETED)
+
+    @given(evidence)
+    def test_a_loss_is_decided_as_by_its_evidence(self, given_: Evidence) -> None:
+        # decide_loss() remembers by the facts a loss sets, not by Evidence:
+        # asked twice (the second from its memory), the same as decide().
+        lost = replace(given_, already_gone=False, unacknowledged=0)
+        facts = (lost.finished, lost.loss, lost.server, lost.peer, lost.stream)
+        more = (lost.closing, lost.peer_timed_out, lost.shutdown, lost.tls, lost.tcp)
+        for _ in range(2):
+            self.assertIs(decide_loss(*facts, *more), decide(lost))
 
 
 class PeerRulesTests(SynchronousTestCase):

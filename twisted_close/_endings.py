@@ -28,6 +28,7 @@ __all__ = [
     "PeerSign",
     "Rule",
     "decide",
+    "decide_loss",
     "peer_ending",
 ]
 
@@ -229,6 +230,50 @@ def decide(evidence: Evidence) -> Ending:
         if rule.holds(evidence):
             return rule.result(evidence)
     raise AssertionError("the last rule always holds")  # pragma: no cover
+
+
+_LOSSES: dict[tuple[object, ...], Ending] = {}
+
+
+def decide_loss(
+    finished: bool,
+    loss: Loss | None,
+    server: Ending | None,
+    peer: Ending | None,
+    stream: bool,
+    closing: bool,
+    peer_timed_out: bool,
+    shutdown: bool,
+    tls: bool,
+    tcp: Loss | None,
+) -> Ending:
+    """
+    L{decide} for a lost connection, given the L{Evidence} fields it sets.
+
+    Remembered by those facts in a plain dictionary: a storm of resets
+    neither builds an L{Evidence} nor hashes one per request.
+    """
+    facts = (finished, loss, server, peer, stream, closing, peer_timed_out, shutdown)
+    key = (*facts, tls, tcp)
+    ending = _LOSSES.get(key)
+    if ending is None:
+        if len(_LOSSES) >= 1024:
+            _LOSSES.clear()
+        ending = _LOSSES[key] = decide(
+            Evidence(
+                finished=finished,
+                loss=loss,
+                server=server,
+                peer=peer,
+                stream=stream,
+                closing=closing,
+                peer_timed_out=peer_timed_out,
+                shutdown=shutdown,
+                tls=tls,
+                tcp=tcp,
+            )
+        )
+    return ending
 
 
 class PeerSign(enum.Enum):

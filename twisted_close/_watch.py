@@ -19,7 +19,7 @@ from ._cancellation import Cancellable, cancel
 from ._clock import default_clock
 from ._connection import ConnectionWatch
 from ._delivery import deliveries
-from ._endings import Evidence, PeerSign, decide, peer_ending
+from ._endings import Evidence, PeerSign, decide, decide_loss, peer_ending
 from ._http import unavailable
 from ._ledger import Ledger
 from ._outcome import Ending, Outcome
@@ -323,7 +323,7 @@ class RequestWatch:
                 self._ended_at = now = self._clock.seconds()
                 self._ledger.end(self, Ending.COMPLETED, now - self._started)
             else:
-                self._end(decide(self._evidence(None)), 0)
+                self._end(decide(self._evidence()), 0)
 
     def undelivered(self, unacknowledged: int) -> None:
         """
@@ -333,7 +333,7 @@ class RequestWatch:
         if self._ending is None:
             self._facts = (_DELIVERING, "", unacknowledged)
             evidence = replace(
-                self._evidence(None),
+                self._evidence(),
                 unacknowledged=unacknowledged,
                 shutdown=self._shutting_down(),
             )
@@ -385,7 +385,7 @@ class RequestWatch:
         when the connection was lost, else that the request finished.
         """
         if isinstance(result, Failure):
-            self._interrupted(decide(self._evidence(result)))
+            self._interrupted(self._ending_of_loss(result))
             connection = getattr(self._channel, NETWORK_PRODUCER, None)
             if isinstance(connection, ConnectionWatch):
                 connection.lost()
@@ -409,7 +409,7 @@ class RequestWatch:
             # The common case, a completion, without gathering evidence.
             self._handed_over(connection)
             return
-        self._end(decide(self._evidence(None)), 0)
+        self._end(decide(self._evidence()), 0)
 
     def _await_stream_end(self, sending: Deferred[object]) -> None:
         """
@@ -431,7 +431,12 @@ class RequestWatch:
             if not lost and self._peer_ending is None:
                 self._handed_over()
                 return
-            self._end(decide(self._evidence(lost[0] if lost else None, True)), 0)
+            self._end(
+                self._ending_of_loss(lost[0], True)
+                if lost
+                else decide(self._evidence()),
+                0,
+            )
 
         sending.addCallback(done)
 
@@ -439,30 +444,35 @@ class RequestWatch:
         self._peer_ending = peer_ending(PeerSign.STOPPED_READING)
         abort_stream(channel)
 
-    def _evidence(self, reason: Failure | None, finished: bool = False) -> Evidence:
+    def _evidence(self) -> Evidence:
         """
-        What is known of how this request ended, for L{decide}: the failure
-        C{reason} if its connection was lost, whether it was C{finished}.
+        What is known of how this request ended, for L{decide}, when its
+        answer was finished and its connection not lost.
         """
-        if reason is None:
-            return Evidence(
-                finished=True, server=self._server_ending, peer=self._peer_ending
-            )
+        return Evidence(
+            finished=True, server=self._server_ending, peer=self._peer_ending
+        )
+
+    def _ending_of_loss(self, reason: Failure, finished: bool = False) -> Ending:
+        """
+        How this request ended, its connection lost for C{reason}, its
+        answer C{finished} or not.
+        """
         channel = self._channel
         stream, closing = server_closing(channel)
         transport = getattr(channel, "transport", None)
         tls = is_tls(transport)
-        return Evidence(
-            finished=finished,
-            loss=loss_of(reason),
-            server=self._server_ending,
-            peer=self._peer_ending,
-            stream=stream,
-            closing=closing,
-            peer_timed_out=peer_timed_out(channel),
-            shutdown=self._shutting_down(),
-            tls=tls,
-            tcp=loss_of(tls_tcp_reason(transport)) if tls else None,
+        return decide_loss(
+            finished,
+            loss_of(reason),
+            self._server_ending,
+            self._peer_ending,
+            stream,
+            closing,
+            peer_timed_out(channel),
+            self._shutting_down(),
+            tls,
+            loss_of(tls_tcp_reason(transport)) if tls else None,
         )
 
     def _shutting_down(self) -> bool:
