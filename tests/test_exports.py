@@ -100,6 +100,7 @@ PUBLIC_MODULES = {
     "twisted_close.guard": ["guard_of", "peer_timeout_supported", "set_peer_timeout"],
     "twisted_close.ledger": ["WAIT_BUCKETS", "CountsSource", "LimitCounts", "Totals"],
     "twisted_close.reactors": [
+        "accept_few",
         "asyncio_event_loop",
         "leave_socket_open",
         "tcp_endpoint_address",

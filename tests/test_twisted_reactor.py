@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close._twisted.reactor import (
     accept_failure,
+    accept_few,
     asyncio_event_loop,
     leave_socket_open,
     reactor_cutting_connections,
@@ -45,6 +46,50 @@ class EndpointTests(SynchronousTestCase):
         self.assertEqual(tcp_endpoint_address(v4), ("127.0.0.1", 8123, 77))
         v6 = TCP6ServerEndpoint(reactor, 0, interface="::1")
         self.assertEqual(tcp_endpoint_address(v6), ("::1", 0, 50))
+
+
+class AcceptFewTests(SynchronousTestCase):
+    def test_a_port_takes_few_connections_each_time(self) -> None:
+        # Three clients waiting on a real listening socket: Twisted's port
+        # takes all three in one doRead, and after accept_few(port, 1) one
+        # per doRead, however many it took before.
+        import socket
+
+        def port_with_clients(n: int) -> Any:
+            listening = socket.socket()
+            self.addCleanup(listening.close)
+            listening.bind(("127.0.0.1", 0))
+            listening.listen(8)
+            listening.setblocking(False)
+            for _ in range(n):
+                client = socket.create_connection(listening.getsockname())
+                self.addCleanup(client.close)
+            built: list[Any] = []
+            port: Any = tcp.Port(
+                0, Factory.forProtocol(Protocol), reactor=MemoryReactor()
+            )
+            port.socket, port.fileno = listening, listening.fileno
+            port.numberAccepts = 100  # as startListening sets it
+
+            def transport(skt: socket.socket, *rest: object) -> None:
+                # Counted and closed: no connection is wanted here.
+                built.append(skt)
+                skt.close()
+
+            port.transport = transport
+            port.built = built
+            return port
+
+        plain = port_with_clients(3)
+        plain.doRead()
+        self.assertEqual(len(plain.built), 3)
+        few = port_with_clients(3)
+        accept_few(few, 1)
+        for taken in (1, 2, 3, 3):
+            few.doRead()
+            self.assertEqual((len(few.built), few.numberAccepts), (taken, 1))
+        # Anything else is left alone.
+        accept_few(object(), 1)
 
 
 class AcceptLogTests(SynchronousTestCase):

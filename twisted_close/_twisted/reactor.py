@@ -19,6 +19,7 @@ from twisted.logger import ILogObserver, LogEvent, Logger
 
 __all__ = [
     "accept_failure",
+    "accept_few",
     "asyncio_event_loop",
     "leave_socket_open",
     "reactor_cutting_connections",
@@ -56,6 +57,32 @@ def leave_socket_open(port: object) -> None:
     """
     if getattr(port, "_shouldShutdown", False):
         port._shouldShutdown = False  # type: ignore[attr-defined]
+
+
+def accept_few(port: object, most: int) -> None:
+    """
+    Have the listening TCP C{port} accept at most C{most} connections each
+    time its socket is ready, where Twisted accepts up to as many more as
+    it took the last time (100 at first, growing by 20): processes sharing
+    one listening socket then take turns, where the first awake took all.
+
+    Relies on C{tcp.Port.doRead} reading C{self.numberAccepts} as the most
+    connections to accept in one call, and setting it after each.
+    """
+    if not isinstance(getattr(port, "numberAccepts", None), int):
+        return
+    port.__class__ = _few_accepts(type(port), most)
+
+
+def _few_accepts(base: type, most: int) -> type:
+    def get(self: object) -> int:
+        return most
+
+    def ignore(self: object, value: int) -> None:
+        pass
+
+    namespace = {"numberAccepts": property(get, ignore), "__module__": __name__}
+    return type(base.__name__, (base,), namespace)
 
 
 def asyncio_event_loop(reactor: object) -> AbstractEventLoop | None:
