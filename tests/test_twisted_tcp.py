@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_close import Ending, classify
+from twisted_close._twisted import tcp as tcp_module
 from twisted_close._twisted.channel import (
     http11_channel,
 )
@@ -155,20 +156,43 @@ class AcknowledgementTests(SynchronousTestCase):
         self.assertEqual(written_offset(connection), 1000)
         found = connection_bytes(connection)
         assert isinstance(found, ConnectionBytes)
-        self.assertEqual((found.point(), found.acked()), ((0, 1000), 0))
+        self.assertEqual((found.written(), found.acked()), (1000, 0))
         self.assertEqual(acknowledged(connection), 0)
         connection.doWrite()
         # Into the kernel, and on loopback acknowledged by the client's
         # kernel though its application read nothing.
         self.assertTrue(_settled(lambda: acknowledged(connection) == 1000))
         self.assertEqual(written_offset(connection), 1000)
-        self.assertEqual(found.point(), (1000, 1000))
+        self.assertEqual((found.written(), found.acked()), (1000, 1000))
         self.assertIsNone(written_offset(StringTransport()))
         self.assertIsNone(acknowledged(StringTransport()))
         self.assertIsNone(connection_bytes(StringTransport()))
-        # Once its socket is closed, nothing can be known.
+        # Once its socket is closed, what was written is still known, not
+        # what was acknowledged.
         connection.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual((found.point(), found.acked()), (None, None))
+        self.assertEqual((found.written(), found.acked()), (1000, None))
+
+    def test_writes_are_counted_without_asking_the_kernel(self) -> None:
+        # After the one TCP_INFO as it is made, the offset is counted from
+        # what writeSomeData hands the kernel: asked again with the kernel's
+        # answers hidden, it still follows the writes.
+        _pair, connection, _ = _tcp_connection(self)
+        connection.write(b"y" * 300)
+        found = connection_bytes(connection)
+        assert isinstance(found, ConnectionBytes)
+        self.assertEqual(found.written(), 300)
+        connection.doWrite()
+        connection.write(b"z" * 200)
+        self.patch(tcp_module, "acked_and_unacknowledged", lambda sock: 1 / 0)
+        self.assertEqual(found.written(), 500)
+        connection.doWrite()
+        self.assertEqual(found.written(), 500)
+        # Counted on this connection alone, and no more once released.
+        found.release()
+        self.assertNotIn("writeSomeData", vars(connection))
+        connection.write(b"w" * 100)
+        connection.doWrite()
+        self.assertEqual(found.written(), 500)
 
     def test_through_tls_the_offset_is_the_tcp_connections(self) -> None:
         _pair, connection, _ = _tcp_connection(self)

@@ -480,11 +480,10 @@ def h2_site_connection(
 
 def written_offset(transport: object) -> int | None:
     """
-    L{ConnectionBytes.point}'s offset alone.
+    L{ConnectionBytes.written}, found anew.
     """
     found = connection_bytes(transport)
-    point = None if found is None else found.point()
-    return None if point is None else point[1]
+    return None if found is None else found.written()
 
 
 def acknowledged(transport: object) -> int | None:

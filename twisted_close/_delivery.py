@@ -100,7 +100,7 @@ def _acknowledging(transport: object) -> Acknowledging | None:
 
 
 class _Bytes(Protocol):
-    def point(self) -> tuple[int, int] | None: ...
+    def written(self) -> int | None: ...
 
     def acked(self) -> int | None: ...
 
@@ -115,9 +115,8 @@ class _OwnBytes:
     def __init__(self, own: Acknowledging) -> None:
         self._own = own
 
-    def point(self) -> tuple[int, int] | None:
-        acked, offset = self._own.acknowledged(), self._own.written_offset()
-        return None if acked is None or offset is None else (acked, offset)
+    def written(self) -> int | None:
+        return self._own.written_offset()
 
     def acked(self) -> int | None:
         return self._own.acknowledged()
@@ -145,24 +144,14 @@ class Connection:
         connection so far, the end of C{answer}; say whether it can be known
         (if not, nothing is waited for).
         """
-        point = self.bytes.point()
-        if point is None:
+        target = self.bytes.written()
+        if target is None:
             return False
-        acked, target = point
-        answers = self.answers
-        if not answers:
-            if not self.listed:
-                self._owner.waiting(self)
-        elif acked >= answers[-1][1]:
-            # A client's next request carries its acknowledgement of the
-            # answers before: settle those now rather than at the next look
-            # (offsets only grow: the last acknowledged, all were).
-            for earlier, _ in answers:
-                earlier.delivered()
-            answers.clear()
-        else:
-            answers[:] = _settle(answers, acked)
-        answers.append((answer, target))
+        # Settled as the connection's next request begins (settle()), or at
+        # the next look: no system call here.
+        if not self.listed:
+            self._owner.waiting(self)
+        self.answers.append((answer, target))
         return True
 
     def settle(self) -> None:
@@ -174,6 +163,7 @@ class Connection:
             acked = self.bytes.acked()
             if acked is not None:  # None: ending, and its loss will tell
                 if acked >= answers[-1][1]:
+                    # Offsets only grow: the last acknowledged, all were.
                     for earlier, _ in answers:
                         earlier.delivered()
                     answers.clear()
@@ -255,21 +245,21 @@ class Deliveries:
 
     def _connect(self, transport: object) -> Connection | None:
         own = _acknowledging(transport)
-        found: _Bytes | None = _OwnBytes(own) if own is not None else None
-        if found is None:
-            found = connection_bytes(transport)
-            if found is None:
-                return None
-        connection = self._connections[transport] = Connection(self, found)
         if own is not None:
+            connection = self._connections[transport] = Connection(self, _OwnBytes(own))
             own.when_lost(lambda acked, ok: self._lost(transport, acked, None, ok))
-        else:
+            return connection
+        found = connection_bytes(transport)
+        if found is None:
+            return None
+        connection = self._connections[transport] = Connection(self, found)
 
-            def tcp_lost(tcp: object, sock: socket.socket, reason: Failure) -> None:
-                clean = isinstance(reason.value, ConnectionDone)
-                self._lost(transport, bytes_acked(sock), sock, clean)
+        def tcp_lost(tcp: object, sock: socket.socket, reason: Failure) -> None:
+            found.release()
+            clean = isinstance(reason.value, ConnectionDone)
+            self._lost(transport, bytes_acked(sock), sock, clean)
 
-            on_tcp_lost(transport, tcp_lost)
+        on_tcp_lost(transport, tcp_lost)
         return connection
 
     def _look(self) -> None:

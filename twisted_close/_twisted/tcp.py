@@ -190,29 +190,61 @@ class ConnectionBytes:
     acknowledged: found once per connection, asked at the end of each
     answer.
 
-    Relies on C{FileDescriptor} buffering writes in C{dataBuffer} (from
-    C{offset}) and C{_tempDataBuffer} (C{_tempDataLen} bytes), and on
+    The offset just past the last byte written is what the kernel had taken
+    when this was made (acknowledged or not, one C{TCP_INFO}), what Twisted
+    handed it since (counted as it does, no system call per answer), and
+    what Twisted still buffers.  Relies on C{FileDescriptor.doWrite} handing
+    bytes to the kernel only through C{writeSomeData}, which returns the
+    number taken (an exception instance when the connection is lost), and
+    buffering the rest in C{dataBuffer} (from C{offset}) and
+    C{_tempDataBuffer} (C{_tempDataLen} bytes); and on
     C{TLSMemoryBIOProtocol} writing each record to the transport below at
-    once, but for application data it keeps in C{_appSendBuffer} until
-    its handshake is done.  C{BufferingTLSTransport} holds small writes in
-    its C{_aggregator} until the next reactor iteration: they are flushed
-    into records first (as its own C{loseConnection} does).
+    once, but for application data it keeps in C{_appSendBuffer} until its
+    handshake is done.  C{BufferingTLSTransport} holds small writes in its
+    C{_aggregator} until the next reactor iteration: they are flushed into
+    records first (as its own C{loseConnection} does).
     """
 
-    __slots__ = ("_sock", "_tcp", "_tls")
+    __slots__ = ("_base", "_below", "_handed", "_sock", "_tcp", "_tls")
 
     def __init__(self, tcp: Any, tls: object) -> None:
         self._tcp = tcp
         self._sock: socket.socket = tcp.getHandle()
         self._tls = tls
+        self._handed = 0
+        self._below: Any = None
+        counts = acked_and_unacknowledged(self._sock)
+        # What the kernel took before the count began; None: not knowable.
+        self._base = None if counts is None else counts[0] + counts[1]
+        if counts is not None:
+            # An instance attribute, this connection's alone (not a class
+            # swap: CPython then gives the transport a dictionary of its own,
+            # and every attribute Twisted reads of it costs more); let go of
+            # by release(), or transport and counter would hold each other.
+            self._below = tcp.writeSomeData
+            tcp.writeSomeData = self._write
 
-    def point(self) -> tuple[int, int] | None:
+    def _write(self, data: bytes) -> object:
+        taken = self._below(data)
+        if type(taken) is int:
+            self._handed += taken
+        return taken
+
+    def release(self) -> None:
         """
-        How many bytes the peer acknowledged, and the byte offset just past
-        the last byte written so far: what the kernel took (acknowledged or
-        not) and what Twisted still buffers.  C{None} where it cannot be
-        known (no C{TCP_INFO}, a closed socket, TLS data not yet turned into
-        records).
+        Stop counting: the connection ended.
+        """
+        if self._below is not None:
+            tcp = self._tcp
+            if getattr(tcp, "__dict__", {}).get("writeSomeData") == self._write:
+                del tcp.writeSomeData
+            self._below = None
+
+    def written(self) -> int | None:
+        """
+        The byte offset just past the last byte written so far; C{None}
+        where it cannot be known (no C{TCP_INFO}, TLS data not yet turned
+        into records).
         """
         tls = self._tls
         if tls is not None:
@@ -221,14 +253,11 @@ class ConnectionBytes:
                 aggregator.flush()
             if getattr(tls, "_appSendBuffer", None):
                 return None
-        counts = acked_and_unacknowledged(self._sock)
-        if counts is None:
+        if self._base is None:
             return None
-        acked, kernel = counts
-        # _buffered(), inline: once per answer.
         tcp = self._tcp
-        held = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
-        return acked, acked + kernel + held
+        held: int = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
+        return self._base + self._handed + held
 
     def acked(self) -> int | None:
         """
