@@ -8,6 +8,7 @@ pins each of them.
 
 from __future__ import annotations
 
+import _socket
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -88,6 +89,12 @@ def tcp_socket(transport: object) -> socket.socket | None:
     return None
 
 
+_INET = (socket.AF_INET, socket.AF_INET6)
+# socket.socket.family makes an AddressFamily member on every read, four
+# Python calls; the C socket's own attribute under it is the plain number.
+_family = _socket.socket.family.__get__
+
+
 def tcp_transport_of(transport: object) -> Any:
     """
     The TCP transport under C{transport}: itself, or for TLS the one under
@@ -98,7 +105,7 @@ def tcp_transport_of(transport: object) -> Any:
     for _ in range(4):
         handle = getattr(transport, "getHandle", lambda: None)()
         if isinstance(handle, socket.socket):
-            if handle.family in (socket.AF_INET, socket.AF_INET6):
+            if _family(handle) in _INET:
                 return transport
             return None
         transport = getattr(transport, "transport", None)
