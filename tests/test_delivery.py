@@ -17,6 +17,7 @@ from twisted_close import (
     DelayedResource,
     Ending,
     Ledger,
+    Limits,
     Outcome,
     RequestWatch,
 )
@@ -177,6 +178,22 @@ class DeliveryTests(SynchronousTestCase):
         self.assertEqual((ledger.completed, ledger.pending), (0, 1))
         client.request("/")
         self.assertEqual((ledger.completed, ledger.pending), (1, 1))
+
+    def test_an_acknowledged_answer_does_not_count_against_the_next(self) -> None:
+        # One pending request per client: a client that asks again once it
+        # acknowledged its answer is admitted, not refused for it.
+        clock = Clock()
+        ledger = Ledger(clock, limits=Limits(max_pending_per_client=1))
+        resource = DelayedResource(b"hello", 0, clock=clock, ledger=ledger)
+        server = InMemoryServer(resource, clock=clock)
+        client = server.connect()
+        client.hold_acknowledgements()
+        for _ in range(3):
+            client.request("/")
+            server.advance(0)
+            client.acknowledge()
+        self.assertEqual([r.status for r in client.responses], [200, 200, 200])
+        self.assertEqual(ledger.completed, 2)
 
     def test_the_next_request_leaves_an_answer_not_acknowledged(self) -> None:
         server, ledger, _ = serve()

@@ -19,7 +19,7 @@ from ._ledger import Ledger
 from ._outcome import Ending, Rejection
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._twisted.request import body_length, keep_alive_off
-from ._watch import RequestWatch
+from ._watch import RequestWatch, settle_earlier_answers
 
 __all__ = ["WorkResource"]
 
@@ -121,6 +121,7 @@ class WorkResource(Resource):
                 keep_alive_off(request)
                 why = too_large(self.max_body, length).decode("ascii").strip()
                 return plain_error(request, 413, why)
+        settle_earlier_answers(request)
         if (reason := self.admit(request)) is not None:
             return self.refuse(request, reason)
         return self.begin(request)

@@ -35,6 +35,7 @@ from ._twisted.h2 import (
     stream_end_pending,
 )
 from ._twisted.request import (
+    channel_of,
     keep_alive_off,
     request_state,
     request_state_and_channel,
@@ -44,7 +45,7 @@ from ._twisted.request import (
 from ._twisted.tcp import peer_timed_out
 from ._twisted.tls import is_tls, tls_tcp_reason
 
-__all__ = ["RequestWatch", "cancel_on_disconnect", "classify"]
+__all__ = ["RequestWatch", "cancel_on_disconnect", "classify", "settle_earlier_answers"]
 
 log = Logger(namespace="twisted_close")
 
@@ -167,11 +168,8 @@ class RequestWatch:
             connection.watch = self
             delivering = connection.delivering
             if delivering:
-                # The client most likely acknowledged the answers before
-                # this request: settled now, they are let go of before this
-                # one allocates its own (settled at its end instead, they
-                # outlived a collection of the youngest objects, and the
-                # collector ran once in ~60 requests instead of never).
+                # Most likely settled already, as the request arrived
+                # (settle_earlier_answers); not if it was watched directly.
                 delivering.settle()
         # IRequest lacks notifyFinish(); every twisted.web request has it.
         finishing = request.notifyFinish()  # type: ignore[attr-defined]
@@ -522,6 +520,22 @@ def _without_repeats(
         else:
             known += (item,)
     return known
+
+
+def settle_earlier_answers(request: IRequest) -> None:
+    """
+    Settle the answers before C{request} on its connection that the client
+    acknowledged by now: asked as a request arrives, before it is admitted,
+    since those answers count against the client's caps until settled.  Its
+    client most likely acknowledged them before it asked again.  Settled at
+    this request's end instead, they outlived a collection of the youngest
+    objects, and the cyclic collector ran once in ~60 requests, not never.
+    """
+    connection = getattr(channel_of(request), NETWORK_PRODUCER, None)
+    if isinstance(connection, ConnectionWatch):
+        delivering = connection.delivering
+        if delivering:
+            delivering.settle()
 
 
 def cancel_on_disconnect(
