@@ -207,6 +207,42 @@ class DeliveryTests(SynchronousTestCase):
         server.advance(POLL)
         self.assertEqual((ledger.completed, ledger.pending), (1, 1))
 
+    def test_a_look_asks_only_once_the_kernel_has_the_answer(self) -> None:
+        # An answer Twisted still holds cannot be acknowledged: the look
+        # does not ask the kernel about it until all of it was handed over.
+        class Bytes:
+            def __init__(self) -> None:
+                self.handed_over, self.asked = 0, 0
+
+            def written(self) -> int:
+                return 100
+
+            def handed(self) -> int:
+                return self.handed_over
+
+            def acked(self) -> int:
+                self.asked += 1
+                return self.handed_over
+
+        class Answer:
+            done = False
+
+            def delivered(self) -> None:
+                self.done = True
+
+            def undelivered(self, unacknowledged: int) -> None:
+                raise AssertionError("not lost")
+
+        clock = Clock()
+        found, answer = Bytes(), Answer()
+        connection = delivery.Connection(delivery.Deliveries(clock), found)
+        self.assertTrue(connection.track(answer))
+        clock.advance(POLL * 3)
+        self.assertEqual((found.asked, answer.done), (0, False))
+        found.handed_over = 100
+        clock.advance(POLL)
+        self.assertEqual((found.asked, answer.done), (1, True))
+
 
 class PolicyTests(SynchronousTestCase):
     def test_a_bad_delivery_is_refused_by_name(self) -> None:

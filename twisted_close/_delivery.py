@@ -102,6 +102,8 @@ def _acknowledging(transport: object) -> Acknowledging | None:
 class _Bytes(Protocol):
     def written(self) -> int | None: ...
 
+    def handed(self) -> int | None: ...
+
     def acked(self) -> int | None: ...
 
 
@@ -116,6 +118,10 @@ class _OwnBytes:
         self._own = own
 
     def written(self) -> int | None:
+        return self._own.written_offset()
+
+    def handed(self) -> int | None:
+        # In memory, what is written is handed over at once.
         return self._own.written_offset()
 
     def acked(self) -> int | None:
@@ -266,7 +272,10 @@ class Deliveries:
         self._call = None
         for connection in list(self._waiting):
             answers = connection.answers
-            if answers:
+            # Not asked while the first answer waiting is not all in the
+            # kernel yet (a burst of answers still being written): it
+            # cannot be acknowledged, and a system call each is wasted.
+            if answers and (connection.bytes.handed() or 0) >= answers[0][1]:
                 acked = connection.bytes.acked()
                 if acked is not None:  # None: ending, and its loss will tell
                     answers[:] = _settle(answers, acked)

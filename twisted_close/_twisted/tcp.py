@@ -266,6 +266,13 @@ class ConnectionBytes:
         held: int = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
         return self._base + self._handed + held
 
+    def handed(self) -> int | None:
+        """
+        The offset just past the last byte the kernel took: no byte beyond
+        it can have been acknowledged.  No system call.
+        """
+        return None if self._base is None else self._base + self._handed
+
     def acked(self) -> int | None:
         """
         How many bytes the peer acknowledged; C{None} where it cannot be
