@@ -12,8 +12,9 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.protocols.tls import BufferingTLSTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -194,6 +195,20 @@ class AcknowledgementTests(SynchronousTestCase):
         connection.write(b"w" * 100)
         connection.doWrite()
         self.assertEqual(found.written(), 500)
+
+    def test_under_a_protocol_wrapper_the_tcp_transport_is_counted(self) -> None:
+        # policies.ProtocolWrapper answers getHandle() with the socket of the
+        # transport under it: the writes to count are that transport's.
+        _pair, connection, _ = _tcp_connection(self)
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.makeConnection(connection)
+        self.assertIs(tcp_transport_of(wrapper), connection)
+        found = connection_bytes(wrapper)
+        assert isinstance(found, ConnectionBytes)
+        wrapper.write(b"v" * 100)
+        connection.doWrite()
+        wrapper.write(b"w" * 50)
+        self.assertEqual((found.handed(), found.written()), (100, 150))
 
     def test_through_tls_the_offset_is_the_tcp_connections(self) -> None:
         _pair, connection, _ = _tcp_connection(self)

@@ -98,16 +98,21 @@ _family = _socket.socket.family.__get__
 def tcp_transport_of(transport: object) -> Any:
     """
     The TCP transport under C{transport}: itself, or for TLS the one under
-    C{TLSMemoryBIOProtocol} (whose C{getHandle()} is the TLS connection);
-    C{None} for anything else (a UNIX socket, a transport in memory).
-    Its C{getHandle()} is the socket.
+    C{TLSMemoryBIOProtocol} (whose C{getHandle()} is the TLS connection), or
+    under a C{ProtocolWrapper} (whose C{getHandle()} is the socket of the
+    transport under it); C{None} for anything else (a UNIX socket, a
+    transport in memory).  Its C{getHandle()} is the socket.
     """
     for _ in range(4):
         handle = getattr(transport, "getHandle", lambda: None)()
         if isinstance(handle, socket.socket):
-            if _family(handle) in _INET:
+            if _family(handle) not in _INET:
+                return None
+            # A protocol wrapper (policies.ProtocolWrapper) answers with the
+            # socket of the transport under it: that one writes to it.
+            below = getattr(transport, "transport", None)
+            if getattr(below, "getHandle", lambda: None)() is not handle:
                 return transport
-            return None
         transport = getattr(transport, "transport", None)
         if transport is None:
             return None
