@@ -276,9 +276,7 @@ class Deliveries:
             # kernel yet (a burst of answers still being written): it
             # cannot be acknowledged, and a system call each is wasted.
             if answers and (connection.bytes.handed() or 0) >= answers[0][1]:
-                acked = connection.bytes.acked()
-                if acked is not None:  # None: ending, and its loss will tell
-                    answers[:] = _settle(answers, acked)
+                connection.settle()
             if not answers:
                 self._waiting.discard(connection)
                 connection.listed = False

@@ -38,7 +38,6 @@ from ._twisted.request import (
     channel_of,
     keep_alive_off,
     request_state,
-    request_state_and_channel,
     server_closing,
     transport_of,
 )
@@ -137,7 +136,8 @@ class RequestWatch:
         # A tuple: a held request keeps a small one, not a list.
         self._pending = pending
         # The channel kept: the request drops it before the errback runs.
-        self._channel, finished, gone = request_state_and_channel(request)
+        self._channel = channel_of(request)
+        finished, gone = request_state(request)
         self._server_ending: Ending | None = None
         self._ending: Ending | None = None
         self._ended_at = 0.0

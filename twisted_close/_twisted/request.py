@@ -48,18 +48,6 @@ def request_state(request: IRequest) -> tuple[bool, bool]:
     return finished, gone
 
 
-def request_state_and_channel(request: IRequest) -> tuple[object, bool, bool]:
-    """
-    L{channel_of} and L{request_state} of C{request} at once: asked once per
-    request, as its watch begins.  Relies on what they rely on.
-    """
-    return (
-        getattr(request, "channel", None),
-        bool(getattr(request, "finished", False)),
-        bool(getattr(request, "_disconnected", False)),
-    )
-
-
 def set_client_address(request: IRequest, address: IAddress) -> None:
     """
     Make C{address} what C{request.getClientAddress()} (and so twisted.web's

@@ -267,9 +267,7 @@ class ConnectionBytes:
                 return None
         if self._base is None:
             return None
-        tcp = self._tcp
-        held: int = len(tcp.dataBuffer) - tcp.offset + tcp._tempDataLen
-        return self._base + self._handed + held
+        return self._base + self._handed + _buffered(self._tcp)
 
     def handed(self) -> int | None:
         """

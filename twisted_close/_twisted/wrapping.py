@@ -22,6 +22,8 @@ from twisted.web.http import (
     _genericHTTPChannelProtocolFactory,
 )
 
+from .channel import http11_channel, receiving_request
+
 __all__ = [
     "ConnectionHooks",
     "GuardedProtocol",
@@ -96,11 +98,8 @@ class GuardedProtocol:
 class _ReadTimed(GuardedProtocol):
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)  # type: ignore[misc]
-        # http11_channel() and receiving_request(), inline: once per read.
-        channel: Any = getattr(self, "_channel", self)
-        receiving = getattr(channel, "_handlingRequest", True) is False and (
-            channel._HTTPChannel__first_line == 0 or bool(channel._buffer)
-        )
+        channel = http11_channel(self)
+        receiving = channel is not None and receiving_request(channel)
         if receiving is (self.guard_read_timer is None):
             self.guard_hooks.reading(self, receiving)
 
