@@ -128,6 +128,19 @@ def _get_headers(path: str) -> list[tuple[str, str]]:
     ]
 
 
+def _h2_client(paths: Sequence[str]) -> H2Client:
+    """
+    An HTTP/2 client that opened the connection and one stream, a C{GET}
+    ended at once, per path: what it would send is in its
+    C{data_to_send()}.
+    """
+    client = H2Client(H2Configuration(client_side=True))
+    client.initiate_connection()
+    for n, path in enumerate(paths):
+        client.send_headers(1 + 2 * n, _get_headers(path), end_stream=True)
+    return client
+
+
 def h2_serving(
     site: Site, clock: Clock, paths: Sequence[str], **settings: object
 ) -> tuple[H2Connection, H2Client, StringTransport]:
@@ -147,10 +160,7 @@ def h2_serving(
         setattr(untyped, name, value)
     transport = StringTransport()
     server.makeConnection(transport)
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    for n, path in enumerate(paths):
-        client.send_headers(1 + 2 * n, _get_headers(path), end_stream=True)
+    client = _h2_client(paths)
     server.dataReceived(client.data_to_send())
     return server, client, transport
 
@@ -469,10 +479,7 @@ def h2_site_connection(
     untyped: Any = transport
     untyped.negotiatedProtocol = b"h2"
     protocol.makeConnection(transport)
-    client = H2Client(H2Configuration(client_side=True))
-    client.initiate_connection()
-    for n, path in enumerate(paths):
-        client.send_headers(1 + 2 * n, _get_headers(path), end_stream=True)
+    client = _h2_client(paths)
     protocol.dataReceived(client.data_to_send())
     clock.advance(0)
     return protocol, transport, client
