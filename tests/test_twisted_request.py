@@ -15,10 +15,13 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import server
 from twisted.web._http2 import H2Stream
 from twisted.web.http import HTTPChannel, Request
+from twisted.web.iweb import INonQueuedRequestFactory, IRequest
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyChannel
+from zope.interface import implementedBy
 
 from twisted_close import DelayedResource, Ending, Ledger
 from twisted_close._twisted.request import (
@@ -254,6 +257,17 @@ class BodyBoundedTests(SynchronousTestCase):
         large.gotLength(SPOOLED_FROM)
         self.assertNotIsInstance(large.content, BytesIO)
         large.content.close()
+
+    def test_a_bounded_class_declares_what_its_factory_does(self) -> None:
+        # Its own declaration (asked of it by HTTPChannel per request)
+        # keeps every interface of the class it bounds, and adds none.
+        bounded = body_bounded(server.Request, 10, lambda r, n: None)
+        self.assertIn("__implemented__", vars(bounded))
+        self.assertEqual(
+            list(implementedBy(bounded)), list(implementedBy(server.Request))
+        )
+        self.assertTrue(IRequest.implementedBy(bounded))
+        self.assertFalse(INonQueuedRequestFactory.providedBy(bounded))
 
     def test_body_length_of_an_unbounded_request_reads_its_content(self) -> None:
         resource = Holding()

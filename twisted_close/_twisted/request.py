@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IAddress
 from twisted.web.iweb import INonQueuedRequestFactory, IRequest
-from zope.interface import directlyProvides
+from zope.interface import classImplements, directlyProvides
 
 __all__ = [
     "SPOOLED_FROM",
@@ -214,6 +214,11 @@ def body_bounded(
             self.content.write(data)
 
     Bounded.__name__ = Bounded.__qualname__ = "Bounded" + factory.__name__
+    # A declaration of its own, though it adds nothing: HTTPChannel asks
+    # INonQueuedRequestFactory.providedBy() of the class for every request,
+    # and zope.interface answers a subclass without one the slow way (about
+    # 400 ns, or 0.7% of a request).
+    classImplements(Bounded)
     if INonQueuedRequestFactory.providedBy(factory):
         # What a class provides is not inherited: HTTPChannel asks.
         directlyProvides(Bounded, INonQueuedRequestFactory)
