@@ -16,7 +16,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_close import Ending, classify
+from twisted_close import Ending, Rejection, classify
 from twisted_close._endings import (
     PEER_RULES,
     RULES,
@@ -251,3 +251,14 @@ class ReadmeTests(SynchronousTestCase):
         reached |= {str(e.value) for e in _SERVER_ENDINGS}
         reached |= {str(e.value) for _, _, e in PEER_RULES if e is not None}
         self.assertEqual(listed, reached)
+
+
+class HashTests(SynchronousTestCase):
+    def test_the_facts_and_endings_hash_in_c(self) -> None:
+        # The ledger's counters are keyed by them, several lookups per
+        # interruption: Enum's own __hash__ is a Python call each.
+        for kind in (Ending, Rejection, Loss, PeerSign):
+            self.assertIs(kind.__hash__, object.__hash__)
+            members = list(kind)
+            self.assertEqual(len({m: 1 for m in members}), len(members))
+            self.assertEqual(members, [kind(m.value) for m in members])

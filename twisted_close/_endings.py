@@ -40,6 +40,10 @@ class Loss(enum.Enum):
     words of its message (see L{twisted_close._twisted.failures.loss_of}).
     """
 
+    # By identity, in C: Enum hashes the name in Python, a call per lookup of
+    # the counters keyed by these (several per interruption).
+    __hash__ = object.__hash__
+
     DONE = "ConnectionDone: a clean close (a FIN)"
     PEER_TIMEOUT = "the kernel gave up on an unanswering peer"
     ABORTED = "ConnectionAborted: the server aborted the connection"
@@ -281,6 +285,10 @@ class PeerSign(enum.Enum):
     What a connection's watch saw of its client while the request in hand
     was not reading it.
     """
+
+    # By identity, in C: Enum hashes the name in Python, a call per lookup of
+    # the counters keyed by these (several per interruption).
+    __hash__ = object.__hash__
 
     TCP_RESET = "the kernel's TCP state is CLOSE: a RST came"
     TCP_FIN = "the kernel's TCP state is CLOSE_WAIT: a FIN came"

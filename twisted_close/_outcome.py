@@ -21,6 +21,10 @@ class Ending(enum.Enum):
     How a request ended.  The value is the reason in words a user understands.
     """
 
+    # By identity, in C: Enum hashes the name in Python, a call per lookup of
+    # the counters keyed by these (several per interruption).
+    __hash__ = object.__hash__
+
     COMPLETED = "completed"
     CLIENT_CLOSED = "client closed the connection"
     CLIENT_RESET = "connection reset by the client"
@@ -75,6 +79,10 @@ class Rejection(enum.Enum):
     Why a request was refused before it took on any work.  The value is the
     reason in words, e.g. C{"overloaded"}.
     """
+
+    # By identity, in C: Enum hashes the name in Python, a call per lookup of
+    # the counters keyed by these (several per interruption).
+    __hash__ = object.__hash__
 
     BAD_REQUEST = "bad request"
     OVERLOADED = "overloaded"
