@@ -8,6 +8,8 @@ and C{tests/system/test_network_faults.py}.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -242,6 +244,87 @@ class DeliveryTests(SynchronousTestCase):
         found.handed_over = 100
         clock.advance(POLL)
         self.assertEqual((found.asked, answer.done), (1, True))
+
+
+class AfterWritesTests(SynchronousTestCase):
+    """
+    A connection's first answer, held by Twisted as it ends (on TCP the
+    transport buffers it until the reactor writes), is tracked on the next
+    turn of the reactor: answers due at once are written first.
+    """
+
+    def holding(self, client: Any, unsent: int = 40) -> Any:
+        # As a socket's transport does: what was written waits in Twisted's
+        # buffer (FileDescriptor.dataBuffer) until the reactor's writes.
+        transport = client.transport
+        transport.dataBuffer, transport.offset, transport._tempDataLen = (
+            b"x" * unsent,
+            0,
+            0,
+        )
+        transport.disconnected = False
+        return transport
+
+    def test_tracked_after_the_turn_then_completed(self) -> None:
+        server, ledger, outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        self.holding(client)
+        client.request("/")
+        # Due with the answer, run after it in the same turn.
+        seen: list[int] = []
+        server.clock.callLater(1, lambda: seen.append(len(deliveries(server.clock))))
+        server.advance(1)
+        self.assertEqual(seen, [0])
+        self.assertEqual(len(deliveries(server.clock)), 1)
+        client.acknowledge()
+        server.advance(POLL)
+        [outcome] = outcomes
+        self.assertEqual(
+            (outcome.ending, outcome.delivery), (Ending.COMPLETED, "acknowledged")
+        )
+        self.assertEqual(ledger.pending, 0)
+
+    def test_lost_within_the_turn_its_held_bytes_were_not_acknowledged(
+        self,
+    ) -> None:
+        server, ledger, outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        transport = self.holding(client, unsent=57)
+        client.request("/")
+        # The connection ends in the turn that was to write the answer.
+        server.clock.callLater(1, lambda: setattr(transport, "disconnected", True))
+        server.advance(1)
+        [outcome] = outcomes
+        self.assertEqual(
+            (outcome.ending, outcome.phase, outcome.unacknowledged),
+            (Ending.ANSWER_NOT_ACKNOWLEDGED, "delivering", 57),
+        )
+        self.assertEqual((ledger.completed, ledger.interrupted), (0, 1))
+
+    def test_a_connection_that_closes_after_it_is_tracked_at_once(self) -> None:
+        # Closed once written: its end is hooked before it can come.
+        server, _ledger, _outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        self.holding(client)
+        client.request("/", headers={"Connection": "close"})
+        seen: list[int] = []
+        server.clock.callLater(1, lambda: seen.append(len(deliveries(server.clock))))
+        server.advance(1)
+        self.assertEqual(seen, [1])
+
+    def test_nothing_held_is_tracked_at_once(self) -> None:
+        server, _ledger, _outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        self.holding(client, unsent=0)
+        client.request("/")
+        seen: list[int] = []
+        server.clock.callLater(1, lambda: seen.append(len(deliveries(server.clock))))
+        server.advance(1)
+        self.assertEqual(seen, [1])
 
 
 class PolicyTests(SynchronousTestCase):

@@ -39,6 +39,7 @@ from twisted_close._twisted.channel import (
     replace_network_producer,
     request_in_hand,
     reusable,
+    stays_open,
     stop_after_answer,
 )
 from twisted_close._twisted.failures import PeerTimedOut, loss_of
@@ -142,6 +143,27 @@ class ChannelStateTests(SynchronousTestCase):
         self.assertTrue(request_in_hand(channel))
         resource.requests[0].finish()
         self.assertFalse(request_in_hand(channel))
+
+    def test_stays_open_is_decided_before_notify_finish_fires(self) -> None:
+        # requestDone decides (and closes a connection that does not stay
+        # open) before Request.finish fires notifyFinish()'s Deferreds.
+        self.assertEqual(self._open_when_finished(b""), [(True, False)])
+        closing = self._open_when_finished(b"Connection: close\r\n")
+        self.assertEqual(closing, [(False, True)])
+        self.assertFalse(stays_open(object()))
+
+    def _open_when_finished(self, head: bytes) -> list[tuple[bool, bool]]:
+        resource = Holding()
+        protocol, transport = _site_protocol(resource)
+        channel = http11_channel(protocol)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: localhost\r\n" + head + b"\r\n")
+        [request] = resource.requests
+        seen: list[tuple[bool, bool]] = []
+        request.notifyFinish().addCallback(
+            lambda _: seen.append((stays_open(channel), transport.disconnecting))
+        )
+        request.finish()
+        return seen
 
     def test_reusable_idle_or_sending_its_head_or_body(self) -> None:
         resource = Holding()

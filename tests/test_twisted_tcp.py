@@ -31,6 +31,7 @@ from twisted_close._twisted.request import (
 from twisted_close._twisted.tcp import (
     ConnectionBytes,
     connection_bytes,
+    connection_ended,
     on_tcp_lost,
     peer_timed_out,
     tcp_socket,
@@ -138,6 +139,19 @@ class TCPTransportTests(SynchronousTestCase):
         self.assertIsNone(
             tcp_transport_of(tcp.Connection(left, Protocol(), MemoryReactor()))
         )
+
+    def test_connection_ended_through_tls_and_wrappers(self) -> None:
+        _, connection, _ = _tcp_connection(self)
+        tls = _tls_pair()[0]
+        tls.makeConnection(connection)
+        self.assertFalse(connection_ended(connection))
+        self.assertFalse(connection_ended(tls))
+        connection.connectionLost(Failure(ConnectionDone()))
+        self.assertTrue(connection_ended(connection))
+        self.assertTrue(connection_ended(tls))
+        # A transport that does not say (one in memory): not taken for ended.
+        self.assertFalse(connection_ended(SimpleNamespace(transport=None)))
+        self.assertFalse(connection_ended(None))
 
     def test_a_closed_tcp_transport_has_no_socket(self) -> None:
         _, connection, _ = _tcp_connection(self)

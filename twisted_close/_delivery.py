@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._clock import PerClock
@@ -39,6 +40,8 @@ __all__ = [
     "Delivering",
     "deliveries",
 ]
+
+log = Logger(namespace="twisted_close")
 
 POLL = 0.05
 """Seconds between two looks at the answers not yet acknowledged."""
@@ -206,6 +209,9 @@ class Deliveries:
         self._waiting: set[Connection] = set()
         self._closing: list[_Closing] = []
         self._call: IDelayedCall | None = None
+        # Called once this reactor turn's writes are done (after_writes()).
+        self._after: list[Callable[[], None]] = []
+        self._after_call: IDelayedCall | None = None
 
     def __len__(self) -> int:
         """
@@ -233,6 +239,26 @@ class Deliveries:
         if connection is None:
             connection = self._connect(transport)
         return connection
+
+    def after_writes(self, call: Callable[[], None]) -> None:
+        """
+        Call C{call} on the next turn of the reactor: after the writes of
+        this one, which come after its timers.  What a first answer finds of
+        its connection waits there, so that answers due at once go out
+        before their bookkeeping, not after all of it.
+        """
+        self._after.append(call)
+        if self._after_call is None:
+            self._after_call = self._clock.callLater(0, self._written)
+
+    def _written(self) -> None:
+        self._after_call = None
+        calls, self._after = self._after, []
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                log.failure("Watching a delivery failed")
 
     def waiting(self, connection: Connection) -> None:
         """

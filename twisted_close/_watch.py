@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Literal
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -18,7 +19,7 @@ from twisted.web.iweb import IRequest
 from ._cancellation import Cancellable, cancel
 from ._clock import default_clock
 from ._connection import ConnectionWatch
-from ._delivery import deliveries
+from ._delivery import Connection, deliveries
 from ._endings import Evidence, PeerSign, decide, decide_loss, peer_ending
 from ._http import unavailable
 from ._ledger import Ledger
@@ -26,7 +27,7 @@ from ._outcome import Ending, Outcome
 from ._policy import DEFAULT_POLICY, ConnectionPolicy
 from ._shutdown import watch_shutdown
 from ._text import describe_client, printable, raw_text
-from ._twisted.channel import NETWORK_PRODUCER
+from ._twisted.channel import NETWORK_PRODUCER, stays_open
 from ._twisted.failures import loss_of
 from ._twisted.h2 import (
     abort_stream,
@@ -41,7 +42,7 @@ from ._twisted.request import (
     server_closing,
     transport_of,
 )
-from ._twisted.tcp import peer_timed_out
+from ._twisted.tcp import connection_ended, peer_timed_out, unsent_bytes
 from ._twisted.tls import is_tls, tls_tcp_reason
 
 __all__ = ["RequestWatch", "cancel_on_disconnect", "classify", "settle_earlier_answers"]
@@ -352,7 +353,50 @@ class RequestWatch:
             return
         delivering = None if connection is None else connection.delivering
         if delivering is None:
-            delivering = deliveries(self._clock).connection(transport_of(self._channel))
+            transport = transport_of(self._channel)
+            if connection is not None and stays_open(self._channel):
+                unsent = unsent_bytes(transport)
+                if unsent:
+                    # The first answer of its connection, still in Twisted's
+                    # buffer: what is found of the connection (its TCP
+                    # socket, a TCP_INFO read, its end hooked) once this
+                    # turn's answers are written.
+                    deliveries(self._clock).after_writes(
+                        lambda: self._written(connection, transport, unsent)
+                    )
+                    return
+            self._track(connection, transport)
+            return
+        self._track(connection, None, delivering)
+
+    def _written(
+        self, connection: ConnectionWatch, transport: object, unsent: int
+    ) -> None:
+        """
+        The turn in which the first answer of C{connection} ended has written
+        what it could: that answer is tracked now.
+        """
+        if connection_ended(transport):
+            # Lost within that turn: the loss came in before the answer's
+            # bytes (C{unsent}, all held by Twisted as it ended) could be
+            # written, or their writing failed; never acknowledged.
+            self.undelivered(unsent)
+            return
+        self._track(connection, transport, connection.delivering)
+
+    def _track(
+        self,
+        connection: ConnectionWatch | None,
+        transport: object,
+        delivering: Connection | Literal[False] | None = None,
+    ) -> None:
+        """
+        Wait for the acknowledgement of the answer on its connection:
+        C{delivering}, or what is found of C{transport}'s (kept on the
+        watch of its HTTP/1.x C{connection} for its next answers).
+        """
+        if delivering is None:
+            delivering = deliveries(self._clock).connection(transport)
             if connection is not None:
                 # False: it cannot be known here, and is not asked again.
                 connection.delivering = delivering or False

@@ -120,6 +120,18 @@ def stop_after_answer(channel: object) -> None:
         channel.persistent = False
 
 
+def stays_open(channel: object) -> bool:
+    """
+    Whether C{channel}'s connection is kept open for the next request once
+    the request just finished is answered.
+
+    Relies on C{HTTPChannel.persistent}, decided by C{requestDone} (which
+    closes the connection when false) before C{Request.finish} fires
+    C{notifyFinish()}'s Deferreds.
+    """
+    return bool(getattr(channel, "persistent", False))
+
+
 def lose_connection(channel: object) -> None:
     """
     Close C{channel}'s connection once what was written has gone.

@@ -23,6 +23,7 @@ from .request import transport_of
 __all__ = [
     "ConnectionBytes",
     "connection_bytes",
+    "connection_ended",
     "on_tcp_lost",
     "peer_timed_out",
     "tcp_socket",
@@ -326,6 +327,25 @@ class _TellLost(_ConnectionLost):
         if isinstance(sock, socket.socket):
             self._lost(self._transport, sock, reason)
         self._call_below(reason)
+
+
+def connection_ended(transport: object) -> bool:
+    """
+    Whether the TCP connection under C{transport} (through TLS or a protocol
+    wrapper) has ended; C{False} for a transport that does not say (one in
+    memory).
+
+    Relies on C{FileDescriptor.disconnected}, set by C{connectionLost}, and
+    on the layers above it keeping the one below as C{transport}.
+    """
+    for _ in range(4):
+        if transport is None:
+            return False
+        ended = getattr(transport, "disconnected", None)
+        if ended is not None:
+            return bool(ended)
+        transport = getattr(transport, "transport", None)
+    return False
 
 
 def _buffered(tcp: Any) -> int:
