@@ -24,7 +24,9 @@ from twisted_close import (
     RequestWatch,
 )
 from twisted_close import _delivery as delivery
+from twisted_close._connection import ConnectionWatch
 from twisted_close._delivery import POLL, deliveries
+from twisted_close._twisted.channel import http11_channel, network_producer
 from twisted_close.testing import InMemoryServer
 
 
@@ -146,6 +148,24 @@ class DeliveryTests(SynchronousTestCase):
             client.acknowledge()
         server.advance(POLL)
         self.assertEqual((ledger.completed, len(deliveries(server.clock))), (5, 0))
+
+    def test_its_end_lets_go_of_the_channel_and_watch(self) -> None:
+        # The channel and its connection's watch hold each other: told of
+        # the end by the deliveries, the watch lets go, so that a connection
+        # closed after its answers is freed at once, not by the cyclic GC.
+        server, ledger, _ = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
+        client.request("/")
+        server.advance(1)
+        client.acknowledge()
+        server.advance(POLL)
+        connection = network_producer(http11_channel(client.channel))
+        assert isinstance(connection, ConnectionWatch)
+        self.assertIsNotNone(connection.watch)
+        client.close()
+        self.assertIsNone(connection.watch)
+        self.assertEqual(ledger.completed, 1)
 
     def test_interrupted_while_answering_or_waiting_says_where(self) -> None:
         server, _ledger, outcomes = serve()

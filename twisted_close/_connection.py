@@ -197,10 +197,11 @@ class ConnectionWatch:
 
     def lost(self) -> None:
         """
-        The connection ended with the request in hand: nothing more to
-        watch.  Let go of the channel and the request's watch, which hold
-        this in turn: a reset connection is then freed at once, not left to
-        the cyclic GC.
+        The connection ended (told by the request in hand, or by its
+        deliveries, before its channel hears of it): nothing more to watch.
+        Let go of the channel and the request's watch, which hold this in
+        turn: the connection is then freed at once, not left to the cyclic
+        GC.
         """
         self._unschedule()
         self._paused = self._half_closed = False

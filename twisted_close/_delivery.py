@@ -102,6 +102,10 @@ def _acknowledging(transport: object) -> Acknowledging | None:
     return None
 
 
+class _Watching(Protocol):
+    def lost(self) -> None: ...
+
+
 class _Bytes(Protocol):
     def written(self) -> int | None: ...
 
@@ -138,7 +142,7 @@ class Connection:
     found of it once (its TCP socket, its loss hooked) serves every answer.
     """
 
-    __slots__ = ("_owner", "answers", "bytes", "listed")
+    __slots__ = ("_owner", "answers", "bytes", "listed", "watch")
 
     def __init__(self, owner: Deliveries, found: _Bytes) -> None:
         self._owner = owner
@@ -146,6 +150,8 @@ class Connection:
         self.answers: list[tuple[Delivering, int]] = []
         # Whether its owner looks at it on its next round.
         self.listed = False
+        # What else watches the connection, told when it ends.
+        self.watch: _Watching | None = None
 
     def track(self, answer: Delivering) -> bool:
         """
@@ -326,6 +332,13 @@ class Deliveries:
         connection = self._connections.pop(key, None)
         if connection is None:
             return
+        watch, connection.watch = connection.watch, None
+        if watch is not None:
+            # Its HTTP/1.x channel and watch hold each other (and the watch
+            # this): let go now, or a connection closed after its answers
+            # is left, with its channel, transport and socket, to the
+            # cyclic GC.
+            watch.lost()
         self._waiting.discard(connection)
         connection.listed = False
         answers = connection.answers

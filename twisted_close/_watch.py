@@ -400,6 +400,8 @@ class RequestWatch:
             if connection is not None:
                 # False: it cannot be known here, and is not asked again.
                 connection.delivering = delivering or False
+                if delivering:
+                    delivering.watch = connection
         if not delivering or not delivering.track(self):
             self._facts = _UNKNOWN
             self._end(Ending.COMPLETED, 0)
