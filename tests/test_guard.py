@@ -27,8 +27,9 @@ from twisted_close import (
     classify,
     guard_connections,
 )
+from twisted_close._connection import ConnectionWatch
 from twisted_close._guard import guard_of, set_peer_timeout
-from twisted_close._twisted.channel import http11_channel
+from twisted_close._twisted.channel import http11_channel, network_producer
 from twisted_close._twisted.failures import PeerTimedOut
 from twisted_close._twisted.reactor import accept_failure
 from twisted_close._twisted.tcp import peer_timed_out, watch_peer_timeout
@@ -48,6 +49,21 @@ def serve(
     guard = guard_of(server.site)
     assert guard is not None
     return server, ledger, guard
+
+
+class ConnectionEndTests(SynchronousTestCase):
+    def test_an_ended_connection_lets_go_of_its_watch(self) -> None:
+        # Its channel and its connection's watch hold each other; with no
+        # deliveries watched ("written"), the guard hears of the end.
+        server, ledger = demo_server(30, delivery="written")
+        client = server.get("/?delay=0")
+        server.advance(0)
+        self.assertEqual(ledger.completed, 1)
+        connection = network_producer(http11_channel(client.channel))
+        assert isinstance(connection, ConnectionWatch)
+        self.assertIsNotNone(connection.watch)
+        client.close()
+        self.assertIsNone(connection.watch)
 
 
 class ReadTimeoutTests(SynchronousTestCase):

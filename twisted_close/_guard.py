@@ -37,6 +37,7 @@ from twisted.web.server import Site
 from zope.interface import provider
 
 from ._clock import default_clock
+from ._connection import ConnectionWatch
 from ._forwarded import TrustedProxies
 from ._ledger import Ledger
 from ._limits import _cap
@@ -44,6 +45,7 @@ from ._outcome import Rejection
 from ._twisted.channel import (
     close_at_once,
     http11_channel,
+    network_producer,
     nothing_unsent,
     receiving_request,
     reusable,
@@ -280,6 +282,13 @@ class ConnectionGuard:
         if protocol.guard_read_timer is not None:
             protocol.guard_read_timer.cancel()
             protocol.guard_read_timer = None
+        # Its channel and its connection's watch hold each other: let go now,
+        # not at the cyclic GC's next full collection.  The deliveries do it
+        # for a connection whose answers they watched; not with delivery
+        # "written", nor off TCP.
+        watch = network_producer(http11_channel(protocol))
+        if isinstance(watch, ConnectionWatch):
+            watch.lost()
 
     # -- read timeout -----------------------------------------------------
 
