@@ -8,6 +8,7 @@ and C{tests/system/test_network_faults.py}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -273,28 +274,45 @@ class AfterWritesTests(SynchronousTestCase):
     turn of the reactor: answers due at once are written first.
     """
 
-    def holding(self, client: Any, unsent: int = 40) -> Any:
+    def first_answer(
+        self,
+        unsent: int = 40,
+        headers: dict[str, str] | None = None,
+        in_turn: Callable[[Any], object] | None = None,
+    ) -> tuple[InMemoryServer, Ledger, list[Outcome], Any, list[int]]:
+        """
+        A connection's first answer, due at 1 s, on a transport that holds
+        C{unsent} bytes as a socket's does; C{in_turn(transport)} is called
+        after the answer, in its turn, and then how many answers the
+        deliveries track is noted (C{seen}).
+        """
+        server, ledger, outcomes = serve()
+        client = server.connect()
+        client.hold_acknowledgements()
         # As a socket's transport does: what was written waits in Twisted's
         # buffer (FileDescriptor.dataBuffer) until the reactor's writes.
-        transport = client.transport
+        transport: Any = client.transport
         transport.dataBuffer, transport.offset, transport._tempDataLen = (
             b"x" * unsent,
             0,
             0,
         )
         transport.disconnected = False
-        return transport
+        client.request("/", headers=headers)
+        seen: list[int] = []
+
+        def turn() -> None:
+            if in_turn is not None:
+                in_turn(transport)
+            seen.append(len(deliveries(server.clock)))
+
+        # Due with the answer, run after it in the same turn.
+        server.clock.callLater(1, turn)
+        server.advance(1)
+        return server, ledger, outcomes, client, seen
 
     def test_tracked_after_the_turn_then_completed(self) -> None:
-        server, ledger, outcomes = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        self.holding(client)
-        client.request("/")
-        # Due with the answer, run after it in the same turn.
-        seen: list[int] = []
-        server.clock.callLater(1, lambda: seen.append(len(deliveries(server.clock))))
-        server.advance(1)
+        server, ledger, outcomes, client, seen = self.first_answer()
         self.assertEqual(seen, [0])
         self.assertEqual(len(deliveries(server.clock)), 1)
         client.acknowledge()
@@ -308,14 +326,10 @@ class AfterWritesTests(SynchronousTestCase):
     def test_lost_within_the_turn_its_held_bytes_were_not_acknowledged(
         self,
     ) -> None:
-        server, ledger, outcomes = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        transport = self.holding(client, unsent=57)
-        client.request("/")
         # The connection ends in the turn that was to write the answer.
-        server.clock.callLater(1, lambda: setattr(transport, "disconnected", True))
-        server.advance(1)
+        _, ledger, outcomes, _, _ = self.first_answer(
+            unsent=57, in_turn=lambda t: setattr(t, "disconnected", True)
+        )
         [outcome] = outcomes
         self.assertEqual(
             (outcome.ending, outcome.phase, outcome.unacknowledged),
@@ -325,25 +339,11 @@ class AfterWritesTests(SynchronousTestCase):
 
     def test_a_connection_that_closes_after_it_is_tracked_at_once(self) -> None:
         # Closed once written: its end is hooked before it can come.
-        server, _ledger, _outcomes = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        self.holding(client)
-        client.request("/", headers={"Connection": "close"})
-        seen: list[int] = []
-        server.clock.callLater(1, lambda: seen.append(len(deliveries(server.clock))))
-        server.advance(1)
+        *_, seen = self.first_answer(headers={"Connection": "close"})
         self.assertEqual(seen, [1])
 
     def test_nothing_held_is_tracked_at_once(self) -> None:
-        server, _ledger, _outcomes = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        self.holding(client, unsent=0)
-        client.request("/")
-        seen: list[int] = []
-        server.clock.callLater(1, lambda: seen.append(len(deliveries(server.clock))))
-        server.advance(1)
+        *_, seen = self.first_answer(unsent=0)
         self.assertEqual(seen, [1])
 
 
