@@ -29,11 +29,21 @@ PEER_NAMES = (
     "aiohttp",
     "closedemo_workers",
     "closedemo_asyncio",
+    "closedemo_written",
     "bare_twisted_workers",
     "bare_twisted_aa",
 )
 WORKERS = 2
 BASELINE = "bare_twisted"
+# The closedemo peers, each with what it adds to closedemo's command line.
+CLOSEDEMO_OPTIONS = {
+    "closedemo": [],
+    "closedemo_workers": ["--workers", str(WORKERS)],
+    "closedemo_asyncio": [],
+    # What confirming each answer's acknowledgement costs: the same server
+    # counting an answer completed once written.
+    "closedemo_written": ["--delivery", "written"],
+}
 
 
 def single_process(name: str) -> bool:
@@ -62,14 +72,14 @@ def tool(name: str) -> str:
 
 def command(name: str, port: int, workdir: Path) -> list[str] | str:
     """The command line of peer C{name}, or the reason it cannot run here."""
-    if name in ("closedemo", "closedemo_workers", "closedemo_asyncio"):
-        workers = ["--workers", str(WORKERS)] if name == "closedemo_workers" else []
+    if name in CLOSEDEMO_OPTIONS:
         reactor = "asyncio" if name == "closedemo_asyncio" else "epoll"
         return [
             tool("twistd"), "-n", "--pidfile=", "-r", reactor,
             "--logfile", str(workdir / f"{name}.log"), "closedemo",
             "--listen", f"tcp:{port}:interface={HOST}:backlog=4096",
-            "--delay", "0", "--max-delay", "3600", *_closedemo_limits(), *workers,
+            "--delay", "0", "--max-delay", "3600", *_closedemo_limits(),
+            *CLOSEDEMO_OPTIONS[name],
         ]  # fmt: skip
     if name in ("bare_twisted", "bare_twisted_aa", "bare_twisted_workers"):
         workers = ["--workers", str(WORKERS)] if name.endswith("_workers") else []

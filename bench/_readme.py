@@ -26,6 +26,7 @@ NAMES = {
     "aiohttp": "aiohttp",
     "closedemo_workers": "closedemo `--workers 2`",
     "closedemo_asyncio": "closedemo on asyncio",
+    "closedemo_written": "closedemo `--delivery written`",
     "bare_twisted_workers": "bare Twisted, 2 processes",
     "bare_twisted_aa": "bare Twisted again (A/A)",
 }
