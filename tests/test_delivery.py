@@ -28,7 +28,7 @@ from twisted_close import _delivery as delivery
 from twisted_close._connection import ConnectionWatch
 from twisted_close._delivery import POLL, deliveries
 from twisted_close._twisted.channel import http11_channel, network_producer
-from twisted_close.testing import InMemoryServer
+from twisted_close.testing import Connection, InMemoryServer
 
 
 def serve(
@@ -41,6 +41,18 @@ def serve(
     ledger.observe(outcomes.append)
     resource = DelayedResource(b"hello", 1, clock=clock, ledger=ledger, policy=policy)
     return InMemoryServer(resource, clock=clock), ledger, outcomes
+
+
+def answer_unacknowledged(server: InMemoryServer) -> Connection:
+    """
+    A client whose first answer (due at 1 s) was sent and is not yet
+    acknowledged: it holds its acknowledgements until told.
+    """
+    client = server.connect()
+    client.hold_acknowledgements()
+    client.request("/")
+    server.advance(1)
+    return client
 
 
 def looks(clock: Clock) -> list[object]:
@@ -77,10 +89,7 @@ class DeliveryTests(SynchronousTestCase):
 
     def test_gone_before_its_acknowledgement_is_not_completed(self) -> None:
         server, ledger, outcomes = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        client.request("/")
-        server.advance(1)
+        client = answer_unacknowledged(server)
         with capturedLogs() as events:
             client.close()
         [outcome] = outcomes
@@ -127,10 +136,7 @@ class DeliveryTests(SynchronousTestCase):
 
     def test_written_counts_it_once_handed_over(self) -> None:
         server, _ledger, outcomes = serve(ConnectionPolicy(delivery="written"))
-        client = server.connect()
-        client.hold_acknowledgements()
-        client.request("/")
-        server.advance(1)
+        answer_unacknowledged(server)
         [outcome] = outcomes
         self.assertEqual(
             (outcome.ending, outcome.delivery), (Ending.COMPLETED, "written")
@@ -155,10 +161,7 @@ class DeliveryTests(SynchronousTestCase):
         # the end by the deliveries, the watch lets go, so that a connection
         # closed after its answers is freed at once, not by the cyclic GC.
         server, ledger, _ = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        client.request("/")
-        server.advance(1)
+        client = answer_unacknowledged(server)
         client.acknowledge()
         server.advance(POLL)
         connection = network_producer(http11_channel(client.channel))
@@ -193,10 +196,7 @@ class DeliveryTests(SynchronousTestCase):
         # The client acknowledged the first answer before it asked again:
         # it is completed as the second request begins, with no look.
         server, ledger, _ = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        client.request("/")
-        server.advance(1)
+        client = answer_unacknowledged(server)
         client.acknowledge()
         self.assertEqual((ledger.completed, ledger.pending), (0, 1))
         client.request("/")
@@ -220,10 +220,7 @@ class DeliveryTests(SynchronousTestCase):
 
     def test_the_next_request_leaves_an_answer_not_acknowledged(self) -> None:
         server, ledger, _ = serve()
-        client = server.connect()
-        client.hold_acknowledgements()
-        client.request("/")
-        server.advance(1)
+        client = answer_unacknowledged(server)
         client.request("/")
         self.assertEqual((ledger.completed, ledger.pending), (0, 2))
         client.acknowledge()
